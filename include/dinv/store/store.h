@@ -1,0 +1,92 @@
+// The experiment store (DESIGN.md "Store layout"): one parallel HDF5 file per
+// experiment, self-describing (schema version, dinv version, configuration,
+// fingerprints as attributes) and safe against crashes: stages create their
+// groups and fixed-size datasets up front, flush the metadata, and from then
+// on write raw data only, recording finished work units in a ledger.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dinv/store/h5.h"
+
+namespace dinv::store {
+
+// Bumped whenever the layout changes incompatibly.
+constexpr std::int64_t kSchemaVersion = 1;
+
+class Store {
+ public:
+  // Open the store at `path`, creating it (collectively over `comm`) when it
+  // does not exist yet. A new store gets the root attributes; an existing one
+  // must have this dinv's schema version.
+  static Store open_or_create(const std::string& path, MPI_Comm comm, const std::string& config_text);
+  // Open an existing store (collective over `comm`).
+  static Store open(const std::string& path, MPI_Comm comm, bool writable);
+
+  const std::string& path() const { return path_; }
+  const h5::Handle& file() const { return file_; }
+  MPI_Comm comm() const { return comm_; }
+
+  bool has(const std::string& object) const { return h5::exists(file_, object); }
+  h5::Handle group(const std::string& object) const;
+  h5::Handle dataset(const std::string& object) const;
+  // Metadata changes: collective, every rank with the same arguments.
+  h5::Handle create_group(const std::string& object);
+  h5::Handle create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
+  // Shape and dtype of an existing dataset must be as expected (clear error otherwise).
+  h5::Handle require_dataset(const std::string& object, at::ScalarType dtype,
+                             const std::vector<std::int64_t>& dims) const;
+
+  // A string attribute of `object` must equal `expected`; otherwise a
+  // StoreError naming the store, object, attribute, both values and `hint`.
+  void require_attribute(const std::string& object, const std::string& name, const std::string& expected,
+                         const std::string& hint) const;
+
+  void flush();
+  // Close now, reporting failures (the destructor closes silently).
+  void close();
+
+ private:
+  Store(std::string path, MPI_Comm comm, h5::Handle file) : path_(std::move(path)), comm_(comm), file_(std::move(file)) {}
+  void check_schema() const;
+
+  std::string path_;
+  MPI_Comm comm_;
+  h5::Handle file_;
+};
+
+// Which work units of a stage are finished, as the dataset `<group>/done`
+// (one byte per unit). Units are marked only after their data was written,
+// so a kill at any moment at worst redoes the units under way.
+class UnitLedger {
+ public:
+  // Collective: create the ledger of `units` units (all pending).
+  static void create(Store& store, const std::string& group, std::int64_t units);
+  // Read the ledger of `group` (fails clearly if absent or of another size).
+  UnitLedger(Store& store, const std::string& group, std::int64_t units);
+
+  std::int64_t size() const { return static_cast<std::int64_t>(done_.size()); }
+  bool is_done(std::int64_t unit) const { return done_.at(static_cast<std::size_t>(unit)) != 0; }
+  std::int64_t done_count() const;
+  // Collective: every rank passes the units it finished since its last call
+  // (possibly none). Their data must already be written.
+  void mark_done(const std::vector<std::int64_t>& units);
+
+ private:
+  Store& store_;
+  std::string name_;
+  h5::Handle dataset_;
+  std::vector<std::uint8_t> done_;
+};
+
+// The creation time recorded in a new store: $SOURCE_DATE_EPOCH when set (the
+// reproducible-builds convention, used by tests that compare bytes), else now.
+std::string creation_time();
+// "0.1.0+<git sha>"
+std::string dinv_version_string();
+
+}  // namespace dinv::store

@@ -1,0 +1,59 @@
+// The command table and the configuration schema of the whole program.
+#include "dinv/cli/command.h"
+
+#include "dinv/core/error.h"
+
+namespace dinv::cli {
+
+int run_info(CommandContext& ctx);
+
+namespace {
+
+ConfigSchema build_schema() {
+  ConfigSchema s;
+  register_run_options(s);
+  s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
+  return s;
+}
+
+// A stage that a later issue of the project delivers: refuses clearly instead
+// of pretending to work.
+std::function<int(CommandContext&)> not_in_this_build(const std::string& name) {
+  return [name](CommandContext&) -> int {
+    throw Error("'dinv " + name + "' is not part of this build of dinv yet (" +
+                "see the project's open issues); nothing was run");
+  };
+}
+
+std::vector<Command> build_commands() {
+  std::vector<Command> c;
+  c.push_back({"embed", "stage 1: learn one conditioning tensor per real image into the store",
+               "dinv embed --config FILE [--section.key=value ...]", {"run", "store"}, {}, not_in_this_build("embed")});
+  c.push_back({"generate", "stage 2: sample images from perturbed embeddings into the store",
+               "dinv generate --config FILE [--section.key=value ...]", {"run", "store"}, {},
+               not_in_this_build("generate")});
+  c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
+               "dinv train --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("train")});
+  c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
+               "dinv sweep --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("sweep")});
+  c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
+               "dinv model info|run|tokenize|init ...", {}, {}, not_in_this_build("model")});
+  c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
+               "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
+               run_info});
+  return c;
+}
+
+}  // namespace
+
+const ConfigSchema& schema() {
+  static const ConfigSchema s = build_schema();
+  return s;
+}
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> c = build_commands();
+  return c;
+}
+
+}  // namespace dinv::cli

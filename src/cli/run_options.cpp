@@ -1,0 +1,51 @@
+#include <thread>
+
+#include <ATen/Parallel.h>
+
+#include "dinv/cli/command.h"
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/dist/world.h"
+
+namespace dinv::cli {
+
+void register_run_options(ConfigSchema& s) {
+  s.add("run.seed", 0, "seed of every random stream of the run (each work unit derives its own)").min(0);
+  s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N").non_empty();
+  s.add("run.threads", 0, "intra-op CPU threads per rank (0: cores / ranks on the node)").min(0).max(1024);
+  s.add("run.log_level", "info", "log level").choices({"debug", "info", "warn", "error", "off"});
+  s.add("run.progress", "auto", "progress display: auto (bar on a terminal, lines in a file), bar, lines, off")
+      .choices({"auto", "bar", "lines", "off"});
+  s.add("run.progress_interval", 30.0, "seconds between progress lines in line mode").greater_than(0);
+}
+
+void apply_run_options(const Config& config, dist::World& world) {
+  log::set_level(log::level_from_string(config.get_string("run.log_level")));
+  world.select_device(config.get_string("run.device"));
+  auto threads = config.get_int("run.threads");
+  if (threads == 0) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, cores / std::max(1, world.local_size()));
+  }
+  at::set_num_threads(static_cast<int>(threads));
+}
+
+ParsedArgs split_args(const std::vector<std::string>& args) {
+  ParsedArgs out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--config" || a == "-c") {
+      if (i + 1 >= args.size()) throw ConfigError("--config needs a file name");
+      out.config_files.push_back(args[++i]);
+    } else if (a.rfind("--config=", 0) == 0) {
+      out.config_files.push_back(a.substr(9));
+    } else if (a.rfind("--", 0) == 0) {
+      out.overrides.push_back(a);  // "--section.key=value" or a boolean "--section.flag"
+    } else {
+      out.positional.push_back(a);
+    }
+  }
+  return out;
+}
+
+}  // namespace dinv::cli

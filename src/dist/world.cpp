@@ -1,0 +1,95 @@
+#include "dinv/dist/world.h"
+
+#include <cstdlib>
+
+#include <ATen/Context.h>
+
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+
+namespace dinv::dist {
+
+void check_mpi(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw DistError(std::string(what) + " failed: " + std::string(text, len));
+}
+
+bool World::initialised() {
+  int flag = 0;
+  MPI_Initialized(&flag);
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  return flag && !finalized;
+}
+
+World::World(int* argc, char*** argv) {
+  if (!initialised()) {
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+      throw DistError("MPI_Init_thread failed");
+    owns_mpi_ = true;
+    if (provided < MPI_THREAD_MULTIPLE) {
+      MPI_Finalize();
+      owns_mpi_ = false;
+      throw DistError("the MPI library provides thread level " + std::to_string(provided) +
+                      " but dinv needs MPI_THREAD_MULTIPLE (" + std::to_string(MPI_THREAD_MULTIPLE) +
+                      "); use an MPI built with thread support (Debian's Open MPI has it)");
+    }
+  }
+  // Errors come back as return codes, so that they become exceptions with context.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+
+  MPI_Comm node;
+  check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+            "MPI_Comm_split_type");
+  MPI_Comm_rank(node, &local_rank_);
+  MPI_Comm_size(node, &local_size_);
+  MPI_Comm_free(&node);
+  int leader = local_rank_ == 0 ? 1 : 0;
+  check_mpi(MPI_Allreduce(&leader, &node_count_, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+
+  log::set_rank(rank_, size_);
+  select_device("auto");
+}
+
+World::~World() {
+  if (owns_mpi_ && initialised()) MPI_Finalize();
+}
+
+void World::select_device(const std::string& device) {
+  const bool have_cuda = at::hasCUDA();
+  if (device == "auto") {
+    device_ = have_cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
+                                                      local_rank_ % std::max<int>(1, at::getNumGPUs())))
+                        : c10::Device(c10::kCPU);
+    return;
+  }
+  if (device == "cpu") {
+    device_ = c10::Device(c10::kCPU);
+    return;
+  }
+  if (device.rfind("cuda", 0) == 0) {
+    if (!have_cuda) throw ConfigError("run.device = '" + device + "' but no CUDA device is available to rank " + std::to_string(rank_));
+    device_ = device == "cuda" ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % at::getNumGPUs()))
+                               : c10::Device(device);
+    return;
+  }
+  throw ConfigError("run.device = '" + device + "' is not a device (allowed: auto, cpu, cuda, cuda:N)");
+}
+
+std::string World::describe() const {
+  return std::to_string(size_) + (size_ == 1 ? " rank" : " ranks") + " on " + std::to_string(node_count_) +
+         (node_count_ == 1 ? " node" : " nodes") + ", rank 0 on " + device_.str();
+}
+
+void World::abort(int code) {
+  if (initialised()) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace dinv::dist

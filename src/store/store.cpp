@@ -1,0 +1,177 @@
+#include "dinv/store/store.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <ctime>
+
+#include <ATen/ATen.h>
+
+#include "dinv/core/build_info.h"
+#include "dinv/core/error.h"
+#include "dinv/dist/world.h"
+
+namespace dinv::store {
+namespace {
+
+bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// Every rank must agree on whether the file exists before a collective open.
+bool exists_on_root(const std::string& path, MPI_Comm comm) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  int exists = rank == 0 ? static_cast<int>(file_exists(path)) : 0;
+  dist::check_mpi(MPI_Bcast(&exists, 1, MPI_INT, 0, comm), "MPI_Bcast");
+  return exists != 0;
+}
+
+}  // namespace
+
+std::string creation_time() {
+  std::time_t t = std::time(nullptr);
+  if (const char* sde = std::getenv("SOURCE_DATE_EPOCH")) t = static_cast<std::time_t>(std::atoll(sde));
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string dinv_version_string() { return std::string(DINV_VERSION) + "+" + DINV_GIT_SHA; }
+
+Store Store::open_or_create(const std::string& path, MPI_Comm comm, const std::string& config_text) {
+  if (exists_on_root(path, comm)) return open(path, comm, true);
+  // Build the new file under a temporary name and rename it when its root is
+  // complete, so that a crash during creation never leaves a half-made store.
+  const std::string partial = path + ".creating";
+  {
+    h5::Handle file = h5::create_file(partial, comm);
+    h5::Handle root = h5::open_group(file, "/");
+    h5::set_attribute(root, "schema_version", kSchemaVersion);
+    h5::set_attribute(root, "dinv_version", dinv_version_string());
+    h5::set_attribute(root, "config", config_text);
+    h5::set_attribute(root, "created", creation_time());
+    root.close("close '/' of " + partial);
+    file.close("close " + partial);
+  }
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  int rc = 0;
+  if (rank == 0 && std::rename(partial.c_str(), path.c_str()) != 0) rc = errno;
+  dist::check_mpi(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
+  if (rc != 0) throw StoreError("cannot rename " + partial + " to " + path + ": " + std::strerror(rc));
+  return open(path, comm, true);
+}
+
+Store Store::open(const std::string& path, MPI_Comm comm, bool writable) {
+  if (!exists_on_root(path, comm)) throw StoreError("store '" + path + "' does not exist");
+  h5::Handle file;
+  try {
+    file = h5::open_file(path, comm, writable);
+  } catch (const StoreError& e) {
+    throw StoreError("'" + path + "' is not a readable dinv store (not an HDF5 file, or damaged): " + e.what());
+  }
+  Store store(path, comm, std::move(file));
+  store.check_schema();
+  return store;
+}
+
+void Store::check_schema() const {
+  h5::Handle root = h5::open_group(file_, "/");
+  if (!h5::has_attribute(root, "schema_version"))
+    throw StoreError("'" + path_ + "' is an HDF5 file but not a dinv store (no schema_version attribute)");
+  const auto version = h5::int_attribute(root, "schema_version", path_);
+  if (version != kSchemaVersion)
+    throw StoreError("store '" + path_ + "' has schema version " + std::to_string(version) + " (written by dinv " +
+                     h5::string_attribute(root, "dinv_version", path_) + "); this dinv " + dinv_version_string() +
+                     " reads schema version " + std::to_string(kSchemaVersion) +
+                     ": use the matching dinv or write a new store");
+}
+
+h5::Handle Store::group(const std::string& object) const {
+  if (!has(object)) throw StoreError("store '" + path_ + "' has no group '" + object + "'");
+  return h5::open_group(file_, object);
+}
+
+h5::Handle Store::dataset(const std::string& object) const {
+  if (!has(object)) throw StoreError("store '" + path_ + "' has no dataset '" + object + "'");
+  return h5::open_dataset(file_, object);
+}
+
+h5::Handle Store::create_group(const std::string& object) { return h5::create_group(file_, object); }
+
+h5::Handle Store::create_dataset(const std::string& object, at::ScalarType dtype,
+                                 const std::vector<std::int64_t>& dims) {
+  return h5::create_dataset(file_, object, dtype, dims);
+}
+
+h5::Handle Store::require_dataset(const std::string& object, at::ScalarType dtype,
+                                  const std::vector<std::int64_t>& dims) const {
+  h5::Handle d = dataset(object);
+  const auto found = h5::dataset_dims(d);
+  const auto found_type = h5::dataset_dtype(d, object);
+  if (found != dims || found_type != dtype)
+    throw StoreError("store '" + path_ + "': dataset '" + object + "' is " + c10::toString(found_type) +
+                     c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) +
+                     c10::str(c10::IntArrayRef(dims)));
+  return d;
+}
+
+void Store::require_attribute(const std::string& object, const std::string& name, const std::string& expected,
+                              const std::string& hint) const {
+  h5::Handle obj = group(object);
+  const std::string where = "store '" + path_ + "', " + object;
+  const std::string found = h5::string_attribute(obj, name, where);
+  if (found != expected)
+    throw StoreError(where + ": " + name + " is '" + found + "' but this run has '" + expected + "'. " + hint);
+}
+
+void Store::flush() { h5::flush(file_, path_); }
+
+void Store::close() { file_.close("close store '" + path_ + "'"); }
+
+// ------------------------------------------------------------------- ledger
+
+void UnitLedger::create(Store& store, const std::string& group, std::int64_t units) {
+  store.create_dataset(group + "/done", at::kByte, {units});
+}
+
+UnitLedger::UnitLedger(Store& store, const std::string& group, std::int64_t units)
+    : store_(store), name_(group + "/done"), dataset_(store.require_dataset(name_, at::kByte, {units})) {
+  const at::Tensor flags = h5::read_all(dataset_, name_);
+  done_.assign(flags.data_ptr<std::uint8_t>(), flags.data_ptr<std::uint8_t>() + units);
+}
+
+std::int64_t UnitLedger::done_count() const {
+  std::int64_t n = 0;
+  for (auto d : done_) n += d != 0;
+  return n;
+}
+
+void UnitLedger::mark_done(const std::vector<std::int64_t>& units) {
+  // Each rank's finished units in a round are contiguous in practice (block
+  // partition); write them as runs, one collective call per run index so that
+  // every rank takes part in the same number of calls.
+  std::vector<std::pair<std::int64_t, std::int64_t>> runs;
+  for (auto u : units) {
+    if (!runs.empty() && runs.back().second == u) runs.back().second = u + 1;
+    else runs.emplace_back(u, u + 1);
+  }
+  int mine = static_cast<int>(runs.size()), most = 0;
+  dist::check_mpi(MPI_Allreduce(&mine, &most, 1, MPI_INT, MPI_MAX, store_.comm()), "MPI_Allreduce");
+  for (int i = 0; i < most; ++i) {
+    at::Tensor ones;
+    std::int64_t begin = 0;
+    if (i < mine) {
+      begin = runs[i].first;
+      ones = at::ones({runs[i].second - runs[i].first}, at::kByte);
+    }
+    h5::write_rows(dataset_, name_, begin, ones, true);
+  }
+  for (auto u : units) done_.at(static_cast<std::size_t>(u)) = 1;
+}
+
+}  // namespace dinv::store
