@@ -294,8 +294,15 @@ Config Config::resolve(const ConfigSchema& schema, const std::vector<std::string
       throw ConfigError(std::string("command line: ") + e.what());
     }
     for (const auto& opt : parsed.options) {
+      // A bare boolean flag ("--train.amp") arrives without a value.
+      const OptionSpec* spec = schema.find(opt.string_key);
+      if (opt.value.empty() && spec && spec->kind == ValueKind::boolean) {
+        entries.push_back({opt.string_key, "true", "command line"});
+        continue;
+      }
       if (opt.value.size() != 1)
-        throw ConfigError("command line: --" + opt.string_key + " needs exactly one value");
+        throw ConfigError("command line: --" + opt.string_key + " needs exactly one value (--" + opt.string_key +
+                          "=VALUE)");
       entries.push_back({opt.string_key, opt.value[0], "command line"});
     }
   }

@@ -130,6 +130,9 @@ Handle create_file(const std::string& path, MPI_Comm comm) {
   check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
   check(H5Pset_all_coll_metadata_ops(fapl.id(), 1), "H5Pset_all_coll_metadata_ops");
   check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
+  // Closing the file closes what is still open in it (handles held elsewhere
+  // become invalid), so that a store closes cleanly before a rename or exit.
+  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
   Handle fcpl = plist(H5P_FILE_CREATE, "file creation property list");
   no_times(fcpl);
   return {check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()), "create HDF5 file '" + path + "'"),
@@ -142,6 +145,7 @@ Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
   check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
   check(H5Pset_all_coll_metadata_ops(fapl.id(), 1), "H5Pset_all_coll_metadata_ops");
   check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
+  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
   return {check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()),
                 "open HDF5 file '" + path + "'"),
           H5Fclose};

@@ -1,0 +1,137 @@
+// Store behaviour on 1, 2 and 4 ranks: schema and fingerprint checks, datasets
+// of the wrong shape, collective hyperslab writes read back exactly.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+
+#include "dinv/core/error.h"
+#include "dinv/dist/communicator.h"
+#include "dinv/store/store.h"
+#include "mpi/mpi_env.h"
+
+namespace dinv::store {
+namespace {
+
+// A per-test path agreed by all ranks.
+std::string shared_path(const std::string& name) {
+  auto& w = test::world();
+  std::string dir = ::testing::TempDir();
+  int pid = static_cast<int>(getpid());
+  MPI_Bcast(&pid, 1, MPI_INT, 0, w.comm());
+  return dir + "/dinv_store_" + name + "_" + std::to_string(pid) + "_np" + std::to_string(w.size()) + ".h5";
+}
+
+TEST(Store, CollectiveRowsRoundTrip) {
+  auto& w = test::world();
+  const auto path = shared_path("rows");
+  {
+    auto s = Store::open_or_create(path, w.comm(), "[t]\n");
+    s.create_group("/g");
+    auto d = s.create_dataset("/g/x", at::kFloat, {w.size() * 3, 2});
+    at::Tensor mine = at::full({3, 2}, static_cast<float>(w.rank()));
+    h5::write_rows(d, "/g/x", w.rank() * 3, mine, true);
+    s.close();
+  }
+  auto s = Store::open(path, w.comm(), false);
+  const at::Tensor all = h5::read_all(s.dataset("/g/x"), "/g/x");
+  for (int r = 0; r < w.size(); ++r) EXPECT_TRUE(at::equal(all.narrow(0, r * 3, 3), at::full({3, 2}, static_cast<float>(r))));
+  s.close();
+  MPI_Barrier(w.comm());
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+TEST(Store, WrongSchemaVersionIsAClearError) {
+  auto& w = test::world();
+  const auto path = shared_path("schema");
+  {
+    auto s = Store::open_or_create(path, w.comm(), "");
+    h5::Handle root = h5::open_group(s.file(), "/");
+    h5::set_attribute(root, "schema_version", std::int64_t{999});
+    s.close();
+  }
+  try {
+    Store::open(path, w.comm(), false);
+    FAIL() << "opened a store of another schema";
+  } catch (const StoreError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("has schema version 999"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("reads schema version 1"), std::string::npos) << msg;
+  }
+  MPI_Barrier(w.comm());
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+TEST(Store, FingerprintAndShapeMismatchesNameBothValues) {
+  auto& w = test::world();
+  const auto path = shared_path("fp");
+  auto s = Store::open_or_create(path, w.comm(), "");
+  auto g = s.create_group("/embeddings");
+  h5::set_attribute(g, "model_fingerprint", std::string("sha-A"));
+  s.create_dataset("/embeddings/data", at::kFloat, {4, 5});
+  try {
+    s.require_attribute("/embeddings", "model_fingerprint", "sha-B", "Use a new store for another model.");
+    FAIL();
+  } catch (const StoreError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model_fingerprint is 'sha-A' but this run has 'sha-B'"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(s.require_dataset("/embeddings/data", at::kFloat, {4, 6}), StoreError);
+  EXPECT_NO_THROW(s.require_dataset("/embeddings/data", at::kFloat, {4, 5}));
+  try {
+    s.dataset("/samples/x/images");
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no dataset '/samples/x/images'"), std::string::npos);
+  }
+  s.close();
+  MPI_Barrier(w.comm());
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+TEST(Store, NotAStoreIsAClearError) {
+  auto& w = test::world();
+  const auto path = shared_path("junk");
+  if (w.is_root()) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs("not hdf5", f);
+    std::fclose(f);
+  }
+  MPI_Barrier(w.comm());
+  try {
+    Store::open(path, w.comm(), false);
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a readable dinv store"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("HDF5 error stack"), std::string::npos) << e.what();
+  }
+  MPI_Barrier(w.comm());
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+TEST(UnitLedger, MarksSurviveReopen) {
+  auto& w = test::world();
+  const auto path = shared_path("ledger");
+  {
+    auto s = Store::open_or_create(path, w.comm(), "");
+    UnitLedger::create(s, "/stage", 10);
+    UnitLedger ledger(s, "/stage", 10);
+    std::vector<std::int64_t> mine;
+    for (std::int64_t u = w.rank(); u < 10; u += w.size())
+      if (u % 3 == 0) mine.push_back(u);  // 0, 3, 6, 9
+    ledger.mark_done(mine);
+    s.close();
+  }
+  auto s = Store::open(path, w.comm(), true);
+  UnitLedger ledger(s, "/stage", 10);
+  EXPECT_EQ(ledger.done_count(), 4);
+  for (std::int64_t u = 0; u < 10; ++u) EXPECT_EQ(ledger.is_done(u), u % 3 == 0) << u;
+  EXPECT_THROW(UnitLedger(s, "/stage", 11), StoreError);
+  s.close();
+  MPI_Barrier(w.comm());
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace dinv::store
