@@ -18,7 +18,7 @@ apt_packages=(
   build-essential cmake git pkg-config ccache
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev libgtest-dev
-  libpng-dev libjpeg62-turbo-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev nlohmann-json3-dev
   python3 python3-venv
 )
 
