@@ -74,3 +74,13 @@ def test_failing_rank_aborts_job_promptly(tmp_path):
     assert r.returncode != 0
     assert "not a readable dinv store" in r.stderr
     assert time.monotonic() - start < 60
+
+
+def test_one_failing_rank_aborts_the_others_instead_of_hanging(tmp_path):
+    # Rank 1 fails while ranks 0, 2, 3 wait for it in a collective write.
+    start = time.monotonic()
+    env = dict(ENV, DINV_TEST_FAIL_RANK="1")
+    r = run(mpirun_cmd(4, WRITER, "store.h5", UNITS, ROWS, COLS, 50), cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode != 0
+    assert "error on rank 1: injected failure on rank 1" in r.stderr
+    assert time.monotonic() - start < 60
