@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dinv/core/error.h"
+#include "dinv/io/json.h"
 #include "unicode.h"
 
 namespace dinv::sd {
@@ -72,17 +73,8 @@ std::string read_text_file(const std::string& path, const std::string& what) {
   return ss.str();
 }
 
-nlohmann::json read_json(const std::string& path) {
-  const std::string text = read_text_file(path, "JSON file");
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw IoError(path + ": malformed JSON: " + e.what());
-  }
-}
-
 std::unordered_map<std::string, std::int64_t> read_vocab(const std::string& path) {
-  const nlohmann::json j = read_json(path);
+  const nlohmann::json j = io::read_json_file(path);
   if (!j.is_object()) throw IoError(path + ": expected a JSON object {token: id}, found " + j.type_name());
   std::unordered_map<std::string, std::int64_t> vocab;
   vocab.reserve(j.size());
@@ -127,7 +119,7 @@ TokenizerSettings read_settings(const std::string& dir) {
   TokenizerSettings s;
   std::vector<nlohmann::json> sources;  // first found wins
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"})
-    if (file_exists(dir + "/" + name)) sources.push_back(read_json(dir + "/" + name));
+    if (file_exists(dir + "/" + name)) sources.push_back(io::read_json_file(dir + "/" + name));
   for (auto [key, field] : {std::pair{"bos_token", &s.bos_token}, {"eos_token", &s.eos_token},
                             {"pad_token", &s.pad_token}, {"unk_token", &s.unk_token}}) {
     for (const auto& j : sources)

@@ -4,6 +4,11 @@
 //   dinv_sd_text tokenize TOKENIZER_DIR PROMPTS.json OUT.json
 //     PROMPTS.json: a JSON list of strings; OUT.json: {"ids": [[...]...],
 //     "truncated": [...], "seconds": time to tokenise them all, cold cache}
+//   dinv_sd_text encode TEXT_ENCODER_DIR IN.safetensors OUT.safetensors
+//     IN: input_ids [B, T]; OUT: last_hidden_state, penultimate_hidden_state
+//     (hidden_states[-2]) and clip_skip_1 (final_layer_norm of it)
+//   dinv_sd_text encode-prompts TOKENIZER_DIR TEXT_ENCODER_DIR PROMPTS.json last|penultimate OUT.safetensors
+//     OUT: conditioning [B, 77, D]
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -12,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dinv/core/error.h"
+#include "dinv/io/safetensors.h"
+#include "dinv/sd/clip_text.h"
 #include "dinv/sd/tokenizer.h"
 
 using namespace dinv;
@@ -46,6 +53,30 @@ int tokenize(int argc, char** argv) {
   return 0;
 }
 
+int encode(int argc, char** argv) {
+  if (argc != 5) throw ConfigError("usage: dinv_sd_text encode TEXT_ENCODER_DIR IN.safetensors OUT.safetensors");
+  sd::ClipTextModel model = sd::load_clip_text_model(argv[2]);
+  const io::SafetensorsFile in(argv[3]);
+  torch::NoGradGuard no_grad;
+  const sd::ClipTextOutput out = model->forward(in.tensor("input_ids"));
+  io::write_safetensors(argv[4], {{"last_hidden_state", out.last_hidden_state},
+                                  {"penultimate_hidden_state", out.penultimate()},
+                                  {"clip_skip_1", model->final_layer_norm(out.penultimate())}});
+  return 0;
+}
+
+int encode_prompts(int argc, char** argv) {
+  if (argc != 7)
+    throw ConfigError("usage: dinv_sd_text encode-prompts TOKENIZER_DIR TEXT_ENCODER_DIR PROMPTS.json LAYER OUT");
+  const sd::ClipTokenizer tokenizer = sd::ClipTokenizer::from_folder(argv[2]);
+  sd::ClipTextModel model = sd::load_clip_text_model(argv[3]);
+  std::ifstream in(argv[4]);
+  const auto prompts = nlohmann::json::parse(in).get<std::vector<std::string>>();
+  const at::Tensor c = sd::encode_prompts(tokenizer, model, prompts, sd::text_layer_from_string(argv[5]));
+  io::write_safetensors(argv[6], {{"conditioning", c}});
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,7 +84,9 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "make-tokenizer") return make_tokenizer(argc, argv);
     if (cmd == "tokenize") return tokenize(argc, argv);
-    std::cerr << "usage: dinv_sd_text make-tokenizer|tokenize ...\n";
+    if (cmd == "encode") return encode(argc, argv);
+    if (cmd == "encode-prompts") return encode_prompts(argc, argv);
+    std::cerr << "usage: dinv_sd_text make-tokenizer|tokenize|encode|encode-prompts ...\n";
     return 2;
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";

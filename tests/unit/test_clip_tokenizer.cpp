@@ -11,6 +11,7 @@
 
 #include "dinv/core/error.h"
 #include "dinv/sd/tokenizer.h"
+#include "unit/error_message.h"
 
 namespace dinv::sd {
 namespace {
@@ -37,17 +38,6 @@ class TinyTokenizer : public ::testing::Test {
   const std::string& dir() const { return dir_; }
 
   static constexpr const char* kFiles[] = {"vocab.json", "merges.txt", "tokenizer_config.json"};
-
-  template <class E>
-  std::string error_of(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const E& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "no error thrown";
-    return "";
-  }
 
   std::string dir_;
 };
@@ -76,43 +66,43 @@ TEST_F(TinyTokenizer, PadTokenOfTheFolderIsASpecialToken) {
 
 TEST_F(TinyTokenizer, MissingFilesAreNamed) {
   remove("merges.txt");
-  EXPECT_NE(error_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("merges.txt"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("merges.txt"), std::string::npos);
   remove("vocab.json");
-  EXPECT_NE(error_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
-  EXPECT_NE(error_of<IoError>([&] { ClipTokenizer::from_folder(dir() + "/nope"); }).find("nope"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir() + "/nope"); }).find("nope"), std::string::npos);
 }
 
 TEST_F(TinyTokenizer, MalformedMergeLineNamesFileAndLine) {
   write("merges.txt", "#version: 0.2\na b</w>\na b c\n");
-  const std::string msg = error_of<IoError>([&] { ClipTokenizer::from_folder(dir()); });
+  const std::string msg = dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("merges.txt:3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'a b c'"), std::string::npos) << msg;
 }
 
 TEST_F(TinyTokenizer, MergeResultMissingFromVocab) {
   write("merges.txt", "#version: 0.2\na b</w>\nb a</w>\n");
-  const std::string msg = error_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
+  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("merges.txt:3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'ba</w>'"), std::string::npos) << msg;
 }
 
 TEST_F(TinyTokenizer, MalformedVocabAndMissingSpecialToken) {
   write("vocab.json", R"({"a": 0, "b": )");
-  EXPECT_NE(error_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
   write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 4})");
-  const std::string msg = error_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
+  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("<|endoftext|>"), std::string::npos) << msg;
 }
 
 TEST_F(TinyTokenizer, NonUtf8PromptNamesTheByteOffset) {
   const ClipTokenizer tok = ClipTokenizer::from_folder(dir());
-  std::string msg = error_of<IoError>([&] { tok.encode("abc\xff"); });
+  std::string msg = dinv::testing::error_message_of<IoError>([&] { tok.encode("abc\xff"); });
   EXPECT_NE(msg.find("byte offset 3"), std::string::npos) << msg;
-  msg = error_of<IoError>([&] { tok.encode("a\xc3(b"); });  // continuation byte missing
+  msg = dinv::testing::error_message_of<IoError>([&] { tok.encode("a\xc3(b"); });  // continuation byte missing
   EXPECT_NE(msg.find("byte offset 2"), std::string::npos) << msg;
-  msg = error_of<IoError>([&] { tok.encode("ab\xe2\x82"); });  // truncated sequence
+  msg = dinv::testing::error_message_of<IoError>([&] { tok.encode("ab\xe2\x82"); });  // truncated sequence
   EXPECT_NE(msg.find("byte offset 2"), std::string::npos) << msg;
-  msg = error_of<IoError>([&] { tok.encode("\xc0\xaf"); });  // overlong '/'
+  msg = dinv::testing::error_message_of<IoError>([&] { tok.encode("\xc0\xaf"); });  // overlong '/'
   EXPECT_NE(msg.find("byte offset 0"), std::string::npos) << msg;
 }
 
