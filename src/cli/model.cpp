@@ -201,6 +201,7 @@ int model_info(const std::vector<std::string>& args) {
       total += count;
     } else if (auto text = sd::describe_text_component(dir, name, lo)) {
       c["architecture"] = *text;
+      c["fingerprint"] = sd::fingerprint_folder(cdir.string()).fingerprint;
     } else if (fs::is_regular_file(cdir / "config.json") || fs::is_regular_file(cdir / "scheduler_config.json")) {
       // Other components: what the folder holds.
       for (const char* cfg : {"config.json", "scheduler_config.json"})

@@ -1,7 +1,5 @@
 #include "dinv/sd/clip_text.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -11,6 +9,7 @@
 
 #include "dinv/core/error.h"
 #include "dinv/io/safetensors.h"
+#include "dinv/sd/layers.h"
 #include "dinv/sd/tokenizer.h"
 
 namespace dinv::sd {
@@ -26,52 +25,25 @@ std::string shape_str(at::IntArrayRef shape) {
 constexpr const char* kPrefix = "text_model.";
 
 // Published SD folders (and transformers 4) name the weights text_model.*;
-// transformers 5 saves CLIPTextModel without that prefix. Both load: the file's
-// names mapped to ours (which are the published ones).
-std::map<std::string, std::string> our_names(const std::vector<std::string>& file_names) {
-  const bool bare = std::none_of(file_names.begin(), file_names.end(),
-                                 [](const std::string& n) { return n.rfind(kPrefix, 0) == 0; });
-  std::map<std::string, std::string> ours;  // our name -> name in the file
-  for (const auto& n : file_names) ours[bare ? kPrefix + n : n] = n;
-  return ours;
-}
+// transformers 5 saves CLIPTextModel without that prefix. Which one a file
+// uses, and whether it carries the old position_ids buffer.
+struct WeightLayout {
+  bool prefixed = true;
+  bool position_ids = false;
+};
 
-// Older checkpoints carry this non-persistent buffer; transformers ignores it too.
-bool ignorable(const std::string& name) { return name == std::string(kPrefix) + "embeddings.position_ids"; }
-
-std::string listed(const std::vector<std::string>& names) {
-  std::string out;
-  for (size_t i = 0; i < names.size() && i < 5; ++i) out += (i ? ", " : "") + names[i];
-  if (names.size() > 5) out += " (and " + std::to_string(names.size() - 5) + " more)";
-  return out;
-}
-
-// Every name the model expects is present with its shape, and nothing else is:
-// ModelError naming the source, the tensors, expected and found otherwise.
-void check_names(const torch::OrderedDict<std::string, at::Tensor>& params,
-                 const std::map<std::string, std::vector<std::int64_t>>& found, const std::string& source) {
-  std::vector<std::string> missing, unexpected;
-  for (const auto& p : params) {
-    auto it = found.find(p.key());
-    if (it == found.end()) {
-      missing.push_back(p.key());
-    } else if (at::IntArrayRef(it->second) != p.value().sizes()) {
-      throw ModelError(source + ": tensor '" + p.key() + "' has shape " + shape_str(it->second) + ", expected " +
-                       shape_str(p.value().sizes()) + " for this text_encoder/config.json");
+WeightLayout weight_layout(const std::vector<std::string>& files) {
+  WeightLayout layout{false, false};
+  for (const auto& f : files) {
+    const io::SafetensorsFile file(f);
+    for (const auto& info : file.tensors()) {
+      const bool prefixed = info.name.rfind(kPrefix, 0) == 0;
+      layout.prefixed = layout.prefixed || prefixed;
+      const std::string bare = prefixed ? info.name.substr(std::string(kPrefix).size()) : info.name;
+      layout.position_ids = layout.position_ids || bare == "embeddings.position_ids";
     }
   }
-  for (const auto& [name, shape] : found)
-    if (!params.contains(name) && !ignorable(name)) unexpected.push_back(name);
-  if (!missing.empty())
-    throw ModelError(source + ": missing " + std::to_string(missing.size()) + " tensor(s) the CLIPTextModel needs: " +
-                     listed(missing));
-  if (!unexpected.empty())
-    throw ModelError(source + ": unexpected tensor(s) not in a CLIPTextModel of this config: " + listed(unexpected));
-}
-
-bool is_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  return layout;
 }
 
 at::Tensor quick_gelu(const at::Tensor& x) { return x * at::sigmoid(1.702 * x); }
@@ -187,10 +159,13 @@ at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x) {
   return h + mlp_(layer_norm2_(h));
 }
 
-ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c) {
+ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c, bool position_ids_buffer) {
   token_embedding_ = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   position_embedding_ =
       register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  // Older checkpoints store 0..max_positions-1 as a buffer; it is read and checked like any weight.
+  if (position_ids_buffer)
+    register_buffer("position_ids", at::arange(c.max_position_embeddings, at::kLong).unsqueeze(0));
 }
 
 at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
@@ -199,8 +174,8 @@ at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
   return token_embedding_(input_ids) + position_embedding_(positions).unsqueeze(0);
 }
 
-ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c) {
-  embeddings_ = register_module("embeddings", ClipTextEmbeddings(c));
+ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c, bool position_ids_buffer) {
+  embeddings_ = register_module("embeddings", ClipTextEmbeddings(c, position_ids_buffer));
   // transformers nests the layers as encoder.layers.N.
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   layers_ = encoder->register_module("layers", torch::nn::ModuleList());
@@ -225,8 +200,8 @@ at::Tensor ClipTextTransformerImpl::final_layer_norm(const at::Tensor& x) { retu
 
 // --- the model ----------------------------------------------------------------
 
-ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config) : config_(config) {
-  text_model_ = register_module("text_model", ClipTextTransformer(config));
+ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config, bool position_ids_buffer) : config_(config) {
+  text_model_ = register_module("text_model", ClipTextTransformer(config, position_ids_buffer));
 }
 
 ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
@@ -247,52 +222,19 @@ ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
 
 at::Tensor ClipTextModelImpl::final_layer_norm(const at::Tensor& x) { return text_model_->final_layer_norm(x); }
 
-void ClipTextModelImpl::load_weights(const std::map<std::string, at::Tensor>& tensors, const std::string& source) {
-  std::vector<std::string> file_names;
-  for (const auto& [name, t] : tensors) file_names.push_back(name);
-  const auto names = our_names(file_names);
-  std::map<std::string, std::vector<std::int64_t>> found;
-  for (const auto& [ours, theirs] : names) found[ours] = tensors.at(theirs).sizes().vec();
-  const auto params = named_parameters();
-  check_names(params, found, source);
-  torch::NoGradGuard no_grad;
-  for (const auto& p : params) p.value().copy_(tensors.at(names.at(p.key())));
-}
-
-void ClipTextModelImpl::load_safetensors(const std::string& path) {
-  const io::SafetensorsFile file(path);
-  std::vector<std::string> file_names;
-  for (const auto& info : file.tensors()) file_names.push_back(info.name);
-  const auto names = our_names(file_names);
-  std::map<std::string, std::vector<std::int64_t>> found;
-  for (const auto& [ours, theirs] : names) found[ours] = file.info(theirs).shape;
-  const auto params = named_parameters();
-  check_names(params, found, path);
-  torch::NoGradGuard no_grad;
-  for (const auto& p : params) {
-    const std::string& name = names.at(p.key());
-    at::Tensor dst = p.value();
-    if (file.info(name).dtype == dst.scalar_type() && dst.is_cpu() && dst.is_contiguous())
-      file.read_into(name, dst);  // straight from the file, no second copy
-    else
-      dst.copy_(file.tensor(name));
-  }
-}
-
-ClipTextModel load_clip_text_model(const std::string& dir) {
-  const std::string config_path = dir + "/config.json";
-  const ClipTextConfig config = ClipTextConfig::from_json(io::read_json_file(config_path), config_path);
-  const std::string weights = dir + "/model.safetensors";
-  if (!is_file(weights)) {
-    for (const char* pickle : {"pytorch_model.bin", "model.ckpt", "model.pt"})
-      if (is_file(dir + "/" + pickle))
-        throw ModelError(dir + "/" + pickle + " is a pickle file, which dinv never loads (it can run code): " +
-                         "convert it to " + weights + " (e.g. save_pretrained(..., safe_serialization=True))");
-    throw IoError(weights + ": file missing (the text encoder's weights)");
-  }
-  ClipTextModel model(config);
+ClipTextModel load_clip_text_model(const std::string& dir, const LoadOptions& options, const std::string& component) {
+  const ComponentFiles files = find_component(dir, component, options.variant, {"model"});
+  const ClipTextConfig config = ClipTextConfig::from_json(io::read_json_file(files.config), files.config);
+  const WeightLayout layout = weight_layout(files.weights);
+  ClipTextModel model(config, layout.position_ids);
+  model->to(options.device);
+  for (auto& p : model->parameters()) p.set_data(p.data().to(options.dtype));  // buffers keep their int64
+  // Bare names (transformers 5) are the names inside text_model.
+  torch::nn::Module* root = model.get();
+  if (!layout.prefixed) root = model->text_model().get();
+  load_weights(*root, files.weights, options);
+  freeze(*model);
   model->eval();
-  model->load_safetensors(weights);
   return model;
 }
 

@@ -5,6 +5,7 @@
 //     PROMPTS.json: a JSON list of strings; OUT.json: {"ids": [[...]...],
 //     "truncated": [...], "seconds": time to tokenise them all, cold cache}
 //   dinv_sd_text encode TEXT_ENCODER_DIR IN.safetensors OUT.safetensors
+//     (TEXT_ENCODER_DIR: a text_encoder/ folder, e.g. as transformers saves it)
 //     IN: input_ids [B, T]; OUT: last_hidden_state, penultimate_hidden_state
 //     (hidden_states[-2]) and clip_skip_1 (final_layer_norm of it)
 //   dinv_sd_text encode-prompts TOKENIZER_DIR TEXT_ENCODER_DIR PROMPTS.json last|penultimate OUT.safetensors
@@ -53,9 +54,15 @@ int tokenize(int argc, char** argv) {
   return 0;
 }
 
+sd::ClipTextModel load_encoder(const std::string& folder) {
+  const size_t slash = folder.find_last_of('/');
+  if (slash == std::string::npos) return sd::load_clip_text_model(".", {}, folder);
+  return sd::load_clip_text_model(folder.substr(0, slash), {}, folder.substr(slash + 1));
+}
+
 int encode(int argc, char** argv) {
   if (argc != 5) throw ConfigError("usage: dinv_sd_text encode TEXT_ENCODER_DIR IN.safetensors OUT.safetensors");
-  sd::ClipTextModel model = sd::load_clip_text_model(argv[2]);
+  sd::ClipTextModel model = load_encoder(argv[2]);
   const io::SafetensorsFile in(argv[3]);
   torch::NoGradGuard no_grad;
   const sd::ClipTextOutput out = model->forward(in.tensor("input_ids"));
@@ -69,7 +76,7 @@ int encode_prompts(int argc, char** argv) {
   if (argc != 7)
     throw ConfigError("usage: dinv_sd_text encode-prompts TOKENIZER_DIR TEXT_ENCODER_DIR PROMPTS.json LAYER OUT");
   const sd::ClipTokenizer tokenizer = sd::ClipTokenizer::from_folder(argv[2]);
-  sd::ClipTextModel model = sd::load_clip_text_model(argv[3]);
+  sd::ClipTextModel model = load_encoder(argv[3]);
   std::ifstream in(argv[4]);
   const auto prompts = nlohmann::json::parse(in).get<std::vector<std::string>>();
   const at::Tensor c = sd::encode_prompts(tokenizer, model, prompts, sd::text_layer_from_string(argv[5]));

@@ -51,7 +51,7 @@ class TinyTextEncoder : public ::testing::Test {
 
 TEST_F(TinyTextEncoder, RoundTripGivesTheSameOutputs) {
   save(weights_);
-  ClipTextModel loaded = load_clip_text_model(dir_);
+  ClipTextModel loaded = load_clip_text_model(dir_, {}, ".");
   const at::Tensor ids = at::randint(0, 50, {3, 8}, at::kLong);
   torch::NoGradGuard no_grad;
   const ClipTextOutput a = model_->forward(ids), b = loaded->forward(ids);
@@ -66,13 +66,13 @@ TEST_F(TinyTextEncoder, BareNamesAsTransformers5SavesThem) {
   for (const auto& [k, v] : weights_) bare[k.substr(std::string("text_model.").size())] = v;
   bare["embeddings.position_ids"] = at::arange(8, at::kLong).unsqueeze(0);  // ignored, as transformers does
   save(bare);
-  EXPECT_NO_THROW(load_clip_text_model(dir_));
+  EXPECT_NO_THROW(load_clip_text_model(dir_, {}, "."));
 }
 
 TEST_F(TinyTextEncoder, MissingTensorIsNamed) {
   weights_.erase("text_model.encoder.layers.1.mlp.fc2.bias");
   save(weights_);
-  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_); });
+  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_, {}, "."); });
   EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
   EXPECT_NE(msg.find("text_model.encoder.layers.1.mlp.fc2.bias"), std::string::npos) << msg;
 }
@@ -80,7 +80,7 @@ TEST_F(TinyTextEncoder, MissingTensorIsNamed) {
 TEST_F(TinyTextEncoder, WrongShapeNamesExpectedAndFound) {
   weights_["text_model.encoder.layers.0.self_attn.q_proj.weight"] = at::zeros({16, 12});
   save(weights_);
-  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_); });
+  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_, {}, "."); });
   EXPECT_NE(msg.find("q_proj.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[16, 12]"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[16, 16]"), std::string::npos) << msg;
@@ -89,15 +89,16 @@ TEST_F(TinyTextEncoder, WrongShapeNamesExpectedAndFound) {
 TEST_F(TinyTextEncoder, UnexpectedTensorIsNamed) {
   weights_["text_model.encoder.layers.2.mlp.fc1.weight"] = at::zeros({24, 16});
   save(weights_);
-  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_); });
+  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_, {}, "."); });
   EXPECT_NE(msg.find("unexpected"), std::string::npos) << msg;
   EXPECT_NE(msg.find("layers.2.mlp.fc1.weight"), std::string::npos) << msg;
 }
 
 TEST_F(TinyTextEncoder, MissingWeightsAndPickleFiles) {
-  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { load_clip_text_model(dir_); }).find("model.safetensors"), std::string::npos);
+  const std::string none = dinv::testing::error_message_of<Error>([&] { load_clip_text_model(dir_, {}, "."); });
+  EXPECT_NE(none.find("model.safetensors"), std::string::npos) << none;
   std::ofstream(dir_ + "/pytorch_model.bin") << "not loaded";
-  const std::string msg = dinv::testing::error_message_of<ModelError>([&] { load_clip_text_model(dir_); });
+  const std::string msg = dinv::testing::error_message_of<Error>([&] { load_clip_text_model(dir_, {}, "."); });
   EXPECT_NE(msg.find("pickle"), std::string::npos) << msg;
   EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
 }

@@ -17,6 +17,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "dinv/io/json.h"
+#include "dinv/sd/loader.h"
 
 namespace dinv::sd {
 
@@ -80,7 +81,7 @@ TORCH_MODULE(ClipEncoderLayer);
 
 class ClipTextEmbeddingsImpl : public torch::nn::Module {
  public:
-  ClipTextEmbeddingsImpl(const ClipTextConfig& config);
+  ClipTextEmbeddingsImpl(const ClipTextConfig& config, bool position_ids_buffer = false);
   at::Tensor forward(const at::Tensor& input_ids);
 
  private:
@@ -91,7 +92,7 @@ TORCH_MODULE(ClipTextEmbeddings);
 // transformers' CLIPTextTransformer ("text_model").
 class ClipTextTransformerImpl : public torch::nn::Module {
  public:
-  ClipTextTransformerImpl(const ClipTextConfig& config);
+  ClipTextTransformerImpl(const ClipTextConfig& config, bool position_ids_buffer = false);
   ClipTextOutput forward(const at::Tensor& input_ids);
   at::Tensor final_layer_norm(const at::Tensor& x);
 
@@ -104,18 +105,14 @@ TORCH_MODULE(ClipTextTransformer);
 
 class ClipTextModelImpl : public torch::nn::Module {
  public:
-  explicit ClipTextModelImpl(const ClipTextConfig& config);
+  // `position_ids_buffer`: hold the embeddings.position_ids buffer that older
+  // checkpoints carry (the values are fixed; it only lets such files load by name).
+  explicit ClipTextModelImpl(const ClipTextConfig& config, bool position_ids_buffer = false);
   // input_ids: [B, T] integer, T <= max_position_embeddings.
   ClipTextOutput forward(const at::Tensor& input_ids);
   at::Tensor final_layer_norm(const at::Tensor& x);
   const ClipTextConfig& config() const { return config_; }
-
-  // Copies weights by transformers' names: text_model.* as published, or the
-  // same names without the prefix as transformers 5 saves them. Names the source and the tensor on a
-  // missing, unexpected or wrong-shaped tensor (ModelError). The non-persistent
-  // `text_model.embeddings.position_ids` of older checkpoints is ignored.
-  void load_weights(const std::map<std::string, at::Tensor>& tensors, const std::string& source);
-  void load_safetensors(const std::string& path);  // one file, read straight into the parameters
+  ClipTextTransformer text_model() const { return text_model_; }
 
  private:
   ClipTextConfig config_;
@@ -123,8 +120,12 @@ class ClipTextModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ClipTextModel);
 
-// text_encoder/ folder: config.json + model.safetensors (pickle files refused).
-ClipTextModel load_clip_text_model(const std::string& dir);
+// DIR/COMPONENT/config.json + model[.VARIANT].safetensors (or shards), through
+// sd::load_weights: missing / unexpected / wrong-shape tensors are ModelErrors
+// naming file and tensor; pickle files are refused. Weight names: text_model.*
+// as published, or bare as transformers 5 saves them. Frozen, in eval mode.
+ClipTextModel load_clip_text_model(const std::string& dir, const LoadOptions& options = {},
+                                   const std::string& component = "text_encoder");
 
 // Which hidden state conditions the UNet.
 enum class TextLayer {
