@@ -77,3 +77,21 @@ def test_info_describes_text_components(model):
     out = dinv("model", "info", model).stdout
     assert "CLIPTextModel: 5 layers, width 32, 4 heads, quick_gelu" in out
     assert "CLIPTokenizer: 49408 tokens, max length 77, pad '<|endoftext|>' (id 49407)" in out
+
+
+def test_encode_prompts_matches_diffusers_pipeline(model, tmp_path):
+    """Our conditioning for prompts and for the empty (unconditional) prompt = diffusers' encode_prompt."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False)
+    prompts = ["a cat", "A dog on the moon, 8k!"]
+    cond, uncond = pipe.encode_prompt(prompts, "cpu", 1, True, negative_prompt=["", ""])
+    (tmp_path / "p.json").write_text(json.dumps(prompts + [""]))
+    dst = tmp_path / "c.safetensors"
+    subprocess.run([os.environ["DINV_SD_TEXT"], "encode-prompts", model / "tokenizer", model / "text_encoder",
+                    tmp_path / "p.json", "last", dst], check=True)
+    ours = load_file(str(dst))["conditioning"]
+    assert rel_err(ours[:2], cond) <= 1e-4
+    assert rel_err(ours[2:], uncond[:1]) <= 1e-4
