@@ -69,6 +69,19 @@ TEST_F(TinyTextEncoder, BareNamesAsTransformers5SavesThem) {
   EXPECT_NO_THROW(load_clip_text_model(dir_, {}, "."));
 }
 
+TEST_F(TinyTextEncoder, HalfPrecisionVariantLoadsIntoFloat) {
+  std::map<std::string, at::Tensor> half;
+  for (const auto& [k, v] : weights_) half[k] = v.to(at::kHalf);
+  io::write_safetensors(dir_ + "/model.fp16.safetensors", half);
+  LoadOptions options;
+  options.variant = "fp16";
+  ClipTextModel loaded = load_clip_text_model(dir_, options, ".");
+  std::remove((dir_ + "/model.fp16.safetensors").c_str());
+  const auto& w = loaded->named_parameters()["text_model.encoder.layers.1.mlp.fc1.weight"];
+  EXPECT_EQ(w.scalar_type(), at::kFloat);
+  EXPECT_TRUE(at::equal(w, half["text_model.encoder.layers.1.mlp.fc1.weight"].to(at::kFloat)));
+}
+
 TEST_F(TinyTextEncoder, MissingTensorIsNamed) {
   weights_.erase("text_model.encoder.layers.1.mlp.fc2.bias");
   save(weights_);
