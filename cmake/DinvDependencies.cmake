@@ -50,6 +50,9 @@ if(POLICY CMP0167)
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
 
+# --- zlib (gzip-compressed data files such as the CLIP merge list) -------------
+find_package(ZLIB REQUIRED)
+
 # --- GoogleTest ---------------------------------------------------------------
 if(DINV_BUILD_TESTS)
   find_package(GTest REQUIRED)
