@@ -2,11 +2,18 @@
 #include "dinv/cli/command.h"
 
 #include "dinv/core/error.h"
+#include "dinv/data/readers.h"
+#include "dinv/diffusion/scheduler.h"
+#include "dinv/generation/generate.h"
+#include "dinv/inversion/embed.h"
 
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
 int run_model(dist::World& world, const std::vector<std::string>& args);
+int run_embed(CommandContext& ctx);
+int run_generate(CommandContext& ctx);
+void register_model_options(ConfigSchema& s);
 
 namespace {
 
@@ -14,6 +21,11 @@ ConfigSchema build_schema() {
   ConfigSchema s;
   register_run_options(s);
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
+  register_model_options(s);
+  data::register_data_options(s);
+  inversion::register_embed_options(s);
+  diffusion::register_diffusion_options(s);
+  generation::register_generate_options(s);
   return s;
 }
 
@@ -29,10 +41,11 @@ std::function<int(CommandContext&)> not_in_this_build(const std::string& name) {
 std::vector<Command> build_commands() {
   std::vector<Command> c;
   c.push_back({"embed", "stage 1: learn one conditioning tensor per real image into the store",
-               "dinv embed --config FILE [--section.key=value ...]", {"run", "store"}, {}, not_in_this_build("embed")});
+               "dinv embed --config FILE [--section.key=value ...]", {"run", "store", "model", "data", "embed"}, {},
+               run_embed});
   c.push_back({"generate", "stage 2: sample images from perturbed embeddings into the store",
-               "dinv generate --config FILE [--section.key=value ...]", {"run", "store"}, {},
-               not_in_this_build("generate")});
+               "dinv generate --config FILE [--section.key=value ...]",
+               {"run", "store", "model", "generate", "sampler"}, {}, run_generate});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
                "dinv train --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("train")});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",

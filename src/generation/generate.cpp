@@ -25,10 +25,6 @@ void register_generate_options(ConfigSchema& s) {
   s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1);
   s.add("generate.interpolation", 0.1, "interpolation strength s towards the partner embedding").min(0).max(1);
   s.add("generate.emb_noise", 0.1, "standard deviation of the Gaussian noise added to the embedding").min(0);
-  s.add("generate.guidance", 2.0, "classifier-free guidance scale w").min(0);
-  s.add("generate.sampler", "auto", "sampler (auto: the model folder's own scheduler)")
-      .choices({"auto", "ddim", "pndm", "dpmpp", "euler", "euler_a"});
-  s.add("generate.steps", 100, "sampling steps").min(1).max(1000);
   s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8);
   s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1);
   s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
@@ -41,6 +37,7 @@ void register_generate_options(ConfigSchema& s) {
   s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
       .choices({"source", "class"});
   s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
+  s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
 }
 
 GenerateSettings generate_settings(const Config& c) {
@@ -49,9 +46,9 @@ GenerateSettings generate_settings(const Config& c) {
   s.num_samples = c.get_int("generate.num_samples");
   s.interpolation = c.get_real("generate.interpolation");
   s.emb_noise = c.get_real("generate.emb_noise");
-  s.guidance = c.get_real("generate.guidance");
-  s.sampler = c.get_string("generate.sampler");
-  s.steps = c.get_int("generate.steps");
+  s.guidance = c.get_real("sampler.guidance");
+  s.sampler = c.get_string("sampler.name");
+  s.steps = c.get_int("sampler.steps");
   s.sampling_resolution = c.get_int("generate.sampling_resolution");
   s.save_resolution = c.get_int("generate.save_resolution");
   s.resize_filter = c.get_string("generate.resize_filter");
@@ -97,7 +94,13 @@ std::uint64_t sample_seed(const GenerateSettings& s, std::int64_t source, std::i
                      {static_cast<std::uint64_t>(source + 1), static_cast<std::uint64_t>(k), what});
 }
 
-enum : std::uint64_t { kPartners = 1, kEmbeddingNoise = 2, kSampler = 3 };
+enum : std::uint64_t { kPartners = 1, kEmbeddingNoise = 2 };
+
+// Sample m's sampler generator is seeded from (run seed, m).
+std::vector<SampleSpec> with_seeds(std::vector<SampleSpec> specs, const GenerationModel& m) {
+  for (std::size_t i = 0; i < specs.size(); ++i) specs[i].seed = m.sample_seed(static_cast<std::int64_t>(i));
+  return specs;
+}
 
 struct SourceData {
   std::vector<std::int64_t> labels;
@@ -114,13 +117,13 @@ SourceData read_source(const store::Store& st) {
   return d;
 }
 
-std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData& src) {
+std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData& src, const GenerationModel& m) {
   std::vector<SampleSpec> specs;
   const auto n = static_cast<std::int64_t>(src.labels.size());
   if (s.mode == "prompt" && s.prompt_per == "class") {
     for (std::int64_t c = 0; c < static_cast<std::int64_t>(src.class_names.size()); ++c)
-      for (std::int64_t k = 0; k < s.num_samples; ++k) specs.push_back({-1, -1, c, k, sample_seed(s, -1 - c, k, kSampler)});
-    return specs;
+      for (std::int64_t k = 0; k < s.num_samples; ++k) specs.push_back({-1, -1, c, k, 0});
+    return with_seeds(specs, m);
   }
   for (std::int64_t i = 0; i < n; ++i) {
     std::vector<std::int64_t> partners;
@@ -131,9 +134,9 @@ std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData
       for (auto j : draw_partners(group, i - g0, s.num_samples, sample_seed(s, i, 0, kPartners))) partners.push_back(g0 + j);
     }
     for (std::int64_t k = 0; k < s.num_samples; ++k)
-      specs.push_back({i, partners.empty() ? -1 : partners[k], src.labels[i], k, sample_seed(s, i, k, kSampler)});
+      specs.push_back({i, partners.empty() ? -1 : partners[k], src.labels[i], k, 0});
   }
-  return specs;
+  return with_seeds(specs, m);
 }
 
 // Embedding rows of a group, read once per chunk that needs them.
@@ -276,7 +279,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   auto st = store::Store::open(store_path, world.comm(), true);
   if (s.mode == "embedding") check_embeddings(st, model);
   const SourceData src = read_source(st);
-  const auto specs = plan_samples(s, src);
+  const auto specs = plan_samples(s, src, model);
   const auto count = static_cast<std::int64_t>(specs.size());
   out.images = count;
   out.chunks_total = dist::chunk_count(count, s.chunk_size);
@@ -308,9 +311,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
     for (auto b = r.begin; b < r.end; b += s.batch_size) {
       const std::vector<SampleSpec> batch(specs.begin() + b, specs.begin() + std::min(r.end, b + s.batch_size));
       const auto [cond, uncond] = conditioning(s, batch, model, rows.get(), src);
-      std::vector<std::uint64_t> seeds;
-      for (const auto& sp : batch) seeds.push_back(sp.seed);
-      at::Tensor sampled = model.sample(cond, uncond, seeds).cpu();
+      at::Tensor sampled = model.sample(cond, uncond, b).cpu();
       if (sampled.size(1) != s.save_resolution || sampled.size(2) != s.save_resolution)
         sampled = io::resize(sampled, s.save_resolution, s.save_resolution, filter);
       images.push_back(sampled);

@@ -26,9 +26,9 @@ struct GenerateSettings {
   std::int64_t num_samples = 5;
   double interpolation = 0.1;
   double emb_noise = 0.1;
-  double guidance = 2.0;
-  std::string sampler = "auto";
-  std::int64_t steps = 100;
+  double guidance = 2.0;        // sampler.guidance
+  std::string sampler = "folder";  // sampler.name
+  std::int64_t steps = 100;     // sampler.steps
   std::int64_t sampling_resolution = 128;
   std::int64_t save_resolution = 32;
   std::string resize_filter = "bicubic";
@@ -45,10 +45,13 @@ struct GenerateSettings {
 // the sd / diffusion modules with the sampler, steps, guidance and sampling
 // resolution of the settings).
 struct GenerationModel {
-  // Guided sampling: cond and uncond [B, T, D]; one seed per sample (its
-  // initial latents and any sampler noise) -> uint8 [B, R, R, 3].
-  std::function<at::Tensor(const at::Tensor& cond, const at::Tensor& uncond, const std::vector<std::uint64_t>& seeds)>
-      sample;
+  // Guided sampling of cond and uncond [B, T, D] whose rows are the samples
+  // first_index, first_index + 1, ... of the run: each row's initial latents
+  // and sampler noise come from its own generator, seeded from (run seed,
+  // sample index) -> uint8 [B, R, R, 3] at the sampling resolution.
+  std::function<at::Tensor(const at::Tensor& cond, const at::Tensor& uncond, std::int64_t first_index)> sample;
+  // The seed of sample `index`'s generator (stored with every sample).
+  std::function<std::uint64_t(std::int64_t index)> sample_seed;
   // Text conditioning [B, 77, D] of prompts (prompt mode, empty-prompt uncond).
   std::function<at::Tensor(const std::vector<std::string>& prompts)> encode_prompts;
   std::string fingerprint;  // must equal the embeddings' model fingerprint
@@ -66,7 +69,7 @@ struct SampleSpec {
   std::int64_t partner = -1;  // dataset index of the partner (-1: none)
   std::int64_t label = 0;
   std::int64_t index = 0;     // k, the sample index of its source (or class)
-  std::uint64_t seed = 0;     // the sampler's seed for this sample
+  std::uint64_t seed = 0;     // the seed of the sample's generator
 };
 
 struct GenerateOutcome {
