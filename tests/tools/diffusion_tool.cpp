@@ -8,6 +8,9 @@
 //     the trajectory x_{i+1} = step(model_outputs[i], i, x_i, noise[i]) from IN/sample.npy,
 //     IN/model_outputs.npy [S, ...] and IN/noise.npy [S, ...] (stochastic samplers), and writes
 //     DIR/samples.npy [S + 1, ...] and DIR/scaled.npy [S, ...] (the scaled model inputs).
+//   dinv_diffusion_tool schedule --config scheduler_config.json --out DIR [--in DIR]
+//     writes DIR/betas.npy and DIR/alphas_cumprod.npy; with --in (IN/x0.npy, IN/noise.npy,
+//     IN/t.npy int64 [B]) also DIR/noisy.npy, DIR/velocity.npy and DIR/target.npy.
 //   dinv_diffusion_tool resize --in image.npy --height H --width W [--filter bicubic] --out out.npy
 #include <iostream>
 #include <map>
@@ -69,6 +72,20 @@ int run_sampler(const std::map<std::string, std::string>& f) {
   return 0;
 }
 
+int run_schedule(const std::map<std::string, std::string>& f) {
+  const dinv::diffusion::NoiseSchedule schedule(dinv::diffusion::SchedulerConfig::from_file(get(f, "config")));
+  const std::string out = get(f, "out");
+  write_npy(out + "/betas.npy", schedule.betas());
+  write_npy(out + "/alphas_cumprod.npy", schedule.alphas_cumprod());
+  if (!f.count("in")) return 0;
+  const std::string in = f.at("in");
+  const at::Tensor x0 = read_npy(in + "/x0.npy"), noise = read_npy(in + "/noise.npy"), t = read_npy(in + "/t.npy");
+  write_npy(out + "/noisy.npy", schedule.add_noise(x0, noise, t));
+  write_npy(out + "/velocity.npy", schedule.get_velocity(x0, noise, t));
+  write_npy(out + "/target.npy", schedule.training_target(x0, noise, t));
+  return 0;
+}
+
 int run_resize(const std::map<std::string, std::string>& f) {
   const at::Tensor image = read_npy(get(f, "in"));
   const auto filter = dinv::io::resize_filter_from_string(get(f, "filter", "bicubic"));
@@ -86,6 +103,7 @@ int main(int argc, char** argv) {
     const auto flags = parse_flags(argc, argv);
     if (command == "sampler") return run_sampler(flags);
     if (command == "resize") return run_resize(flags);
+    if (command == "schedule") return run_schedule(flags);
     throw std::runtime_error("unknown command " + command);
   } catch (const dinv::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
