@@ -2,6 +2,7 @@
 #include "dinv/cli/command.h"
 
 #include "dinv/core/error.h"
+#include "dinv/diffusion/scheduler.h"
 
 namespace dinv::cli {
 
@@ -12,6 +13,7 @@ namespace {
 ConfigSchema build_schema() {
   ConfigSchema s;
   register_run_options(s);
+  diffusion::register_diffusion_options(s);
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
   return s;
 }
