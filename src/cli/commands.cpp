@@ -7,6 +7,7 @@
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
+int run_model(dist::World& world, const std::vector<std::string>& args);
 
 namespace {
 
@@ -39,7 +40,7 @@ std::vector<Command> build_commands() {
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
                "dinv sweep --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("sweep")});
   c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
-               "dinv model info|run|tokenize|init ...", {}, {}, not_in_this_build("model")});
+               "dinv model info|run|tokenize|init ...", {}, {}, nullptr, run_model});
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
                "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
                run_info});

@@ -37,6 +37,11 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const;  // "__metadata__"
   // A CPU tensor viewing the mapped bytes (kept alive by the tensor itself).
   at::Tensor tensor(const std::string& name) const;
+  // Read a tensor's bytes into `dst`, which must have the file's dtype and
+  // shape (IoError naming the file, tensor, expected and found otherwise).
+  // A contiguous CPU `dst` is filled straight from the file, so loading a
+  // model never holds a second copy of the weights.
+  void read_into(const std::string& name, at::Tensor& dst) const;
 
  private:
   struct Impl;

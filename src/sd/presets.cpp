@@ -1,0 +1,210 @@
+#include "dinv/sd/presets.h"
+
+#include <filesystem>
+
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/io/safetensors.h"
+#include "dinv/sd/layers.h"
+#include "dinv/sd/text_hooks.h"
+#include "dinv/sd/unet.h"
+#include "dinv/sd/vae.h"
+
+namespace fs = std::filesystem;
+
+namespace dinv::sd {
+
+using io::Json;
+
+namespace {
+
+constexpr const char* kDiffusersVersion = "0.42.1";
+
+void check_preset(const std::string& p) {
+  for (const auto& n : preset_names())
+    if (n == p) return;
+  std::string list;
+  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+  throw ConfigError("unknown model preset '" + p + "' (allowed: " + list + ")");
+}
+
+Json sd_down() { return Json::array({"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}); }
+Json sd_up() { return Json::array({"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}); }
+
+}  // namespace
+
+const std::vector<std::string>& preset_names() {
+  static const std::vector<std::string> names{"tiny", "sd15", "sd21"};
+  return names;
+}
+
+Json preset_unet_config(const std::string& preset) {
+  check_preset(preset);
+  Json c = {{"_class_name", "UNet2DConditionModel"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"act_fn", "silu"},
+            {"center_input_sample", false},
+            {"downsample_padding", 1},
+            {"flip_sin_to_cos", true},
+            {"freq_shift", 0},
+            {"in_channels", 4},
+            {"mid_block_scale_factor", 1},
+            {"norm_eps", 1e-05},
+            {"out_channels", 4}};
+  if (preset == "tiny") {
+    c["attention_head_dim"] = 2;
+    c["block_out_channels"] = {32, 64};
+    c["cross_attention_dim"] = 32;
+    c["down_block_types"] = {"CrossAttnDownBlock2D", "DownBlock2D"};
+    c["up_block_types"] = {"UpBlock2D", "CrossAttnUpBlock2D"};
+    c["layers_per_block"] = 1;
+    c["norm_num_groups"] = 8;
+    c["sample_size"] = 16;
+  } else if (preset == "sd15") {
+    // runwayml/stable-diffusion-v1-5 unet/config.json
+    c["attention_head_dim"] = 8;
+    c["block_out_channels"] = {320, 640, 1280, 1280};
+    c["cross_attention_dim"] = 768;
+    c["down_block_types"] = sd_down();
+    c["up_block_types"] = sd_up();
+    c["layers_per_block"] = 2;
+    c["norm_num_groups"] = 32;
+    c["sample_size"] = 64;
+  } else {
+    // stabilityai/stable-diffusion-2-1 (768, v-prediction) unet/config.json
+    c["attention_head_dim"] = {5, 10, 20, 20};
+    c["block_out_channels"] = {320, 640, 1280, 1280};
+    c["cross_attention_dim"] = 1024;
+    c["down_block_types"] = sd_down();
+    c["up_block_types"] = sd_up();
+    c["dual_cross_attention"] = false;
+    c["layers_per_block"] = 2;
+    c["norm_num_groups"] = 32;
+    c["num_class_embeds"] = nullptr;
+    c["only_cross_attention"] = false;
+    c["sample_size"] = 96;
+    c["upcast_attention"] = true;
+    c["use_linear_projection"] = true;
+  }
+  return c;
+}
+
+Json preset_vae_config(const std::string& preset) {
+  check_preset(preset);
+  Json c = {{"_class_name", "AutoencoderKL"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"act_fn", "silu"},
+            {"in_channels", 3},
+            {"latent_channels", 4},
+            {"out_channels", 3},
+            {"scaling_factor", 0.18215}};
+  if (preset == "tiny") {
+    c["block_out_channels"] = {32, 64};
+    c["down_block_types"] = {"DownEncoderBlock2D", "DownEncoderBlock2D"};
+    c["up_block_types"] = {"UpDecoderBlock2D", "UpDecoderBlock2D"};
+    c["layers_per_block"] = 1;
+    c["norm_num_groups"] = 8;
+    c["sample_size"] = 32;
+  } else {
+    c["block_out_channels"] = {128, 256, 512, 512};
+    c["down_block_types"] = Json::array({"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"});
+    c["up_block_types"] = Json::array({"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"});
+    c["layers_per_block"] = 2;
+    c["norm_num_groups"] = 32;
+    c["sample_size"] = preset == "sd15" ? 512 : 768;
+  }
+  return c;
+}
+
+Json preset_scheduler_config(const std::string& preset) {
+  check_preset(preset);
+  Json c = {{"_diffusers_version", kDiffusersVersion},
+            {"beta_end", 0.012},
+            {"beta_schedule", "scaled_linear"},
+            {"beta_start", 0.00085},
+            {"clip_sample", false},
+            {"num_train_timesteps", 1000},
+            {"set_alpha_to_one", false},
+            {"skip_prk_steps", true},
+            {"steps_offset", 1},
+            {"trained_betas", nullptr}};
+  if (preset == "sd21") {
+    // stabilityai/stable-diffusion-2-1 ships DDIM with v-prediction.
+    c["_class_name"] = "DDIMScheduler";
+    c["prediction_type"] = "v_prediction";
+  } else {
+    // SD 1.x ships PNDM (epsilon prediction).
+    c["_class_name"] = "PNDMScheduler";
+  }
+  return c;
+}
+
+std::int64_t preset_cross_attention_dim(const std::string& preset) {
+  return preset_unet_config(preset)["cross_attention_dim"].get<std::int64_t>();
+}
+
+namespace {
+
+void write_weights(const fs::path& dir, torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : m.named_parameters(true)) tensors.emplace(p.key(), p.value());
+  io::write_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), tensors, {{"format", "pt"}});
+}
+
+void make_dir(const fs::path& p) {
+  std::error_code ec;
+  fs::create_directories(p, ec);
+  if (ec) throw IoError(p.string() + ": cannot create folder: " + ec.message());
+}
+
+}  // namespace
+
+InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed) {
+  check_preset(preset);
+  InitReport report;
+  const fs::path root(out);
+  make_dir(root);
+  const auto opts = at::TensorOptions().dtype(at::kFloat);
+  {
+    make_dir(root / "unet");
+    const Json cfg = preset_unet_config(preset);
+    UNet2DConditionModel unet(UNetConfig::from_json(cfg, preset + " unet preset"), opts);
+    init_random(*unet, seed * 4 + 1);
+    write_weights(root / "unet", *unet);
+    io::write_json_file((root / "unet" / "config.json").string(), cfg);
+    report.written.push_back("unet");
+  }
+  {
+    make_dir(root / "vae");
+    const Json cfg = preset_vae_config(preset);
+    AutoencoderKL vae(VaeConfig::from_json(cfg, preset + " vae preset"), opts);
+    init_random(*vae, seed * 4 + 2);
+    write_weights(root / "vae", *vae);
+    io::write_json_file((root / "vae" / "config.json").string(), cfg);
+    report.written.push_back("vae");
+  }
+  make_dir(root / "scheduler");
+  const Json sched = preset_scheduler_config(preset);
+  io::write_json_file((root / "scheduler" / "scheduler_config.json").string(), sched);
+  report.written.push_back("scheduler");
+
+  const ComponentEntries text = write_text_components(out, preset, seed * 4 + 3);
+  report.text_components = !text.empty();
+
+  Json index = {{"_class_name", "StableDiffusionPipeline"},
+                {"_diffusers_version", kDiffusersVersion},
+                {"feature_extractor", {nullptr, nullptr}},
+                {"requires_safety_checker", false},
+                {"safety_checker", {nullptr, nullptr}},
+                {"scheduler", {"diffusers", sched["_class_name"]}},
+                {"unet", {"diffusers", "UNet2DConditionModel"}},
+                {"vae", {"diffusers", "AutoencoderKL"}}};
+  for (const auto& [name, lib_cls] : text) {
+    index[name] = {lib_cls.first, lib_cls.second};
+    report.written.push_back(name);
+  }
+  io::write_json_file((root / "model_index.json").string(), index);
+  return report;
+}
+
+}  // namespace dinv::sd
