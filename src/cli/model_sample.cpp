@@ -11,6 +11,7 @@
 // Without --uncond the unconditional branch is the mean of the conditioning
 // batch (the method's averaged unconditional embedding). The output holds
 // "latents" [B, C, h, w] float32 and "images" [B, H, W, 3] uint8.
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -172,13 +173,16 @@ int model_sample(const std::vector<std::string>& args) {
   };
   const auto shift = vae->config().shift_factor.value_or(0.0);
   diffusion::Decoder decoder = [&](const at::Tensor& z) { return vae->decode(z + shift); };
+  const auto start = std::chrono::steady_clock::now();
   const auto result = diffusion::sample_guided(denoiser, decoder, *scheduler, cond, uncond, o, latents);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   io::write_safetensors(a.options.at("output"), {{"latents", result.latents.to(at::kCPU).contiguous()},
                                                  {"images", result.images.to(at::kCPU).contiguous()}});
   if (a.has("png")) write_pngs(a.options.at("png"), result.images.to(at::kCPU), o.first_sample_index);
   std::cout << "dinv model sample: " << cond.size(0) << " samples, " << scheduler->name() << " " << o.steps
-            << " steps, guidance " << o.guidance << " -> " << a.options.at("output") << "\n";
+            << " steps, guidance " << o.guidance << " in " << seconds << " s (loop and decode) -> "
+            << a.options.at("output") << "\n";
   return 0;
 }
 
