@@ -44,6 +44,38 @@ void require_one_of(const std::string& origin, const char* key, const std::strin
   throw ConfigError(origin + ": " + key + " '" + value + "' is not supported by dinv (allowed: " + list + ")");
 }
 
+// diffusers writes configs with Python's json module, which spells infinite
+// and NaN floats as the bare words -Infinity, Infinity and NaN (e.g.
+// "lambda_min_clipped": -Infinity). Strict JSON has no such literals: turn
+// them, outside strings, into null (the key's default).
+std::string replace_nonfinite_literals(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      out += ch;
+      if (ch == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (ch == '"') in_string = false;
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    bool replaced = false;
+    for (const char* word : {"-Infinity", "Infinity", "NaN"}) {
+      const std::size_t n = std::char_traits<char>::length(word);
+      if (text.compare(i, n, word) == 0) {
+        out += "null";
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += ch;
+  }
+  return out;
+}
+
 // The Glide cosine schedule: betas from the continuous alpha_bar(t), capped.
 at::Tensor squaredcos_cap_v2_betas(std::int64_t n) {
   auto alpha_bar = [](double t) {
@@ -95,7 +127,7 @@ std::string to_string(TimestepSpacing s) {
 SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::string& origin) {
   json j;
   try {
-    j = json::parse(text);
+    j = json::parse(replace_nonfinite_literals(text));
   } catch (const json::exception& e) {
     throw IoError(origin + ": not valid JSON: " + e.what());
   }
@@ -129,6 +161,14 @@ SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::s
   c.final_sigmas_type = read_key<std::string>(j, "final_sigmas_type", c.final_sigmas_type, origin);
   c.use_karras_sigmas = read_key<bool>(j, "use_karras_sigmas", c.use_karras_sigmas, origin);
   c.interpolation_type = read_key<std::string>(j, "interpolation_type", c.interpolation_type, origin);
+  if (j.contains("lambda_min_clipped") && !j.at("lambda_min_clipped").is_null())
+    throw ConfigError(origin + ": lambda_min_clipped " + j.at("lambda_min_clipped").dump() +
+                      " is not supported by dinv (allowed: -Infinity, no clipping)");
+  const std::string variance_type = read_key<std::string>(j, "variance_type", "", origin);
+  // Learned variances mean a model with twice the output channels.
+  if (variance_type == "learned" || variance_type == "learned_range")
+    throw ConfigError(origin + ": variance_type '" + variance_type +
+                      "' is not supported by dinv (allowed: null, fixed_small, fixed_large)");
   // Options that change the numbers and that dinv does not implement: refuse
   // them rather than silently sampling something else.
   for (const char* key : {"thresholding", "rescale_betas_zero_snr", "use_exponential_sigmas", "use_beta_sigmas",

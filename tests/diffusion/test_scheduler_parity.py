@@ -171,3 +171,17 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     assert "LMSDiscreteScheduler" in fails("--sampler", "folder", "--steps", "10")
     cfg.write_text(json.dumps(dict(SD15, beta_schedule="sigmoid")))
     assert "sigmoid" in fails("--sampler", "ddim", "--steps", "10")
+
+
+@pytest.mark.parametrize("sampler", list(CLASSES))
+def test_config_saved_by_diffusers_is_read(tmp_path, sampler):
+    # The file diffusers itself writes (with every key of the class, and
+    # Python's -Infinity literal for DPM-Solver's lambda_min_clipped).
+    ref = diffusers_scheduler(sampler, SD15)
+    ref.save_config(str(tmp_path))
+    ref.set_timesteps(30)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([str(TOOL), "sampler", "--config", str(tmp_path / "scheduler_config.json"), "--sampler", "folder",
+                    "--steps", "30", "--out", str(out)], check=True)
+    np.testing.assert_array_equal(np.load(out / "timesteps.npy"), ref.timesteps.numpy().astype(np.float64))
