@@ -6,11 +6,13 @@
 //        [--sampler folder|ddim|pndm|dpmpp|euler|euler_a] [--steps N] [--guidance W] [--seed S]
 //        [--eta E] [--spacing folder|leading|trailing|linspace] [--karras] [--first-index I]
 //        [--height H] [--width W] [--latents l.safetensors] [--device D]
-//        --output out.safetensors [--png DIR]
+//        [--save-size N|HxW] --output out.safetensors [--png DIR]
 //
 // Without --uncond the unconditional branch is the mean of the conditioning
 // batch (the method's averaged unconditional embedding). The output holds
-// "latents" [B, C, h, w] float32 and "images" [B, H, W, 3] uint8.
+// "latents" [B, C, h, w] float32 and "images" [B, H, W, 3] uint8; with
+// --save-size the images are resized to it as the method saves them (Pillow's
+// antialiased bicubic, io/resize.h).
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -22,6 +24,7 @@
 #include "dinv/core/error.h"
 #include "dinv/diffusion/sampling.h"
 #include "dinv/io/png.h"
+#include "dinv/io/resize.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/loader.h"
 
@@ -31,7 +34,7 @@ namespace {
 
 const std::set<std::string> kValueOptions = {"cond", "uncond", "sampler", "steps", "guidance", "seed", "eta",
                                              "spacing", "first-index", "height", "width", "latents", "device",
-                                             "output", "png"};
+                                             "output", "png", "save-size"};
 
 struct SampleArgs {
   std::string dir;
@@ -122,6 +125,24 @@ at::Device parse_device(const std::string& d) {
   }
 }
 
+// "32" or "96x64" (height x width).
+std::pair<std::int64_t, std::int64_t> parse_size(const std::string& text) {
+  try {
+    std::size_t pos = 0;
+    const long long h = std::stoll(text, &pos);
+    long long w = h;
+    if (pos < text.size()) {
+      if (text[pos] != 'x') throw std::invalid_argument(text);
+      std::size_t pos2 = 0;
+      w = std::stoll(text.substr(pos + 1), &pos2);
+      if (pos + 1 + pos2 != text.size()) throw std::invalid_argument(text);
+    }
+    if (h >= 1 && w >= 1) return {h, w};
+  } catch (const std::exception&) {
+  }
+  throw ConfigError("dinv model sample: --save-size '" + text + "' is not a size (allowed: N or HxW, positive)");
+}
+
 void write_pngs(const std::string& dir, const at::Tensor& images, std::int64_t first_index) {
   std::filesystem::create_directories(dir);
   for (std::int64_t b = 0; b < images.size(0); ++b) {
@@ -173,13 +194,16 @@ int model_sample(const std::vector<std::string>& args) {
   };
   const auto shift = vae->config().shift_factor.value_or(0.0);
   diffusion::Decoder decoder = [&](const at::Tensor& z) { return vae->decode(z + shift); };
+  const auto save_size = a.has("save-size") ? parse_size(a.options.at("save-size")) : std::pair<std::int64_t, std::int64_t>{0, 0};
   const auto start = std::chrono::steady_clock::now();
   const auto result = diffusion::sample_guided(denoiser, decoder, *scheduler, cond, uncond, o, latents);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  at::Tensor images = result.images.to(at::kCPU);
+  if (save_size.first > 0) images = io::resize(images, save_size.first, save_size.second, io::ResizeFilter::bicubic);
   io::write_safetensors(a.options.at("output"), {{"latents", result.latents.to(at::kCPU).contiguous()},
-                                                 {"images", result.images.to(at::kCPU).contiguous()}});
-  if (a.has("png")) write_pngs(a.options.at("png"), result.images.to(at::kCPU), o.first_sample_index);
+                                                 {"images", images.contiguous()}});
+  if (a.has("png")) write_pngs(a.options.at("png"), images, o.first_sample_index);
   std::cout << "dinv model sample: " << cond.size(0) << " samples, " << scheduler->name() << " " << o.steps
             << " steps, guidance " << o.guidance << " in " << seconds << " s (loop and decode) -> "
             << a.options.at("output") << "\n";

@@ -155,6 +155,15 @@ def test_png_output_and_folder_default_sampler(tiny, tmp_path):
         np.testing.assert_array_equal(np.asarray(Image.open(f).convert("RGB")), ours["images"][b].numpy())
 
 
+def test_save_size_resizes_like_pillow(tiny):
+    from PIL import Image
+    full = run_dinv(tiny, "ddim", 3, 2.0, 5, 0.0, "full.safetensors")["images"].numpy()
+    small = run_dinv(tiny, "ddim", 3, 2.0, 5, 0.0, "small.safetensors", ("--save-size", "12x9"))["images"].numpy()
+    assert small.shape == (3, 12, 9, 3)
+    for b in range(3):
+        np.testing.assert_array_equal(small[b], np.asarray(Image.fromarray(full[b]).resize((9, 12), Image.BICUBIC)))
+
+
 def test_bad_input_names_the_value(tiny):
     def fails(*args):
         r = subprocess.run([DINV, "model", "sample", str(tiny["model"]), "--cond",
@@ -166,6 +175,7 @@ def test_bad_input_names_the_value(tiny):
     assert "1001" in fails("--steps", "1001")
     assert "guidance scale -1" in fails("--guidance", "-1")
     assert "height 33" in fails("--height", "33")
+    assert "'12y9'" in fails("--save-size", "12y9")
     save_file({"cond": torch.zeros(2, 5, 16)}, str(tiny["root"] / "narrow.safetensors"))
     r = subprocess.run([DINV, "model", "sample", str(tiny["model"]), "--cond", str(tiny["root"] / "narrow.safetensors"),
                         "--output", str(tiny["root"] / "x.safetensors")], capture_output=True, text=True)
