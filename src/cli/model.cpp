@@ -35,7 +35,10 @@ std::string usage() {
       "       dinv model run DIR --component COMPONENT --inputs IN.safetensors --output OUT.safetensors\n"
       "                      [--dtype fp32|fp16|bf16] [--device cpu|cuda|cuda:N] [--variant V]\n"
       "                      [--threads N] [--slice N] [--seed S]\n"
-      "       dinv model init --preset tiny|sd15|sd21 [--seed S] OUT\n";
+      "       dinv model init --preset tiny|sd15|sd21 [--seed S] OUT\n"
+      "       dinv model sample DIR --cond C.safetensors [--uncond U.safetensors] [--sampler S] [--steps N]\n"
+      "                      [--guidance W] [--seed S] [--eta E] [--latents L.safetensors] --output OUT.safetensors\n"
+      "                      [--png DIR]  (see src/cli/model_sample.cpp for all options)\n";
   for (const auto& line : sd::text_subcommand_usage()) u += "       " + line + "\n";
   u += "\nrun components (inputs -> outputs, by tensor name):\n"
        "  unet        sample [B,C,h,w], timestep [B] or [], encoder_hidden_states [B,T,D] -> sample\n"
@@ -330,6 +333,8 @@ int model_init(const std::vector<std::string>& args) {
 
 }  // namespace
 
+int model_sample(const std::vector<std::string>& args);  // model_sample.cpp
+
 int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     if (world.is_root()) std::cout << "dinv model: inspect, run and create Stable Diffusion model folders\n\n" << usage();
@@ -347,6 +352,7 @@ int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (sub == "info") return model_info(rest);
   if (sub == "run") return model_run(rest);
   if (sub == "init") return model_init(rest);
+  if (sub == "sample") return model_sample(rest);
   if (auto rc = sd::run_text_subcommand(sub, rest)) return *rc;
   throw ConfigError("dinv model: unknown subcommand '" + sub + "'\n" + usage());
 }
