@@ -64,14 +64,14 @@ at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::strin
   Color fg = random_color(rng);
   // Keep the shape visible against the mean background colour.
   const Color bg_mean{(bg0[0] + bg1[0]) / 2, (bg0[1] + bg1[1]) / 2, (bg0[2] + bg1[2]) / 2};
-  for (int tries = 0; tries < 100 && distance(fg, bg_mean) < 150; ++tries) fg = random_color(rng);
+  for (int tries = 0; tries < 100 && distance(fg, bg_mean) < 200; ++tries) fg = random_color(rng);
   const double gradient_angle = rng.uniform(0, 6.283185307179586);
-  const double scale = rng.uniform(0.25, 0.38) * R;  // half-size of the shape in pixels
+  const double scale = rng.uniform(0.28, 0.40) * R;  // half-size of the shape in pixels
   const double cx = rng.uniform(0.5 * R - (0.5 * R - scale), 0.5 * R + (0.5 * R - scale));
   const double cy = rng.uniform(0.5 * R - (0.5 * R - scale), 0.5 * R + (0.5 * R - scale));
   const double angle = rng.uniform(-0.35, 0.35);  // about +-20 degrees: square and diamond stay apart
   const double aspect = rng.uniform(0.85, 1.15);
-  const double noise_sigma = rng.uniform(0.0, 14.0);
+  const double noise_sigma = rng.uniform(0.0, 10.0);
   const double ca = std::cos(angle), sa = std::sin(angle);
   const double gx = std::cos(gradient_angle), gy = std::sin(gradient_angle);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <map>
 
 #include "dinv/core/error.h"
 
@@ -275,6 +276,19 @@ at::Tensor auto_augment_cifar10(const at::Tensor& image, Rng& rng) {
     out = apply_op(out, step.op, magnitude);
   }
   return out;
+}
+
+at::Tensor auto_augment_op(const at::Tensor& image, const std::string& op, double magnitude) {
+  require_hwc(image, "auto_augment_op");
+  static const std::map<std::string, Op> ops{
+      {"ShearX", Op::ShearX},         {"ShearY", Op::ShearY},       {"TranslateX", Op::TranslateX},
+      {"TranslateY", Op::TranslateY}, {"Rotate", Op::Rotate},       {"Brightness", Op::Brightness},
+      {"Color", Op::Color},           {"Contrast", Op::Contrast},   {"Sharpness", Op::Sharpness},
+      {"Posterize", Op::Posterize},   {"Solarize", Op::Solarize},   {"AutoContrast", Op::AutoContrast},
+      {"Equalize", Op::Equalize},     {"Invert", Op::Invert}};
+  const auto it = ops.find(op);
+  if (it == ops.end()) throw Error("auto_augment_op: unknown op '" + op + "'");
+  return apply_op(image.contiguous(), it->second, magnitude);
 }
 
 at::Tensor to_normalized_chw(const at::Tensor& image, const MeanStd& norm) {

@@ -216,3 +216,71 @@ TEST(DataLoader, WorkerErrorsReachTheConsumer) {
 
 }  // namespace
 }  // namespace dinv::data
+
+namespace dinv::data {
+namespace {
+
+// torchvision's tensor affine: grid_sample(nearest, zeros, align_corners=False)
+// on the grid of its inverse matrix. For a square image of side s the pixel
+// matrix m maps to ATen's normalised theta by scaling the translation by 2/s.
+at::Tensor reference_warp(const at::Tensor& image, const std::array<double, 6>& m) {
+  const double s = static_cast<double>(image.size(0));
+  auto theta = at::tensor({m[0], m[1], m[2] * 2 / s, m[3], m[4], m[5] * 2 / s}, at::kFloat).view({1, 2, 3});
+  auto input = image.permute({2, 0, 1}).unsqueeze(0).to(at::kFloat);
+  auto grid = at::affine_grid_generator(theta, {1, 3, image.size(0), image.size(1)}, false);
+  auto out = at::grid_sampler(input, grid, /*nearest*/ 1, /*zeros*/ 0, false);
+  return out[0].permute({1, 2, 0}).to(at::kByte);
+}
+
+// Pixels differing between two warps (float rounding may move a tie by one pixel).
+std::int64_t differing_pixels(const at::Tensor& a, const at::Tensor& b) { return (a != b).any(2).sum().item<std::int64_t>(); }
+
+TEST(DataAutoAugment, GeometricOpsMatchGridSampleOnTorchvisionsGrid) {
+  const auto image = ramp_image(32, 32);
+  const double deg = 180.0 / M_PI;
+  // Translate by (tx, ty): input = output - t.
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "TranslateX", 5.9), reference_warp(image, {1, 0, -5, 0, 1, 0})), 0);
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "TranslateY", -3), reference_warp(image, {1, 0, 0, 0, 1, 3})), 0);
+  // ShearX about the top-left corner (center [0, 0]): x_in = x + k * (y + 0.5) in pixel
+  // indices. k = 0.23 never lands on a rounding tie (k = 0.2 would, and ties
+  // are decided by float rounding order, which no two implementations share).
+  const double k = 0.23;
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "ShearX", k), reference_warp(image, {1, k, k * 16, 0, 1, 0})), 0);
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "ShearY", -k), reference_warp(image, {1, 0, 0, -k, 1, -k * 16})), 0);
+  // Rotate by +a degrees (counter-clockwise on screen): input = R(-a) applied the torchvision way.
+  const double a = 20 / deg;
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "Rotate", 20), reference_warp(image, {std::cos(a), -std::sin(a), 0, std::sin(a), std::cos(a), 0})), 0);
+}
+
+TEST(DataAutoAugment, PixelOpsFollowTorchvisionFormulas) {
+  const auto image = ramp_image(8, 8);
+  const auto f = image.to(at::kFloat);
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Invert", 0), (255 - image.to(at::kInt)).to(at::kByte)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Posterize", 5), at::bitwise_and(image, 0xF8)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Solarize", 100.0), at::where(image >= 100, 255 - image.to(at::kInt), image.to(at::kInt)).to(at::kByte)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Brightness", 0.5), (f * 1.5f).clamp(0, 255).to(at::kByte)));
+  const auto gray = (0.2989f * f.select(2, 0) + 0.587f * f.select(2, 1) + 0.114f * f.select(2, 2)).to(at::kByte).to(at::kFloat).unsqueeze(2);
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Color", -0.3), (0.7f * f + 0.3f * gray).clamp(0, 255).to(at::kByte)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Contrast", 0.4), (1.4f * f + (1.0f - 1.4f) * gray.mean()).clamp(0, 255).to(at::kByte)));
+  // AutoContrast stretches each channel to [0, 255].
+  const auto stretched = auto_augment_op(image, "AutoContrast", 0);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(stretched.select(2, c).min().item<std::uint8_t>(), 0);
+    EXPECT_EQ(stretched.select(2, c).max().item<std::uint8_t>(), 255);
+  }
+  // Equalize of an image with 4 equally frequent values: step = 3N/4/255 ...
+  auto four = at::tensor({10, 20, 30, 40}, at::kByte).repeat({16}).view({8, 8, 1}).expand({8, 8, 3}).contiguous();
+  const auto eq = auto_augment_op(four, "Equalize", 0);
+  // hist: 16 each; step = floor(48 / 255) = 0 -> unchanged (torchvision returns the channel as is).
+  EXPECT_TRUE(at::equal(eq, four));
+  auto big = at::tensor({10, 20, 30, 40}, at::kByte).repeat({256}).view({32, 32, 1}).expand({32, 32, 3}).contiguous();
+  // hist 256 each; step = floor(768 / 255) = 3; lut[v] = (cumsum before v + 1) // 3.
+  const auto eq2 = auto_augment_op(big, "Equalize", 0);
+  EXPECT_EQ(eq2.index({0, 0, 0}).item<std::uint8_t>(), 0);    // 10: (0 + 1) // 3
+  EXPECT_EQ(eq2.index({0, 1, 1}).item<std::uint8_t>(), 85);   // 20: (256 + 1) // 3
+  EXPECT_EQ(eq2.index({0, 2, 2}).item<std::uint8_t>(), 171);  // 30: (512 + 1) // 3
+  EXPECT_EQ(eq2.index({0, 3, 0}).item<std::uint8_t>(), 255);  // 40: (768 + 1) // 3 = 256, clamped
+}
+
+}  // namespace
+}  // namespace dinv::data

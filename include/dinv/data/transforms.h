@@ -30,6 +30,11 @@ at::Tensor random_horizontal_flip(const at::Tensor& image, Rng& rng, double p = 
 // (10 bins), signed ops negated with probability 1/2, geometric ops with
 // nearest interpolation and zero fill.
 at::Tensor auto_augment_cifar10(const at::Tensor& image, Rng& rng);
+// One of its ops by torchvision's name ("ShearX", "ShearY", "TranslateX",
+// "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness",
+// "Posterize", "Solarize", "AutoContrast", "Equalize", "Invert") with the
+// (signed) magnitude torchvision's _apply_op receives.
+at::Tensor auto_augment_op(const at::Tensor& image, const std::string& op, double magnitude);
 // uint8 [H, W, 3] -> float [3, H, W]: (x / 255 - mean) / std.
 at::Tensor to_normalized_chw(const at::Tensor& image, const MeanStd& norm);
 
