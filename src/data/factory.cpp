@@ -36,6 +36,18 @@ void register_data_options(ConfigSchema& s) {
   s.add("data.num_data", 0, "real images used: 0 = all, else a multiple of data.group_size").min(0);
   s.add("data.group_size", 100, "subset groups: consecutive dataset indices g*group_size ..").min(1);
   s.add("data.subset_seed", 0, "seed choosing the subset's groups").min(0);
+  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)").min(0);
+  s.add("data.augment", "crop_flip", "training augmentation: none, crop_flip (random crop, padding res/8, flip), "
+        "autoaugment (crop_flip + AutoAugment CIFAR10 policy)").choices({"none", "crop_flip", "autoaugment"});
+  s.add("data.normalize", "auto", "mean/std table: auto (from data.format), cifar10, cifar100, stl10, imagenette, "
+        "imagenet, medmnist, shapes").choices({"auto", "cifar10", "cifar100", "stl10", "imagenette", "imagenet", "medmnist", "shapes"});
+  s.add("data.real_bs", 128, "real images per training step, all ranks together (0: synthetic only)").min(0);
+  s.add("data.syn_bs", 0, "synthetic images per training step, all ranks together").min(0);
+  s.add("data.eval_bs", 256, "test images per evaluation batch, all ranks together").min(1);
+  s.add("data.mix", "none", "batch mixing: none, mixup, cutmix").choices({"none", "mixup", "cutmix"});
+  s.add("data.mix_alpha", 1.0, "Beta(alpha, alpha) of MixUp / CutMix").greater_than(0);
+  s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);
+  s.add("data.prefetch", 4, "batches prepared ahead per loader").min(1).max(256);
   register_section(s, "syn", "none", "synthetic images");
 }
 
