@@ -26,10 +26,10 @@ void require_split(const std::string& format, const std::string& split, const st
   throw IoError(format + ": unknown split '" + split + "', expected one of: " + list);
 }
 
-// Append the records of one CIFAR batch file: `label_bytes` label bytes
-// (the last one is the label used), then the R, G and B planes.
-void read_cifar_file(const std::string& path, int label_bytes, std::vector<at::Tensor>& images,
-                     std::vector<at::Tensor>& labels, std::string& hash) {
+// Append the records of one CIFAR batch file: `label_bytes` label bytes (the
+// one at `label_byte` is the label used), then the R, G and B planes.
+void read_cifar_file(const std::string& path, int label_bytes, int label_byte, std::size_t classes,
+                     std::vector<at::Tensor>& images, std::vector<at::Tensor>& labels, std::string& hash) {
   const auto bytes = read_file_bytes(path);
   const std::int64_t record = label_bytes + kCifarPixels;
   const auto size = static_cast<std::int64_t>(bytes.size());
@@ -39,8 +39,13 @@ void read_cifar_file(const std::string& path, int label_bytes, std::vector<at::T
                   std::to_string((size / record + 1) * record) + " bytes for " + std::to_string(size / record + 1) +
                   " records; the last record starts at byte " + std::to_string(size / record * record) + ")");
   const std::int64_t n = size / record;
+  for (std::int64_t r = 0; r < n; ++r)
+    if (bytes[r * record + label_byte] >= classes)
+      throw IoError("'" + path + "' record " + std::to_string(r) + " (byte " + std::to_string(r * record + label_byte) +
+                    "): label " + std::to_string(bytes[r * record + label_byte]) + ", expected 0.." +
+                    std::to_string(classes - 1) + " (" + std::to_string(classes) + " class names)");
   auto raw = at::from_blob(const_cast<std::uint8_t*>(bytes.data()), {n, record}, at::kByte);
-  labels.push_back(raw.select(1, label_bytes - 1).to(at::kLong));
+  labels.push_back(raw.select(1, label_byte).to(at::kLong));
   images.push_back(raw.narrow(1, label_bytes, kCifarPixels).reshape({n, 3, kCifarSide, kCifarSide})
                        .permute({0, 2, 3, 1}).contiguous());
   hash = content_hash(bytes.data(), bytes.size(), hash);
@@ -74,7 +79,7 @@ DatasetPtr open_cifar10(const std::string& root, const std::string& split) {
   auto names = read_class_names((dir / "batches.meta.txt").string());
   std::vector<at::Tensor> images, labels;
   std::string hash;
-  for (const auto& f : files) read_cifar_file(f, 1, images, labels, hash);
+  for (const auto& f : files) read_cifar_file(f, 1, 0, names.size(), images, labels, hash);
   return finish("CIFAR-10", root, split, images, labels, std::move(names), hash);
 }
 
@@ -86,13 +91,9 @@ DatasetPtr open_cifar100(const std::string& root, const std::string& split, cons
   auto names = read_class_names((dir / (labels_kind + "_label_names.txt")).string());
   std::vector<at::Tensor> images, labels;
   std::string hash;
-  read_cifar_file((dir / (split + ".bin")).string(), 2, images, labels, hash);
-  if (labels_kind == "coarse") {  // the coarse label is the first byte: read it again
-    const auto bytes = read_file_bytes((dir / (split + ".bin")).string());
-    const std::int64_t n = images[0].size(0);
-    labels[0] = at::from_blob(const_cast<std::uint8_t*>(bytes.data()), {n, 2 + kCifarPixels}, at::kByte)
-                    .select(1, 0).to(at::kLong);
-  }
+  // Records hold the coarse label first, then the fine one.
+  read_cifar_file((dir / (split + ".bin")).string(), 2, labels_kind == "coarse" ? 0 : 1, names.size(), images, labels,
+                  hash);
   return finish("CIFAR-100 (" + labels_kind + ")", root, split, images, labels, std::move(names), hash);
 }
 

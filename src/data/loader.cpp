@@ -42,7 +42,8 @@ Batch Loader::build(std::int64_t epoch, std::int64_t step) const {
     y[i] = example.label;
   }
   Batch batch;
-  batch.images = images.empty() ? at::empty({0}, at::kFloat) : at::stack(images);
+  // A rank past the end of a short last evaluation batch gets an empty batch.
+  batch.images = images.empty() ? at::empty({0, 3, 0, 0}, at::kFloat) : at::stack(images);
   batch.labels = labels;
   batch.epoch = epoch;
   batch.step = step;
