@@ -72,6 +72,12 @@ class ImageFolderDataset : public Dataset {
 DatasetPtr open_image_folder(const std::string& root, const std::string& split) {
   const fs::path with_split = fs::path(root) / split;
   if (!split.empty() && fs::is_directory(with_split)) return std::make_shared<ImageFolderDataset>(with_split);
+  // A folder with split sub-folders but not this one must not silently serve
+  // its other splits as classes (e.g. training images as the test set).
+  for (const char* other : {"train", "val", "test"})
+    if (fs::is_directory(fs::path(root) / other))
+      throw IoError("image folder: '" + with_split.string() + "' is missing (found '" +
+                    (fs::path(root) / other).string() + "': expected one folder per split)");
   return std::make_shared<ImageFolderDataset>(fs::path(root));
 }
 

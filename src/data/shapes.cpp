@@ -67,8 +67,7 @@ at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::strin
   for (int tries = 0; tries < 100 && distance(fg, bg_mean) < 200; ++tries) fg = random_color(rng);
   const double gradient_angle = rng.uniform(0, 6.283185307179586);
   const double scale = rng.uniform(0.28, 0.40) * R;  // half-size of the shape in pixels
-  const double cx = rng.uniform(0.5 * R - (0.5 * R - scale), 0.5 * R + (0.5 * R - scale));
-  const double cy = rng.uniform(0.5 * R - (0.5 * R - scale), 0.5 * R + (0.5 * R - scale));
+  const double cx = rng.uniform(scale, R - scale), cy = rng.uniform(scale, R - scale);  // shape stays inside
   const double angle = rng.uniform(-0.35, 0.35);  // about +-20 degrees: square and diamond stay apart
   const double aspect = rng.uniform(0.85, 1.15);
   const double noise_sigma = rng.uniform(0.0, 10.0);

@@ -100,6 +100,10 @@ def test_image_folder_png_and_jpeg_decoded_as_pillow_does(tmp_path):
     # The whole folder: classes sorted, files sorted within a class.
     proc = dinv_run("data", "export", "--out", tmp_path / "all", "--data.format=folder", f"--data.root={tmp_path}", check=False)
     assert proc.returncode == 1 and "export needs equal sizes" in proc.stderr
+    # A root with split folders: the missing split is an error, not the other split.
+    proc = dinv_run("data", "export", "--out", tmp_path / "all", "--data.format=folder", f"--data.root={tmp_path}",
+                    "--data.split=test", check=False)
+    assert proc.returncode == 1 and "test' is missing" in proc.stderr
 
 
 def test_image_folder_labels_and_class_names(tmp_path):
