@@ -50,15 +50,15 @@ if(POLICY CMP0167)
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
 
-# --- Image codecs and zlib (dataset readers: PNG, JPEG, MedMNIST .npz) ----------
-find_package(ZLIB REQUIRED)
-find_package(PNG REQUIRED)
-find_package(JPEG REQUIRED)
-
 # --- GoogleTest ---------------------------------------------------------------
 if(DINV_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+# --- Image codecs and zlib (dataset readers: PNG, JPEG, MedMNIST .npz) ----------
+find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
 
 # --- NCCL: the one the torch wheel uses (nvidia-nccl-cu13), never a second -------
 set(DINV_WITH_NCCL OFF)
