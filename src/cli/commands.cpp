@@ -2,12 +2,12 @@
 #include "dinv/cli/command.h"
 
 #include "dinv/core/error.h"
+#include "dinv/cli/data_command.h"
 #include "dinv/data/readers.h"
 
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
-int run_data(dist::World& world, const std::vector<std::string>& args);
 
 namespace {
 

@@ -8,6 +8,8 @@
 #include <iostream>
 #include <map>
 
+#include "dinv/cli/data_command.h"
+
 #include "dinv/cli/command.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"

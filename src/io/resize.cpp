@@ -116,16 +116,22 @@ struct PassShape {
 };
 
 void convolve(const std::uint8_t* in, std::uint8_t* out, const PassShape& s, const Taps& taps) {
+  // Accumulate tap by tap over all channels of an output sample, so that the
+  // inner loop runs over contiguous memory (vectorisable for the vertical pass,
+  // where "channels" is a whole row).
+  std::vector<std::int32_t> acc(static_cast<std::size_t>(s.channels));
   for (int line = 0; line < s.lines; ++line) {
     const std::uint8_t* src = in + line * s.line_step_in;
     std::uint8_t* dst = out + line * s.line_step_out;
     for (int o = 0; o < s.out_len; ++o) {
       const std::int32_t* w = &taps.weights[static_cast<std::size_t>(o) * taps.width];
-      for (int c = 0; c < s.channels; ++c) {
-        std::int32_t sum = 1 << (kPrecisionBits - 1);
-        for (int k = 0; k < taps.count[o]; ++k) sum += src[(taps.first[o] + k) * s.tap_stride_in + c] * w[k];
-        dst[o * s.tap_stride_out + c] = clip8(sum);
+      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));  // + one half: round to nearest
+      for (int k = 0; k < taps.count[o]; ++k) {
+        const std::uint8_t* tap = src + (taps.first[o] + k) * s.tap_stride_in;
+        const std::int32_t wk = w[k];
+        for (int c = 0; c < s.channels; ++c) acc[c] += tap[c] * wk;
       }
+      for (int c = 0; c < s.channels; ++c) dst[o * s.tap_stride_out + c] = clip8(acc[c]);
     }
   }
 }
@@ -133,41 +139,60 @@ void convolve(const std::uint8_t* in, std::uint8_t* out, const PassShape& s, con
 // Nearest neighbour: source index of each output index. Pillow walks the
 // source coordinate of the pixel centres by repeated addition of the scale and
 // truncates, so the rounding of that running sum decides ties; do the same.
-at::Tensor nearest_sources(int in_size, int out_size) {
+std::vector<int> nearest_sources(int in_size, int out_size) {
   const double scale = static_cast<double>(in_size) / out_size;
-  auto sources = at::empty({out_size}, at::kLong);
-  auto* p = sources.data_ptr<std::int64_t>();
+  std::vector<int> sources(static_cast<std::size_t>(out_size));
   double coord = scale * 0.5;
-  for (int o = 0; o < out_size; ++o, coord += scale) p[o] = std::min(static_cast<int>(coord), in_size - 1);
+  for (int o = 0; o < out_size; ++o, coord += scale) sources[o] = std::min(static_cast<int>(coord), in_size - 1);
   return sources;
 }
 
-// One image [h, w, c] -> [height, width, c].
-at::Tensor resize_one(const at::Tensor& image, int height, int width, ResizeFilter filter_kind) {
-  const int h = static_cast<int>(image.size(0)), w = static_cast<int>(image.size(1)), c = static_cast<int>(image.size(2));
+// Everything about one resize that does not depend on the pixels.
+struct Plan {
+  int h, w, c, height, width;
+  ResizeFilter filter;
+  Taps horizontal, vertical;
+  std::vector<int> rows, cols;  // nearest only
+};
+
+Plan make_plan(int h, int w, int c, int height, int width, ResizeFilter filter_kind) {
+  Plan p{h, w, c, height, width, filter_kind, {}, {}, {}, {}};
   if (filter_kind == ResizeFilter::nearest) {
-    auto rows = nearest_sources(h, height), cols = nearest_sources(w, width);
-    return image.index_select(0, rows).index_select(1, cols).contiguous();
+    p.rows = nearest_sources(h, height);
+    p.cols = nearest_sources(w, width);
+  } else {
+    const Filter filter = filter_for(filter_kind);
+    if (width != w) p.horizontal = precompute_taps(w, width, filter);
+    if (height != h) p.vertical = precompute_taps(h, height, filter);
   }
-  const Filter filter = filter_for(filter_kind);
-  at::Tensor current = image;
-  // Pillow skips a pass whose size does not change (no rounding there).
-  if (width != w) {
-    at::Tensor next = at::empty({h, width, c}, at::kByte);
-    convolve(current.data_ptr<std::uint8_t>(), next.data_ptr<std::uint8_t>(),
-             {h, w, width, c, std::ptrdiff_t{w} * c, std::ptrdiff_t{width} * c, c, c}, precompute_taps(w, width, filter));
-    current = next;
+  return p;
+}
+
+// One image [h, w, c] -> [height, width, c]. `scratch` holds the horizontal
+// pass's result. Pillow skips a pass whose size does not change (no rounding
+// there), and so do we.
+void resize_one(const std::uint8_t* in, std::uint8_t* out, const Plan& p, std::vector<std::uint8_t>& scratch) {
+  const int c = p.c;
+  if (p.filter == ResizeFilter::nearest) {
+    for (int y = 0; y < p.height; ++y)
+      for (int x = 0; x < p.width; ++x)
+        std::copy_n(in + (static_cast<std::ptrdiff_t>(p.rows[y]) * p.w + p.cols[x]) * c, c,
+                    out + (static_cast<std::ptrdiff_t>(y) * p.width + x) * c);
+    return;
   }
-  if (height != h) {
-    const int cur_w = static_cast<int>(current.size(1));
-    at::Tensor next = at::empty({height, cur_w, c}, at::kByte);
-    // Vertical: each (column, channel) pair is a line; taps step by a row.
-    const std::ptrdiff_t row = std::ptrdiff_t{cur_w} * c;
-    convolve(current.data_ptr<std::uint8_t>(), next.data_ptr<std::uint8_t>(),
-             {1, h, height, cur_w * c, 0, 0, row, row}, precompute_taps(h, height, filter));
-    current = next;
+  const bool horizontal = p.width != p.w, vertical = p.height != p.h;
+  const std::uint8_t* src = in;
+  if (horizontal) {
+    std::uint8_t* dst = vertical ? (scratch.resize(static_cast<std::size_t>(p.h) * p.width * c), scratch.data()) : out;
+    convolve(src, dst, {p.h, p.w, p.width, c, std::ptrdiff_t{p.w} * c, std::ptrdiff_t{p.width} * c, c, c}, p.horizontal);
+    src = dst;
   }
-  return current.is_same(image) ? image.clone() : current;
+  if (vertical) {
+    // Each (column, channel) pair is a line; taps step by a whole row.
+    const std::ptrdiff_t row = std::ptrdiff_t{p.width} * c;
+    convolve(src, out, {1, p.h, p.height, p.width * c, 0, 0, row, row}, p.vertical);
+  }
+  if (!horizontal && !vertical) std::copy_n(in, static_cast<std::size_t>(p.h) * p.w * c, out);
 }
 
 }  // namespace
@@ -189,11 +214,18 @@ at::Tensor resize(const at::Tensor& image, std::int64_t height, std::int64_t wid
                 " is not allowed (allowed: 1 to 1048576 per side)");
   const at::Tensor cpu = image.to(at::kCPU).contiguous();
   if (cpu.numel() == 0) throw Error("resize: the input image is empty");
-  if (cpu.dim() == 3) return resize_one(cpu, static_cast<int>(height), static_cast<int>(width), filter).to(image.device());
-  std::vector<at::Tensor> out;
-  for (std::int64_t i = 0; i < cpu.size(0); ++i)
-    out.push_back(resize_one(cpu[i], static_cast<int>(height), static_cast<int>(width), filter));
-  return at::stack(out).to(image.device());
+  const bool batched = cpu.dim() == 4;
+  const std::int64_t n = batched ? cpu.size(0) : 1;
+  const int off = batched ? 1 : 0;
+  const Plan plan = make_plan(static_cast<int>(cpu.size(off)), static_cast<int>(cpu.size(off + 1)),
+                              static_cast<int>(cpu.size(off + 2)), static_cast<int>(height), static_cast<int>(width),
+                              filter);
+  at::Tensor out = batched ? at::empty({n, height, width, plan.c}, at::kByte) : at::empty({height, width, plan.c}, at::kByte);
+  const std::int64_t in_stride = std::int64_t{plan.h} * plan.w * plan.c, out_stride = height * width * plan.c;
+  std::vector<std::uint8_t> scratch;
+  for (std::int64_t i = 0; i < n; ++i)
+    resize_one(cpu.data_ptr<std::uint8_t>() + i * in_stride, out.data_ptr<std::uint8_t>() + i * out_stride, plan, scratch);
+  return out.to(image.device());
 }
 
 }  // namespace dinv::io
