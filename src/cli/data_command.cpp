@@ -132,7 +132,8 @@ int run_export(dist::World& world, const std::vector<std::string>& args) {
 
 int run_data(dist::World& world, const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << kUsage;
+    std::cout << kUsage << "\nconfiguration keys (export, and every command that reads datasets):"
+              << schema().help({"data", "syn"});
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "shapes") return run_shapes(world, args);
