@@ -58,6 +58,11 @@ if(DINV_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
 
+# --- Image codecs and zlib (dataset readers: PNG, JPEG, MedMNIST .npz) ----------
+find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
+
 # --- NCCL: the one the torch wheel uses (nvidia-nccl-cu13), never a second -------
 set(DINV_WITH_NCCL OFF)
 if(DINV_TORCH_HAS_CUDA)

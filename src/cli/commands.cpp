@@ -2,6 +2,7 @@
 #include "dinv/cli/command.h"
 
 #include "dinv/core/error.h"
+#include "dinv/cli/data_command.h"
 #include "dinv/data/readers.h"
 #include "dinv/diffusion/scheduler.h"
 #include "dinv/generation/generate.h"
@@ -55,6 +56,8 @@ std::vector<Command> build_commands() {
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
                "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
                run_info});
+  c.push_back({"data", "make the procedural shapes dataset; decode any dataset to .npy",
+               "dinv data shapes|export ...", {"data", "syn"}, {}, nullptr, run_data});
   return c;
 }
 
