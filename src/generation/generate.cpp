@@ -260,12 +260,12 @@ void check_embeddings(const store::Store& st, const GenerationModel& m) {
 
 }  // namespace
 
-std::string derived_tag(const GenerateSettings& s) {
+std::string derived_tag(const GenerateSettings& s, const std::string& sampler_name) {
   std::string t = s.mode == "embedding"
                       ? "emb_n" + std::to_string(s.num_samples) + "_s" + fmt(s.interpolation) + "_noise" +
                             fmt(s.emb_noise) + (s.uncond == "group_mean" ? "" : "_emptyuncond")
                       : "prompt_" + s.prompt_per + "_n" + std::to_string(s.num_samples);
-  t += "_w" + fmt(s.guidance) + "_" + s.sampler + std::to_string(s.steps) + "_r" +
+  t += "_w" + fmt(s.guidance) + "_" + sampler_name + std::to_string(s.steps) + "_r" +
        std::to_string(s.sampling_resolution) + "to" + std::to_string(s.save_resolution) + "_seed" +
        std::to_string(s.seed);
   return t;
@@ -274,7 +274,7 @@ std::string derived_tag(const GenerateSettings& s) {
 GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, const GenerationModel& model,
                              const std::string& store_path, const std::string& config_text) {
   GenerateOutcome out;
-  out.tag = s.tag.empty() ? derived_tag(s) : s.tag;
+  out.tag = s.tag.empty() ? derived_tag(s, model.sampler_name) : s.tag;
   const std::string group = "/samples/" + out.tag;
   auto st = store::Store::open(store_path, world.comm(), true);
   if (s.mode == "embedding") check_embeddings(st, model);

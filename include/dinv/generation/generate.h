@@ -61,7 +61,7 @@ struct GenerationModel {
 void register_generate_options(ConfigSchema& schema);
 GenerateSettings generate_settings(const Config& config);
 // The tag a run with these settings writes to when none is given.
-std::string derived_tag(const GenerateSettings& settings);
+std::string derived_tag(const GenerateSettings& settings, const std::string& sampler_name);
 
 // One planned sample.
 struct SampleSpec {
