@@ -35,7 +35,7 @@ std::string usage() {
       "       dinv model run DIR --component COMPONENT --inputs IN.safetensors --output OUT.safetensors\n"
       "                      [--dtype fp32|fp16|bf16] [--device cpu|cuda|cuda:N] [--variant V]\n"
       "                      [--threads N] [--slice N] [--seed S]\n"
-      "       dinv model init --preset tiny|sd15|sd21 [--seed S] OUT\n"
+      "       dinv model init --preset tiny|sd15|sd21 [--seed S] [--configs-only] OUT\n"
       "       dinv model sample DIR --cond C.safetensors [--uncond U.safetensors] [--sampler S] [--steps N]\n"
       "                      [--guidance W] [--seed S] [--eta E] [--latents L.safetensors] --output OUT.safetensors\n"
       "                      [--png DIR]  (see src/cli/model_sample.cpp for all options)\n";
@@ -72,9 +72,9 @@ Args parse(const std::vector<std::string>& args, const std::set<std::string>& wi
       continue;
     }
     if (!with_value.count(key))
-      throw ConfigError("dinv model " + sub + ": unknown option '--" + key + "'\n" + usage());
+      throw ConfigError(sub + ": unknown option '--" + key + "'\n" + usage());
     if (!inline_value) {
-      if (i + 1 >= args.size()) throw ConfigError("dinv model " + sub + ": option --" + key + " needs a value");
+      if (i + 1 >= args.size()) throw ConfigError(sub + ": option --" + key + " needs a value");
       value = args[++i];
     }
     a.options[key] = value;
@@ -89,7 +89,7 @@ std::int64_t to_int(const std::string& key, const std::string& v) {
     if (pos != v.size()) throw std::invalid_argument(v);
     return x;
   } catch (const std::exception&) {
-    throw ConfigError("dinv model: --" + key + " expects an integer, got '" + v + "'");
+    throw ConfigError("--" + key + " expects an integer, got '" + v + "'");
   }
 }
 
@@ -97,7 +97,7 @@ at::ScalarType parse_dtype(const std::string& s) {
   if (s == "fp32" || s == "float32") return at::kFloat;
   if (s == "fp16" || s == "float16") return at::kHalf;
   if (s == "bf16" || s == "bfloat16") return at::kBFloat16;
-  throw ConfigError("dinv model: --dtype '" + s + "' is not one of fp32, fp16, bf16");
+  throw ConfigError("--dtype '" + s + "' is not one of fp32, fp16, bf16");
 }
 
 sd::LoadOptions load_options(const Args& a) {
@@ -108,10 +108,10 @@ sd::LoadOptions load_options(const Args& a) {
     try {
       o.device = at::Device(d);
     } catch (const std::exception&) {
-      throw ConfigError("dinv model: --device '" + d + "' is not a device (cpu, cuda, cuda:N)");
+      throw ConfigError("--device '" + d + "' is not a device (cpu, cuda, cuda:N)");
     }
     if (o.device.is_cuda() && !at::hasCUDA())
-      throw ConfigError("dinv model: --device " + d + " but this machine (or build) has no CUDA");
+      throw ConfigError("--device " + d + " but this machine (or build) has no CUDA");
   }
   if (o.device.is_cpu() && o.dtype != at::kFloat)
     log::warn("dinv model: " + std::string(c10::toString(o.dtype)) + " on the CPU is slow; fp32 is the CPU precision");
@@ -162,7 +162,7 @@ WeightSummary summarize(const std::vector<std::string>& files) {
 
 int model_info(const std::vector<std::string>& args) {
   const Args a = parse(args, {"variant"}, {"json"}, "info");
-  if (a.positional.size() != 1) throw ConfigError("dinv model info: expected one model folder\n" + usage());
+  if (a.positional.size() != 1) throw ConfigError("info: expected one model folder\n" + usage());
   const std::string dir = a.positional[0];
   const sd::LoadOptions lo = [&] {
     sd::LoadOptions o;
@@ -262,21 +262,21 @@ const at::Tensor& input(const std::map<std::string, at::Tensor>& in, const std::
   std::string want, have;
   for (const char* n : names) want += (want.empty() ? "'" : " or '") + std::string(n) + "'";
   for (const auto& [k, v] : in) have += (have.empty() ? "" : ", ") + k;
-  throw ConfigError("dinv model run: " + file + " has no tensor " + want + " (it has: " + (have.empty() ? "none" : have) + ")");
+  throw ConfigError("" + file + " has no tensor " + want + " (it has: " + (have.empty() ? "none" : have) + ")");
 }
 
 int model_run(const std::vector<std::string>& args) {
   const Args a = parse(args, {"component", "inputs", "output", "dtype", "device", "variant", "threads", "slice", "seed"},
                        {}, "run");
-  if (a.positional.size() != 1) throw ConfigError("dinv model run: expected one model folder\n" + usage());
+  if (a.positional.size() != 1) throw ConfigError("run: expected one model folder\n" + usage());
   for (const char* k : {"component", "inputs", "output"})
-    if (!a.options.count(k)) throw ConfigError(std::string("dinv model run: --") + k + " is required\n" + usage());
+    if (!a.options.count(k)) throw ConfigError(std::string("--") + k + " is required\n" + usage());
   const std::string dir = a.positional[0];
   const std::string component = a.options.at("component");
   const std::string in_path = a.options.at("inputs"), out_path = a.options.at("output");
   if (a.options.count("threads")) {
     const auto t = to_int("threads", a.options.at("threads"));
-    if (t < 1) throw ConfigError("dinv model run: --threads must be at least 1");
+    if (t < 1) throw ConfigError("--threads must be at least 1");
     at::set_num_threads(static_cast<int>(t));
   }
   const std::int64_t slice = a.options.count("slice") ? to_int("slice", a.options.at("slice")) : 0;
@@ -288,8 +288,10 @@ int model_run(const std::vector<std::string>& args) {
   at::InferenceMode guard;
   if (component == "unet") {
     auto unet = sd::load_unet(dir, lo);
-    out["sample"] = unet->forward(input(in, in_path, {"sample"}), input(in, in_path, {"timestep"}),
-                                  input(in, in_path, {"encoder_hidden_states"}));
+    const at::Tensor& sample = input(in, in_path, {"sample"});
+    const at::Tensor& timestep = input(in, in_path, {"timestep"});
+    const at::Tensor& context = input(in, in_path, {"encoder_hidden_states"});
+    out["sample"] = unet->forward(sample, timestep, context);
   } else if (component == "vae-encode") {
     auto vae = sd::load_vae(dir, lo);
     auto post = vae->encode(input(in, in_path, {"sample", "images"}), slice);
@@ -307,7 +309,7 @@ int model_run(const std::vector<std::string>& args) {
   } else {
     std::string list = "unet, vae-encode, vae-decode";
     for (const auto& c : sd::text_run_components()) list += ", " + c;
-    throw ConfigError("dinv model run: unknown --component '" + component + "' (allowed: " + list + ")");
+    throw ConfigError("unknown --component '" + component + "' (allowed: " + list + ")");
   }
   for (auto& [k, v] : out) v = v.to(at::kCPU).contiguous();
   io::write_safetensors(out_path, out);
@@ -315,17 +317,19 @@ int model_run(const std::vector<std::string>& args) {
 }
 
 int model_init(const std::vector<std::string>& args) {
-  const Args a = parse(args, {"preset", "seed"}, {}, "init");
-  if (a.positional.size() != 1) throw ConfigError("dinv model init: expected one output folder\n" + usage());
-  if (!a.options.count("preset")) throw ConfigError("dinv model init: --preset is required\n" + usage());
+  const Args a = parse(args, {"preset", "seed"}, {"configs-only"}, "init");
+  if (a.positional.size() != 1) throw ConfigError("init: expected one output folder\n" + usage());
+  if (!a.options.count("preset")) throw ConfigError("--preset is required\n" + usage());
   const std::uint64_t seed = a.options.count("seed") ? static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))) : 0;
   const std::string out = a.positional[0];
-  const auto report = sd::init_model_folder(out, a.options.at("preset"), seed);
+  const auto report = sd::init_model_folder(out, a.options.at("preset"), seed, !a.flags.count("configs-only"));
   std::string list;
   for (const auto& c : report.written) list += (list.empty() ? "" : ", ") + c;
   std::cout << "dinv model init: wrote " << out << " (preset " << a.options.at("preset") << ", seed " << seed
             << "): " << list << "\n";
-  if (!report.text_components)
+  if (a.flags.count("configs-only"))
+    std::cout << "dinv model init: configs only, no weights written\n";
+  else if (!report.text_components)
     std::cout << "dinv model init: text_encoder/ and tokenizer/ were not written: this build of dinv has no text "
                  "components\n";
   return 0;
@@ -354,7 +358,7 @@ int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (sub == "init") return model_init(rest);
   if (sub == "sample") return model_sample(rest);
   if (auto rc = sd::run_text_subcommand(sub, rest)) return *rc;
-  throw ConfigError("dinv model: unknown subcommand '" + sub + "'\n" + usage());
+  throw ConfigError("unknown subcommand '" + sub + "'\n" + usage());
 }
 
 }  // namespace dinv::cli

@@ -1,12 +1,17 @@
 #include "dinv/sd/loader.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <chrono>
+#include <iomanip>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
+#include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
 #include "dinv/core/error.h"
@@ -76,6 +81,16 @@ std::vector<std::string> shards_of(const fs::path& index_path) {
   }
   if (out.empty()) throw ModelError(where + ": weight_map is empty");
   return out;
+}
+
+// Ask for transparent huge pages on a large CPU tensor about to be filled:
+// fewer page faults while reading (the kernel's "madvise" THP mode).
+void advise_huge_pages(const at::Tensor& t) {
+  constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.data_ptr());
+  const auto end = begin + t.nbytes();
+  const std::uintptr_t a = (begin + kHuge - 1) / kHuge * kHuge, b = end / kHuge * kHuge;
+  if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
 }
 
 }  // namespace
@@ -253,21 +268,49 @@ LoadStats load_weights(torch::nn::Module& module, const std::vector<std::string>
   auto opened = plan_load(module, files, options, targets);
   LoadStats stats;
   at::NoGradGuard no_grad;
-  for (const auto& f : opened) {
+  struct Job {
+    const io::SafetensorsFile* file;
+    const io::TensorInfo* info;
+    at::Tensor* target;
+  };
+  std::vector<Job> jobs;
+  for (const auto& f : opened)
     for (const auto& ti : f.tensors()) {
-      at::Tensor& t = targets.at(ti.name);
-      if (ti.dtype == t.scalar_type()) {
-        f.read_into(ti.name, t);
-      } else {
-        // Conversion (an fp16 file into an fp32 model): one tensor at a time.
-        at::Tensor tmp = at::empty(ti.shape, at::TensorOptions().dtype(ti.dtype));
-        f.read_into(ti.name, tmp);
-        t.copy_(tmp);
-      }
+      jobs.push_back({&f, &ti, &targets.at(ti.name)});
       ++stats.tensors;
       stats.bytes += ti.end - ti.begin;
     }
+  // Largest first, spread over the intra-op threads: reading is page faults
+  // and copies in the kernel, which parallelise.
+  std::sort(jobs.begin(), jobs.end(),
+            [](const Job& a, const Job& b) { return a.info->end - a.info->begin > b.info->end - b.info->begin; });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto read_one = [](const Job& j) {
+    at::Tensor& t = *j.target;
+    if (j.info->dtype == t.scalar_type()) {
+      if (t.device().is_cpu() && t.is_contiguous()) advise_huge_pages(t);
+      j.file->read_into(j.info->name, t);
+    } else {
+      // Conversion (an fp16 file into an fp32 model): one tensor at a time.
+      at::Tensor tmp = at::empty(j.info->shape, at::TensorOptions().dtype(j.info->dtype));
+      j.file->read_into(j.info->name, tmp);
+      t.copy_(tmp);
+    }
+  };
+  const bool all_cpu = std::all_of(jobs.begin(), jobs.end(), [](const Job& j) { return j.target->device().is_cpu(); });
+  if (all_cpu) {
+    at::parallel_for(0, static_cast<std::int64_t>(jobs.size()), 1, [&](std::int64_t b, std::int64_t e) {
+      at::NoGradGuard ng;
+      for (std::int64_t i = b; i < e; ++i) read_one(jobs[i]);
+    });
+  } else {
+    for (const auto& j : jobs) read_one(j);
   }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ostringstream msg;
+  msg << "read " << stats.tensors << " tensors (" << std::fixed << std::setprecision(2) << stats.bytes / 1e9
+      << " GB) from " << files.size() << " file" << (files.size() > 1 ? "s" : "") << " in " << secs << " s";
+  log::debug(msg.str());
   return stats;
 }
 
@@ -301,7 +344,13 @@ AutoencoderKL load_vae(const std::string& dir, const LoadOptions& options, const
 
 ComponentFingerprint fingerprint_component(const ComponentFiles& files) {
   ComponentFingerprint fp;
-  fp.config_sha256 = io::sha256_hex(io::canonical_json(read_json_as_model(files.config)));
+  // diffusers bookkeeping (_diffusers_version, _name_or_path, ...) is left out:
+  // it changes when a folder is re-saved, the model does not.
+  io::Json config = read_json_as_model(files.config);
+  if (config.is_object())
+    for (auto it = config.begin(); it != config.end();)
+      it = (!it.key().empty() && it.key()[0] == '_' && it.key() != "_class_name") ? config.erase(it) : std::next(it);
+  fp.config_sha256 = io::sha256_hex(io::canonical_json(config));
   std::vector<io::SafetensorsFile> opened;
   for (const auto& f : files.weights) {
     try {

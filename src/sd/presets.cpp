@@ -159,7 +159,7 @@ void make_dir(const fs::path& p) {
 
 }  // namespace
 
-InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed) {
+InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed, bool weights) {
   check_preset(preset);
   InitReport report;
   const fs::path root(out);
@@ -168,18 +168,22 @@ InitReport init_model_folder(const std::string& out, const std::string& preset, 
   {
     make_dir(root / "unet");
     const Json cfg = preset_unet_config(preset);
-    UNet2DConditionModel unet(UNetConfig::from_json(cfg, preset + " unet preset"), opts);
-    init_random(*unet, seed * 4 + 1);
-    write_weights(root / "unet", *unet);
+    UNet2DConditionModel unet(UNetConfig::from_json(cfg, preset + " unet preset"), weights ? opts : opts.device(at::kMeta));
+    if (weights) {
+      init_random(*unet, seed * 4 + 1);
+      write_weights(root / "unet", *unet);
+    }
     io::write_json_file((root / "unet" / "config.json").string(), cfg);
     report.written.push_back("unet");
   }
   {
     make_dir(root / "vae");
     const Json cfg = preset_vae_config(preset);
-    AutoencoderKL vae(VaeConfig::from_json(cfg, preset + " vae preset"), opts);
-    init_random(*vae, seed * 4 + 2);
-    write_weights(root / "vae", *vae);
+    AutoencoderKL vae(VaeConfig::from_json(cfg, preset + " vae preset"), weights ? opts : opts.device(at::kMeta));
+    if (weights) {
+      init_random(*vae, seed * 4 + 2);
+      write_weights(root / "vae", *vae);
+    }
     io::write_json_file((root / "vae" / "config.json").string(), cfg);
     report.written.push_back("vae");
   }
@@ -188,7 +192,7 @@ InitReport init_model_folder(const std::string& out, const std::string& preset, 
   io::write_json_file((root / "scheduler" / "scheduler_config.json").string(), sched);
   report.written.push_back("scheduler");
 
-  const ComponentEntries text = write_text_components(out, preset, seed * 4 + 3);
+  const ComponentEntries text = weights ? write_text_components(out, preset, seed * 4 + 3) : ComponentEntries{};
   report.text_components = !text.empty();
 
   Json index = {{"_class_name", "StableDiffusionPipeline"},

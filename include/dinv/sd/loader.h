@@ -88,7 +88,8 @@ AutoencoderKL load_vae(const std::string& dir, const LoadOptions& options = {}, 
 // ---- fingerprints ---------------------------------------------------------------
 //
 // component: sha256 over "dinv-component-v1", the canonical config JSON
-// (sorted keys, no whitespace) and, for every tensor of the weight files in
+// (sorted keys, no whitespace; diffusers bookkeeping keys such as
+// _diffusers_version and _name_or_path left out, _class_name kept) and, for every tensor of the weight files in
 // name order, its name, dtype, shape and bytes (weights: io::weight_hash_update,
 // "dinv-wh1"). The result does not depend on how the weights are split into
 // files or ordered within them. Folders without weights (scheduler,

@@ -37,6 +37,9 @@ struct InitReport {
 // Write OUT/model_index.json, unet/, vae/, scheduler/ (and the text components
 // when this build has them, see write_text_components) with random weights
 // drawn from `seed`. OUT is created; existing files in it are replaced.
-InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed = 0);
+// Without weights: the configs, scheduler and model_index.json only (a
+// skeleton to put converted weights into, or to compare architectures).
+InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed = 0,
+                             bool weights = true);
 
 }  // namespace dinv::sd

@@ -1,0 +1,175 @@
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "dinv/core/error.h"
+#include "dinv/io/hash.h"
+#include "dinv/sd/layers.h"
+#include "dinv/sd/loader.h"
+#include "dinv/sd/presets.h"
+#include "dinv/sd/unet.h"
+#include "dinv/sd/vae.h"
+
+namespace dinv::sd {
+namespace {
+
+TEST(Hash, Sha256Vectors) {
+  EXPECT_EQ(io::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(io::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(io::sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  // Incremental updates of odd sizes give the same digest.
+  std::string big(100000, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 % 251);
+  io::Sha256 s;
+  for (size_t i = 0; i < big.size();) {
+    const size_t n = std::min<size_t>(1 + i % 97, big.size() - i);
+    s.update(big.data() + i, n);
+    i += n;
+  }
+  EXPECT_EQ(s.hex_digest(), io::sha256_hex(big));
+}
+
+TEST(Hash, Xxh64Vectors) {
+  // Reference values from the xxhash package.
+  EXPECT_EQ(io::xxh64("", 0, 0), 0xef46db3751d8e999ULL);
+  EXPECT_EQ(io::xxh64("", 0, 7), 0x95f0626f6f0a4409ULL);
+  EXPECT_EQ(io::xxh64("abc", 3, 0), 0x44bc2cf5ad770999ULL);
+  EXPECT_EQ(io::xxh64("abc", 3, 7), 0x9e755206156676d7ULL);
+  std::string s;
+  for (int r = 0; r < 3; ++r)
+    for (int i = 0; i < 256; ++i) s += static_cast<char>(i);
+  s += "xyz";
+  EXPECT_EQ(io::xxh64(s.data(), s.size(), 0), 0xe921a1b45bd779f8ULL);
+  EXPECT_EQ(io::xxh64(s.data(), s.size(), 7), 0xb63555d1bf05377fULL);
+}
+
+TEST(Hash, WeightHashChunksAndLength) {
+  std::vector<unsigned char> a(9 << 20);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<unsigned char>(i * 7);
+  auto h = [](const void* p, size_t n) {
+    io::Sha256 s;
+    io::weight_hash_update(s, p, n);
+    return s.hex_digest();
+  };
+  const std::string full = h(a.data(), a.size());
+  EXPECT_EQ(full, h(a.data(), a.size()));
+  a[5 << 20] ^= 1;  // a change in the second chunk
+  EXPECT_NE(full, h(a.data(), a.size()));
+  EXPECT_NE(h(a.data(), 10), h(a.data(), 11));
+}
+
+UNetConfig tiny_unet() { return UNetConfig::from_json(preset_unet_config("tiny"), "tiny"); }
+
+TEST(UNet, NamesAreTheDiffusersNames) {
+  UNet2DConditionModel m(tiny_unet(), at::TensorOptions().device(at::kMeta));
+  std::set<std::string> names;
+  for (const auto& p : m->named_parameters()) names.insert(p.key());
+  for (const char* n : {"conv_in.weight", "time_embedding.linear_1.weight", "time_embedding.linear_2.bias",
+                        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight",
+                        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+                        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.bias",
+                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight",
+                        "down_blocks.0.attentions.0.proj_in.weight", "down_blocks.0.downsamplers.0.conv.weight",
+                        "down_blocks.1.resnets.0.conv_shortcut.weight", "mid_block.attentions.0.norm.weight",
+                        "mid_block.resnets.1.time_emb_proj.weight", "up_blocks.0.upsamplers.0.conv.weight",
+                        "up_blocks.1.attentions.1.transformer_blocks.0.norm3.bias", "conv_norm_out.weight",
+                        "conv_out.bias"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_FALSE(names.count("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.bias"));
+}
+
+TEST(UNet, GradientsFlowOnlyIntoTheConditioning) {
+  UNet2DConditionModel m(tiny_unet());
+  init_random(*m, 3);
+  freeze(*m);
+  m->eval();
+  auto g = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto x = at::randn({2, 4, 8, 8}, g);
+  auto ctx = at::randn({2, 5, 32}, g).set_requires_grad(true);
+  auto out = m->forward(x, at::tensor({10, 700}), ctx);
+  EXPECT_EQ(out.sizes(), x.sizes());
+  out.square().sum().backward();
+  ASSERT_TRUE(ctx.grad().defined());
+  EXPECT_TRUE(ctx.grad().isfinite().all().item<bool>());
+  EXPECT_GT(ctx.grad().abs().sum().item<double>(), 0.0);
+  for (const auto& p : m->parameters()) EXPECT_FALSE(p.grad().defined());
+
+  // Finite differences along a random direction agree with autograd.
+  auto dir = at::randn(ctx.sizes(), g);
+  const double eps = 1e-3;
+  at::Tensor base = ctx.detach();
+  auto f = [&](const at::Tensor& c) {
+    at::NoGradGuard ng;
+    return m->forward(x, at::tensor({10, 700}), c).square().sum().item<double>();
+  };
+  const double fd = (f(base.to(at::kDouble).add(dir, eps).to(at::kFloat)) - f(base.to(at::kDouble).add(dir, -eps).to(at::kFloat))) / (2 * eps);
+  const double ad = (ctx.grad() * dir).sum().item<double>();
+  EXPECT_NEAR(fd, ad, 2e-2 * std::abs(ad) + 1e-3);
+}
+
+TEST(UNet, ScalarAndVectorTimestepsAgree) {
+  UNet2DConditionModel m(tiny_unet());
+  init_random(*m, 4);
+  at::InferenceMode im;
+  auto x = at::randn({3, 4, 8, 8});
+  auto c = at::randn({3, 5, 32});
+  auto a = m->forward(x, at::scalar_tensor(321, at::kLong), c);
+  auto b = m->forward(x, at::full({3}, 321.0), c);
+  EXPECT_TRUE(at::allclose(a, b));
+}
+
+TEST(Vae, SlicedMatchesBatched) {
+  AutoencoderKL m(VaeConfig::from_json(preset_vae_config("tiny"), "tiny"));
+  init_random(*m, 5);
+  at::InferenceMode im;
+  auto img = at::rand({5, 3, 16, 16}) * 2 - 1;
+  auto p1 = m->encode(img), p2 = m->encode(img, 2);
+  EXPECT_TRUE(at::allclose(p1.mean, p2.mean, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(p1.std, p2.std, 1e-5, 1e-6));
+  auto z = at::randn({5, 4, 8, 8});
+  auto d1 = m->decode(z), d2 = m->decode(z, 2);
+  EXPECT_EQ(d1.sizes(), (std::vector<std::int64_t>{5, 3, 16, 16}));
+  EXPECT_LT((d1 - d2).abs().max().item<double>(), 1e-4 * d1.abs().max().item<double>()) << (d1 - d2).abs().max().item<double>() << " " << d1.abs().max().item<double>();
+  // Scaling round trip, and the posterior sample draws from the generator.
+  EXPECT_TRUE(at::allclose(m->unscale_latents(m->scale_latents(z)), z));
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(9), g2 = at::make_generator<at::CPUGeneratorImpl>(9);
+  EXPECT_TRUE(at::equal(p1.sample(g1), p1.sample(g2)));
+  // logvar is clamped as in diffusers.
+  DiagonalGaussian d(at::cat({at::zeros({1, 4, 2, 2}), at::full({1, 4, 2, 2}, 100.0)}, 1));
+  EXPECT_FLOAT_EQ(d.logvar.max().item<float>(), 20.0f);
+}
+
+TEST(Models, ToDeviceAndDtype) {
+  UNet2DConditionModel m(tiny_unet());
+  init_random(*m, 6);
+  m->to(at::kBFloat16);
+  at::InferenceMode im;
+  auto out = m->forward(at::randn({1, 4, 8, 8}), at::scalar_tensor(5), at::randn({1, 3, 32}));
+  EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+}
+
+TEST(Config, ErrorsNameKeyAndValue) {
+  auto j = preset_unet_config("tiny");
+  j["down_block_types"][0] = "AttnDownBlock2D";
+  try {
+    UNetConfig::from_json(j, "x/unet/config.json");
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_STREQ(e.what(),
+                 "x/unet/config.json: key 'down_block_types' value \"AttnDownBlock2D\" is not supported by dinv "
+                 "(supported: \"CrossAttnDownBlock2D\", \"DownBlock2D\")");
+  }
+  j = preset_unet_config("tiny");
+  j["resnet_time_scale_shift"] = "spatial";
+  EXPECT_THROW(UNetConfig::from_json(j, "u"), ModelError);
+  j = preset_unet_config("tiny");
+  j["mid_block_type"] = nullptr;  // no mid block: supported
+  UNet2DConditionModel m(UNetConfig::from_json(j, "u"), at::TensorOptions().device(at::kMeta));
+  for (const auto& p : m->named_parameters()) EXPECT_EQ(p.key().rfind("mid_block", 0), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dinv::sd
