@@ -50,6 +50,11 @@ if(POLICY CMP0167)
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
 
+# --- Image codecs and zlib (dataset readers: PNG, JPEG, MedMNIST .npz) ----------
+find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
+
 # --- GoogleTest ---------------------------------------------------------------
 if(DINV_BUILD_TESTS)
   find_package(GTest REQUIRED)

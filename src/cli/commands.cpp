@@ -2,16 +2,19 @@
 #include "dinv/cli/command.h"
 
 #include "dinv/core/error.h"
+#include "dinv/data/readers.h"
 
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
+int run_data(dist::World& world, const std::vector<std::string>& args);
 
 namespace {
 
 ConfigSchema build_schema() {
   ConfigSchema s;
   register_run_options(s);
+  data::register_data_options(s);
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
   return s;
 }
@@ -41,6 +44,8 @@ std::vector<Command> build_commands() {
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
                "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
                run_info});
+  c.push_back({"data", "make the procedural shapes dataset; decode any dataset to .npy",
+               "dinv data shapes|export ...", {"data", "syn"}, {}, nullptr, run_data});
   return c;
 }
 
