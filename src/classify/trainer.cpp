@@ -21,61 +21,13 @@
 #include "dinv/core/progress.h"
 #include "dinv/core/signals.h"
 #include "dinv/dist/communicator.h"
-#include "dinv/dist/partition.h"
+#include "dinv/data/rng.h"
 
 namespace dinv::classify {
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
-  // splitmix64 of the pair: independent streams per (seed, epoch) or (seed, step, index).
-  std::uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-at::Tensor permutation(std::int64_t n, std::uint64_t seed, std::int64_t epoch) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix(seed, static_cast<std::uint64_t>(epoch)));
-  return at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
-}
-
-// Random crop with zero padding `pad` and a horizontal flip, drawn from the
-// example's own generator so that the result does not depend on the rank count.
-at::Tensor augment_image(const at::Tensor& chw, std::int64_t pad, std::uint64_t stream) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(stream);
-  const auto h = chw.size(1), w = chw.size(2);
-  at::Tensor draws = at::randint(0, 2 * pad + 1, {2}, gen, at::kLong);
-  const bool flip = at::randint(0, 2, {1}, gen, at::kLong).item<std::int64_t>() == 1;
-  at::Tensor padded = at::constant_pad_nd(chw, {pad, pad, pad, pad}, 0.0);
-  at::Tensor out = padded.narrow(1, draws[0].item<std::int64_t>(), h).narrow(2, draws[1].item<std::int64_t>(), w);
-  return flip ? out.flip({2}) : out;
-}
-
-// Examples -> normalised float [N, 3, H, W] and labels [N].
-std::pair<at::Tensor, at::Tensor> load_batch(const data::Dataset& dataset, const std::vector<std::int64_t>& indices,
-                                             const TrainOptions& o, bool augment, std::int64_t step) {
-  const auto n = static_cast<std::int64_t>(indices.size());
-  const auto res = o.model.resolution;
-  at::Tensor images = at::empty({n, 3, res, res}, at::kFloat);
-  at::Tensor labels = at::empty({n}, at::kLong);
-  at::Tensor mean = at::tensor(std::vector<double>(o.mean.begin(), o.mean.end()), at::kFloat).view({3, 1, 1});
-  at::Tensor stdev = at::tensor(std::vector<double>(o.std.begin(), o.std.end()), at::kFloat).view({3, 1, 1});
-  for (std::int64_t i = 0; i < n; ++i) {
-    data::Example ex = dataset.get(indices[i]);
-    if (ex.image.dim() != 3 || ex.image.size(0) != res || ex.image.size(1) != res || ex.image.size(2) != 3)
-      throw Error("image " + std::to_string(indices[i]) + " of " + dataset.describe() + " has shape " +
-                  c10::str(ex.image.sizes()) + ", train.resolution expects [" + std::to_string(res) + ", " +
-                  std::to_string(res) + ", 3]");
-    at::Tensor chw = ex.image.permute({2, 0, 1}).to(at::kFloat).div_(255.0);
-    if (augment) chw = augment_image(chw, std::max<std::int64_t>(1, res / 8), mix(mix(o.seed, step), indices[i]));
-    images[i].copy_(chw.sub(mean).div_(stdev));
-    labels[i] = ex.label;
-  }
-  return {images, labels};
 }
 
 // Mixed precision on the GPU for the forward pass (the loss stays fp32).
@@ -121,24 +73,6 @@ void reallocate_optimizer_state(torch::optim::Optimizer& optimizer) {
 
 }  // namespace
 
-std::vector<std::int64_t> batch_indices(std::int64_t n, std::uint64_t seed, std::int64_t global_batch,
-                                        std::int64_t step, std::int64_t begin, std::int64_t end) {
-  std::vector<std::int64_t> out;
-  out.reserve(static_cast<std::size_t>(end - begin));
-  std::int64_t cached_epoch = -1;
-  at::Tensor perm;
-  for (std::int64_t j = begin; j < end; ++j) {
-    const std::int64_t position = step * global_batch + j;
-    const std::int64_t epoch = position / n;
-    if (epoch != cached_epoch) {
-      perm = permutation(n, seed, epoch);
-      cached_epoch = epoch;
-    }
-    out.push_back(perm.data_ptr<std::int64_t>()[position % n]);
-  }
-  return out;
-}
-
 struct Trainer::State {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::unique_ptr<GradientBuckets> buckets;
@@ -146,12 +80,31 @@ struct Trainer::State {
   std::int64_t good_steps = 0;
 };
 
+namespace {
+DatasetBatchOptions plain_batches(const TrainOptions& o) {
+  DatasetBatchOptions b;
+  b.global_batch = o.batch_size;
+  b.eval_batch = o.eval_batch_size;
+  b.resolution = o.model.resolution;
+  b.seed = o.seed;
+  b.augment = true;
+  return b;
+}
+}  // namespace
+
 Trainer::Trainer(TrainOptions options, data::DatasetPtr train, data::DatasetPtr test, dist::Communicator* comm,
                  c10::Device device)
-    : options_(std::move(options)), train_(std::move(train)), test_(std::move(test)), comm_(comm), device_(device),
+    : Trainer(options,
+              make_dataset_batches(std::move(train), std::move(test), plain_batches(options), comm ? comm->rank() : 0,
+                                   comm ? comm->size() : 1),
+              comm, device) {}
+
+Trainer::Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dist::Communicator* comm,
+                 c10::Device device)
+    : options_(std::move(options)), batches_(std::move(batches)), comm_(comm), device_(device),
       state_(std::make_unique<State>()) {
   check_options();
-  at::manual_seed(mix(options_.seed, 0x5eed));  // same initial weights on every rank ...
+  at::manual_seed(data::mix_seed({options_.seed, 0x5eed}));  // same initial weights on every rank ...
   model_ = make_model(options_.model);
   model_->to(device_);
   if (comm_) {  // ... and rank 0's are authoritative
@@ -173,8 +126,6 @@ void Trainer::check_options() const {
   if (options_.batch_size % size != 0)
     throw ConfigError("train.batch_size = " + std::to_string(options_.batch_size) + " is not divisible by the " +
                       std::to_string(size) + " ranks of this job (each rank takes batch_size / ranks)");
-  if (!train_ || train_->size() == 0) throw ConfigError("the training set is empty");
-  if (!test_ || test_->size() == 0) throw ConfigError("the test set is empty");
   if (options_.steps < 1) throw ConfigError("train.steps must be >= 1");
   if (options_.precision != "fp32" && !device_.is_cuda())
     log::warn("train.precision = " + options_.precision + " applies on GPU only; training in fp32 on " +
@@ -203,17 +154,12 @@ bool Trainer::agree_stop_and_check_loss(std::int64_t step, double local_loss, do
 }
 
 void Trainer::train_step(std::int64_t step, TrainResult& result) {
-  const int size = comm_ ? comm_->size() : 1, rank = comm_ ? comm_->rank() : 0;
+  const int rank = comm_ ? comm_->rank() : 0;
   // Dropout draws from the global generator: seeding it from (seed, step, rank)
   // makes every step reproducible without saving generator states.
-  at::manual_seed(mix(mix(options_.seed, static_cast<std::uint64_t>(step)), 1000 + rank));
-  const std::int64_t per_rank = options_.batch_size / size;
-  auto indices = batch_indices(train_->size(), options_.seed, options_.batch_size, step, rank * per_rank,
-                               (rank + 1) * per_rank);
-  auto [images, labels] = load_batch(*train_, indices, options_, options_.augment, step);
-  images = images.to(device_);
-  labels = labels.to(device_);
-
+  at::manual_seed(data::mix_seed({options_.seed, static_cast<std::uint64_t>(step), 1000u + static_cast<std::uint64_t>(rank)}));
+  TrainBatch batch = batches_->train_batch(step);
+  at::Tensor images = batch.images.to(device_), labels = batch.labels.to(device_);
   const double lr = options_.optimizer.lr * lr_factor(step, options_.steps, options_.warmup_steps);
   set_learning_rate(*state_->optimizer, lr);
   model_->train(!options_.batchnorm_frozen);
@@ -222,9 +168,12 @@ void Trainer::train_step(std::int64_t step, TrainResult& result) {
   {
     AutocastScope autocast(options_.precision, device_);
     at::Tensor logits = model_->forward(images);
-    loss = torch::nn::functional::cross_entropy(
-        logits.to(at::kFloat), labels,
-        torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing));
+    const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
+    logits = logits.to(at::kFloat);
+    loss = torch::nn::functional::cross_entropy(logits, labels, ce);
+    if (batch.labels_b.defined())  // MixUp / CutMix
+      loss = batch.lambda * loss +
+             (1.0 - batch.lambda) * torch::nn::functional::cross_entropy(logits, batch.labels_b.to(device_), ce);
   }
   if (state_->buckets) state_->buckets->begin_step();
   (loss * state_->loss_scale).backward();
@@ -261,11 +210,7 @@ EvalResult Trainer::evaluate(std::int64_t step) {
   const std::int64_t classes = options_.model.num_classes;
   // [correct per class, count per class, loss sum]
   at::Tensor sums = at::zeros({2 * classes + 1}, at::kDouble);
-  const dist::Range mine = dist::block_of(test_->size(), comm_ ? comm_->size() : 1, comm_ ? comm_->rank() : 0);
-  for (std::int64_t begin = mine.begin; begin < mine.end; begin += options_.eval_batch_size) {
-    std::vector<std::int64_t> indices;
-    for (std::int64_t i = begin; i < std::min(mine.end, begin + options_.eval_batch_size); ++i) indices.push_back(i);
-    auto [images, labels] = load_batch(*test_, indices, options_, false, 0);
+  batches_->for_each_eval_batch([&](const at::Tensor& images, const at::Tensor& labels) {
     at::Tensor logits;
     {
       AutocastScope autocast(options_.precision, device_);
@@ -276,7 +221,7 @@ EvalResult Trainer::evaluate(std::int64_t step) {
     at::Tensor correct = logits.argmax(1).eq(labels).to(at::kDouble);
     sums.narrow(0, 0, classes).index_add_(0, labels, correct);
     sums.narrow(0, classes, classes).index_add_(0, labels, at::ones_like(correct));
-  }
+  });
   if (comm_) comm_->all_reduce(sums);
   EvalResult r;
   r.step = step;

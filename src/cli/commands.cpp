@@ -1,12 +1,15 @@
 // The command table and the configuration schema of the whole program.
 #include "dinv/cli/command.h"
 
+#include "dinv/classify/options.h"
 #include "dinv/core/error.h"
 #include "dinv/data/readers.h"
 
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
+int run_train(CommandContext& ctx);
+int run_sweep(CommandContext& ctx);
 int run_data(dist::World& world, const std::vector<std::string>& args);
 
 namespace {
@@ -15,6 +18,8 @@ ConfigSchema build_schema() {
   ConfigSchema s;
   register_run_options(s);
   data::register_data_options(s);
+  classify::register_train_options(s);
+  classify::register_sweep_options(s);
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
   return s;
 }
@@ -36,9 +41,10 @@ std::vector<Command> build_commands() {
                "dinv generate --config FILE [--section.key=value ...]", {"run", "store"}, {},
                not_in_this_build("generate")});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
-               "dinv train --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("train")});
+               "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
-               "dinv sweep --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("sweep")});
+               "dinv sweep --config FILE [--section.key=value ...]", {"run", "data", "syn", "train", "sweep"}, {},
+               run_sweep});
   c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
                "dinv model info|run|tokenize|init ...", {}, {}, not_in_this_build("model")});
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",

@@ -22,6 +22,7 @@
 
 #include <c10/core/Device.h>
 
+#include "dinv/classify/batches.h"
 #include "dinv/classify/data_parallel.h"
 #include "dinv/classify/models.h"
 #include "dinv/classify/optim.h"
@@ -48,8 +49,6 @@ struct TrainOptions {
   std::string precision = "fp32";      // fp32 | fp16 | bf16 (autocast, GPU only)
   std::int64_t bucket_bytes = 25 << 20;
   std::uint64_t seed = 0;
-  bool augment = true;  // random crop with padding resolution/8, horizontal flip
-  std::array<double, 3> mean{0.5, 0.5, 0.5}, std{0.5, 0.5, 0.5};
   std::string checkpoint_path;  // "" = no checkpoints
   std::int64_t checkpoint_every = 0;
   bool batchnorm_frozen = false;  // BatchNorm in eval mode during training (tests)
@@ -77,6 +76,9 @@ struct TrainResult {
 class Trainer {
  public:
   // `comm` null: one process, no collectives.
+  Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dist::Communicator* comm, c10::Device device);
+  // Plain datasets at the model's resolution (make_dataset_batches with crop
+  // and flip, mean = std = 0.5): tests and tools.
   Trainer(TrainOptions options, data::DatasetPtr train, data::DatasetPtr test, dist::Communicator* comm,
           c10::Device device);
   ~Trainer();
@@ -98,16 +100,11 @@ class Trainer {
   void restore_model(torch::serialize::InputArchive& archive);
 
   TrainOptions options_;
-  data::DatasetPtr train_, test_;
+  std::unique_ptr<BatchSource> batches_;
   dist::Communicator* comm_;
   c10::Device device_;
   ClassifierPtr model_;
   std::unique_ptr<State> state_;
 };
-
-// Global batch `step` of a stream of per-epoch permutations of [0, dataset_size)
-// seeded from (seed, epoch): positions [begin, end) of that batch.
-std::vector<std::int64_t> batch_indices(std::int64_t dataset_size, std::uint64_t seed, std::int64_t global_batch,
-                                        std::int64_t step, std::int64_t begin, std::int64_t end);
 
 }  // namespace dinv::classify
