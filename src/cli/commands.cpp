@@ -1,6 +1,7 @@
 // The command table and the configuration schema of the whole program.
 #include "dinv/cli/command.h"
 
+#include "dinv/classify/options.h"
 #include "dinv/core/error.h"
 #include "dinv/cli/data_command.h"
 #include "dinv/data/readers.h"
@@ -14,6 +15,8 @@ int run_info(CommandContext& ctx);
 int run_model(dist::World& world, const std::vector<std::string>& args);
 int run_embed(CommandContext& ctx);
 int run_generate(CommandContext& ctx);
+int run_train(CommandContext& ctx);
+int run_sweep(CommandContext& ctx);
 void register_model_options(ConfigSchema& s);
 
 namespace {
@@ -27,16 +30,9 @@ ConfigSchema build_schema() {
   inversion::register_embed_options(s);
   diffusion::register_diffusion_options(s);
   generation::register_generate_options(s);
+  classify::register_train_options(s);
+  classify::register_sweep_options(s);
   return s;
-}
-
-// A stage that a later issue of the project delivers: refuses clearly instead
-// of pretending to work.
-std::function<int(CommandContext&)> not_in_this_build(const std::string& name) {
-  return [name](CommandContext&) -> int {
-    throw Error("'dinv " + name + "' is not part of this build of dinv yet (" +
-                "see the project's open issues); nothing was run");
-  };
 }
 
 std::vector<Command> build_commands() {
@@ -48,9 +44,10 @@ std::vector<Command> build_commands() {
                "dinv generate --config FILE [--section.key=value ...]",
                {"run", "store", "model", "generate", "sampler"}, {}, run_generate});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
-               "dinv train --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("train")});
+               "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
-               "dinv sweep --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("sweep")});
+               "dinv sweep --config FILE [--section.key=value ...]", {"run", "data", "syn", "train", "sweep"}, {},
+               run_sweep});
   c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
                "dinv model info|run|tokenize|init ...", {}, {}, nullptr, run_model});
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
