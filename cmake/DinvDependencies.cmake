@@ -50,10 +50,18 @@ if(POLICY CMP0167)
 endif()
 find_package(Boost 1.71 REQUIRED COMPONENTS program_options)
 
+# --- zlib (gzip-compressed data files such as the CLIP merge list) -------------
+find_package(ZLIB REQUIRED)
+
 # --- GoogleTest ---------------------------------------------------------------
 if(DINV_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()
+
+# --- Image codecs and zlib (dataset readers: PNG, JPEG, MedMNIST .npz) ----------
+find_package(ZLIB REQUIRED)
+find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)
 
 # --- NCCL: the one the torch wheel uses (nvidia-nccl-cu13), never a second -------
 set(DINV_WITH_NCCL OFF)

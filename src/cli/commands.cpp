@@ -1,12 +1,23 @@
 // The command table and the configuration schema of the whole program.
 #include "dinv/cli/command.h"
 
+#include "dinv/classify/options.h"
 #include "dinv/core/error.h"
+#include "dinv/cli/data_command.h"
+#include "dinv/data/readers.h"
+#include "dinv/diffusion/scheduler.h"
+#include "dinv/generation/generate.h"
+#include "dinv/inversion/embed.h"
 
 namespace dinv::cli {
 
 int run_info(CommandContext& ctx);
 int run_model(dist::World& world, const std::vector<std::string>& args);
+int run_embed(CommandContext& ctx);
+int run_generate(CommandContext& ctx);
+int run_train(CommandContext& ctx);
+int run_sweep(CommandContext& ctx);
+void register_model_options(ConfigSchema& s);
 
 namespace {
 
@@ -14,34 +25,36 @@ ConfigSchema build_schema() {
   ConfigSchema s;
   register_run_options(s);
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
+  register_model_options(s);
+  data::register_data_options(s);
+  inversion::register_embed_options(s);
+  diffusion::register_diffusion_options(s);
+  generation::register_generate_options(s);
+  classify::register_train_options(s);
+  classify::register_sweep_options(s);
   return s;
-}
-
-// A stage that a later issue of the project delivers: refuses clearly instead
-// of pretending to work.
-std::function<int(CommandContext&)> not_in_this_build(const std::string& name) {
-  return [name](CommandContext&) -> int {
-    throw Error("'dinv " + name + "' is not part of this build of dinv yet (" +
-                "see the project's open issues); nothing was run");
-  };
 }
 
 std::vector<Command> build_commands() {
   std::vector<Command> c;
   c.push_back({"embed", "stage 1: learn one conditioning tensor per real image into the store",
-               "dinv embed --config FILE [--section.key=value ...]", {"run", "store"}, {}, not_in_this_build("embed")});
+               "dinv embed --config FILE [--section.key=value ...]", {"run", "store", "model", "data", "embed"}, {},
+               run_embed});
   c.push_back({"generate", "stage 2: sample images from perturbed embeddings into the store",
-               "dinv generate --config FILE [--section.key=value ...]", {"run", "store"}, {},
-               not_in_this_build("generate")});
+               "dinv generate --config FILE [--section.key=value ...]",
+               {"run", "store", "model", "generate", "sampler"}, {}, run_generate});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
-               "dinv train --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("train")});
+               "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
-               "dinv sweep --config FILE [--section.key=value ...]", {"run"}, {}, not_in_this_build("sweep")});
+               "dinv sweep --config FILE [--section.key=value ...]", {"run", "data", "syn", "train", "sweep"}, {},
+               run_sweep});
   c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
                "dinv model info|run|tokenize|init ...", {}, {}, nullptr, run_model});
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
                "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
                run_info});
+  c.push_back({"data", "make the procedural shapes dataset; decode any dataset to .npy",
+               "dinv data shapes|export ...", {"data", "syn"}, {}, nullptr, run_data});
   return c;
 }
 

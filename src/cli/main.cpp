@@ -62,7 +62,7 @@ int run(const Command& cmd, const std::vector<std::string>& args, int* argc, cha
         parsed.positional};
     dinv::cli::apply_run_options(ctx.config, world);
     dinv::log::info("dinv " + cmd.name + " on " + world.describe());
-    dinv::log::debug("resolved configuration:\n" + ctx.config.to_ini());
+    dinv::log::info("resolved configuration:\n" + ctx.config.to_ini());
     return cmd.run(ctx);
   } catch (const dinv::ConfigError& e) {
     // Every rank reads the same configuration and fails the same way: one

@@ -35,7 +35,10 @@ std::string usage() {
       "       dinv model run DIR --component COMPONENT --inputs IN.safetensors --output OUT.safetensors\n"
       "                      [--dtype fp32|fp16|bf16] [--device cpu|cuda|cuda:N] [--variant V]\n"
       "                      [--threads N] [--slice N] [--seed S]\n"
-      "       dinv model init --preset tiny|sd15|sd21 [--seed S] [--configs-only] OUT\n";
+      "       dinv model init --preset tiny|sd15|sd21 [--seed S] [--configs-only] OUT\n"
+      "       dinv model sample DIR --cond C.safetensors [--uncond U.safetensors] [--sampler S] [--steps N]\n"
+      "                      [--guidance W] [--seed S] [--eta E] [--latents L.safetensors] --output OUT.safetensors\n"
+      "                      [--png DIR]  (see src/cli/model_sample.cpp for all options)\n";
   for (const auto& line : sd::text_subcommand_usage()) u += "       " + line + "\n";
   u += "\nrun components (inputs -> outputs, by tensor name):\n"
        "  unet        sample [B,C,h,w], timestep [B] or [], encoder_hidden_states [B,T,D] -> sample\n"
@@ -201,6 +204,7 @@ int model_info(const std::vector<std::string>& args) {
       total += count;
     } else if (auto text = sd::describe_text_component(dir, name, lo)) {
       c["architecture"] = *text;
+      c["fingerprint"] = sd::fingerprint_folder(cdir.string()).fingerprint;
     } else if (fs::is_regular_file(cdir / "config.json") || fs::is_regular_file(cdir / "scheduler_config.json")) {
       // Other components: what the folder holds.
       for (const char* cfg : {"config.json", "scheduler_config.json"})
@@ -333,6 +337,8 @@ int model_init(const std::vector<std::string>& args) {
 
 }  // namespace
 
+int model_sample(const std::vector<std::string>& args);  // model_sample.cpp
+
 int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     if (world.is_root()) std::cout << "dinv model: inspect, run and create Stable Diffusion model folders\n\n" << usage();
@@ -350,6 +356,7 @@ int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (sub == "info") return model_info(rest);
   if (sub == "run") return model_run(rest);
   if (sub == "init") return model_init(rest);
+  if (sub == "sample") return model_sample(rest);
   if (auto rc = sd::run_text_subcommand(sub, rest)) return *rc;
   throw ConfigError("unknown subcommand '" + sub + "'\n" + usage());
 }

@@ -5,6 +5,7 @@
 #include "dinv/cli/command.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/progress.h"
 #include "dinv/dist/world.h"
 
 namespace dinv::cli {
@@ -28,6 +29,12 @@ void apply_run_options(const Config& config, dist::World& world) {
     threads = std::max(1, cores / std::max(1, world.local_size()));
   }
   at::set_num_threads(static_cast<int>(threads));
+  const auto progress = config.get_string("run.progress");
+  Progress::set_default(progress == "bar"     ? Progress::Style::bar
+                        : progress == "lines" ? Progress::Style::lines
+                        : progress == "off"   ? Progress::Style::silent
+                                              : Progress::Style::automatic,
+                        config.get_real("run.progress_interval"));
 }
 
 ParsedArgs split_args(const std::vector<std::string>& args) {

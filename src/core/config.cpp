@@ -289,7 +289,8 @@ Config Config::resolve(const ConfigSchema& schema, const std::vector<std::string
                    .run();
     } catch (const po::unknown_option& e) {
       auto key = e.get_option_name();
-      fail_unknown(schema, key.rfind("--", 0) == 0 ? key.substr(2) : key, "command line");
+      if (key.rfind("--", 0) == 0) key = key.substr(2);
+      fail_unknown(schema, key.substr(0, key.find('=')), "command line");
     } catch (const po::error& e) {
       throw ConfigError(std::string("command line: ") + e.what());
     }

@@ -8,9 +8,22 @@
 #include "dinv/core/log.h"
 
 namespace dinv {
+namespace {
+Progress::Style g_default_style = Progress::Style::automatic;
+double g_default_interval = -1;
+}  // namespace
+
+void Progress::set_default(Style style, double line_interval_s) {
+  g_default_style = style;
+  g_default_interval = line_interval_s;
+}
 
 Progress::Progress(std::string label, std::int64_t total, std::string unit, Style style, double line_interval_s)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), style_(style), interval_(line_interval_s) {
+  if (style_ == Style::automatic) {
+    style_ = g_default_style;
+    if (g_default_interval > 0) interval_ = g_default_interval;
+  }
   if (style_ == Style::automatic) style_ = isatty(STDOUT_FILENO) ? Style::bar : Style::lines;
   if (log::rank() != 0 || log::level() > log::Level::info) style_ = Style::silent;
   start_ = last_print_ = std::chrono::steady_clock::now();

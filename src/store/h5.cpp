@@ -1,5 +1,7 @@
 #include "dinv/store/h5.h"
 
+#include <exception>
+
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
@@ -87,7 +89,11 @@ Handle simple_space(const std::vector<hsize_t>& dims) {
 // ------------------------------------------------------------------ basics
 
 void Handle::reset() {
-  if (id_ >= 0 && closer_) closer_(id_);
+  // Closing a file is collective under MPI-IO. While an exception unwinds on
+  // one rank the others may be waiting in another collective: closing here
+  // would deadlock the job instead of letting main report and abort it.
+  const bool collective_close = closer_ == &H5Fclose;
+  if (id_ >= 0 && closer_ && !(collective_close && std::uncaught_exceptions() > 0)) closer_(id_);
   id_ = H5I_INVALID_HID;
 }
 
@@ -128,7 +134,6 @@ Handle create_file(const std::string& path, MPI_Comm comm) {
   quiet_errors();
   Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
   check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-  check(H5Pset_all_coll_metadata_ops(fapl.id(), 1), "H5Pset_all_coll_metadata_ops");
   check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
   // Closing the file closes what is still open in it (handles held elsewhere
   // become invalid), so that a store closes cleanly before a rename or exit.
@@ -143,7 +148,6 @@ Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
   quiet_errors();
   Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
   check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-  check(H5Pset_all_coll_metadata_ops(fapl.id(), 1), "H5Pset_all_coll_metadata_ops");
   check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
   check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
   return {check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()),

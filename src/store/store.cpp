@@ -174,4 +174,9 @@ void UnitLedger::mark_done(const std::vector<std::int64_t>& units) {
   for (auto u : units) done_.at(static_cast<std::size_t>(u)) = 1;
 }
 
+void UnitLedger::mark_done_independent(std::int64_t unit) {
+  h5::write_rows(dataset_, name_, unit, at::ones({1}, at::kByte), false);
+  done_.at(static_cast<std::size_t>(unit)) = 1;
+}
+
 }  // namespace dinv::store

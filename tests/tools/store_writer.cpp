@@ -3,6 +3,7 @@
 // at a time, recording finished units in the ledger. Rerunning resumes.
 //   dinv_store_writer PATH UNITS ROWS_PER_UNIT COLS [SLEEP_MS_PER_ROUND]
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -43,7 +44,10 @@ int main(int argc, char** argv) {
 
     const auto mine = dist::units_of_rank(units, world.size(), world.rank());
     const auto rounds = dist::max_units_per_rank(units, world.size());
+    const char* fail_rank = std::getenv("DINV_TEST_FAIL_RANK");  // failure injection for the abort test
     for (std::int64_t r = 0; r < rounds; ++r) {
+      if (fail_rank && std::atoi(fail_rank) == world.rank() && r == 1)
+        throw Error("injected failure on rank " + std::to_string(world.rank()));
       std::vector<std::int64_t> finished;
       at::Tensor block, ids;
       std::int64_t first_row = 0;
@@ -63,7 +67,7 @@ int main(int argc, char** argv) {
     store.close();
     if (world.is_root()) std::cout << "store_writer: " << units << " units written to " << path << std::endl;
   } catch (const Error& e) {
-    std::cerr << "store_writer: " << e.what() << std::endl;
+    std::cerr << "store_writer: error on rank " << world.rank() << ": " << e.what() << std::endl;
     dist::World::abort(1);
   }
   return 0;

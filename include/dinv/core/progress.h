@@ -27,6 +27,10 @@ class Progress {
   void advance(std::int64_t n, const std::string& extra = "");
   void finish();
 
+  // The process-wide choice of run.progress / run.progress_interval, used by
+  // every Progress made with Style::automatic.
+  static void set_default(Style style, double line_interval_s);
+
   // The one-line report, as printed in line mode (exposed for tests).
   std::string report_line() const;
   static std::string format_duration(double seconds);

@@ -75,6 +75,9 @@ class UnitLedger {
   // Collective: every rank passes the units it finished since its last call
   // (possibly none). Their data must already be written.
   void mark_done(const std::vector<std::int64_t>& units);
+  // Independent: this rank alone records one finished unit (stages whose
+  // ranks progress at their own pace).
+  void mark_done_independent(std::int64_t unit);
 
  private:
   Store& store_;

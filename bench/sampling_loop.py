@@ -1,0 +1,104 @@
+"""Benchmark: the guided sampling loop, dinv vs diffusers, same model and inputs.
+
+    python bench/sampling_loop.py --dinv build/dinv [--preset tiny|sd15] [--steps 20] [--batch 4]
+                                  [--latent 16] [--sampler pndm] [--device cpu|cuda] [--repeat 2]
+
+Writes a random model folder with `dinv model init --preset P`, then times
+  * dinv:      `dinv model sample` (loop + VAE decode, timed inside the process,
+               model loading excluded), best of --repeat runs;
+  * diffusers: the same loop in this process (UNet on the concatenated
+               [uncond; cond] batch, guidance, scheduler step, VAE decode),
+               model loading excluded, best of --repeat runs;
+with the same thread count (torch's default: all cores) and checks that both
+give the same final latents (relative error printed). Prints one Markdown
+table row for bench/RESULTS.md.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler
+
+CLASSES = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "dpmpp": DPMSolverMultistepScheduler,
+           "euler": EulerDiscreteScheduler}
+
+
+@torch.no_grad()
+def diffusers_loop(unet, vae, scheduler, cond, uncond, latents, steps, guidance):
+    scheduler.set_timesteps(steps)
+    both = torch.cat([uncond.expand_as(cond), cond])
+    x = latents * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        inp = scheduler.scale_model_input(torch.cat([x, x]), t)
+        eu, ec = unet(inp, t, encoder_hidden_states=both).sample.chunk(2)
+        x = scheduler.step(eu + guidance * (ec - eu), t, x).prev_sample
+    images = vae.decode(x / vae.config.scaling_factor).sample
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return x
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dinv", default="build/dinv")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--latent", type=int, default=16)
+    p.add_argument("--tokens", type=int, default=5)
+    p.add_argument("--sampler", default="pndm")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeat", type=int, default=2)
+    a = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = tmp / "model"
+        subprocess.run([a.dinv, "model", "init", "--preset", a.preset, str(model)], check=True, capture_output=True)
+        unet = UNet2DConditionModel.from_pretrained(str(model / "unet")).eval().to(a.device)
+        vae = AutoencoderKL.from_pretrained(str(model / "vae")).eval().to(a.device)
+        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        dim = unet.config.cross_attention_dim
+        g = torch.Generator().manual_seed(0)
+        cond = torch.randn(a.batch, a.tokens, dim, generator=g)
+        uncond = cond.mean(0, keepdim=True)
+        latents = torch.randn(a.batch, unet.config.in_channels, a.latent, a.latent, generator=g)
+        save_file({"cond": cond}, str(tmp / "cond.safetensors"))
+        save_file({"latents": latents}, str(tmp / "latents.safetensors"))
+
+        ours = []
+        for _ in range(a.repeat):
+            r = subprocess.run([a.dinv, "model", "sample", str(model), "--cond", str(tmp / "cond.safetensors"),
+                                "--latents", str(tmp / "latents.safetensors"), "--sampler", a.sampler,
+                                "--steps", str(a.steps), "--guidance", "2", "--height", str(a.latent * factor),
+                                "--width", str(a.latent * factor), "--device", a.device,
+                                "--output", str(tmp / "out.safetensors")], check=True, capture_output=True, text=True)
+            ours.append(float(re.search(r"in ([0-9.e+-]+) s", r.stdout).group(1)))
+        ours_latents = load_file(str(tmp / "out.safetensors"))["latents"]
+
+        theirs = []
+        scheduler = CLASSES[a.sampler].from_config(json.loads((model / "scheduler/scheduler_config.json").read_text()))
+        for _ in range(a.repeat):
+            start = time.perf_counter()
+            x = diffusers_loop(unet, vae, scheduler, cond.to(a.device), uncond.to(a.device), latents.to(a.device),
+                               a.steps, 2.0)
+            theirs.append(time.perf_counter() - start)
+        rel = float((ours_latents - x.cpu()).abs().max() / x.cpu().abs().max())
+
+    t_ours, t_theirs = min(ours), min(theirs)
+    print(f"| {a.preset} | {a.sampler} | {a.steps} | {a.batch} | {a.latent}x{a.latent} | {a.device} "
+          f"({torch.get_num_threads()} threads, {platform.processor() or platform.machine()}) | "
+          f"{t_ours:.3f} | {t_theirs:.3f} | {t_theirs / t_ours:.2f} | {rel:.1e} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+// PNG (libpng) and JPEG (libjpeg-turbo) decoding to RGB uint8 [H, W, 3], the
+// way Pillow decodes and then converts with .convert("RGB"): palette and
+// grayscale expanded, alpha dropped, 16-bit samples cut to their high byte,
+// JPEG with the default islow IDCT and fancy upsampling. PNG encoding for the
+// procedural dataset's image folders.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace dinv::data {
+
+// `name` is only used in error messages (the file the bytes came from).
+at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string& name);
+at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& name);
+// By signature (PNG or JPEG magic bytes); anything else is an IoError.
+at::Tensor decode_image_file(const std::string& path);
+// `image`: uint8 [H, W, 3]; writes an 8-bit RGB PNG.
+void write_png(const std::string& path, const at::Tensor& image);
+
+}  // namespace dinv::data

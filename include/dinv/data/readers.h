@@ -1,0 +1,80 @@
+// Readers of the published dataset formats, each a Dataset, and the factory
+// that builds one from configuration keys ([data] for real images, [syn] for
+// synthetic ones). Every malformed input is an IoError (or StoreError for HDF5)
+// that names the file, the record / byte offset / key, expected and found.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dinv/data/dataset.h"
+
+namespace dinv {
+class Config;
+class ConfigSchema;
+}  // namespace dinv
+
+namespace dinv::data {
+
+// A dataset held in memory: images uint8 [N, H, W, 3], labels int64 [N].
+// The readers of fixed-size formats decode everything once into one of these.
+class TensorDataset : public Dataset {
+ public:
+  // Checks shapes, dtypes and that every label is in [0, class_names.size()).
+  TensorDataset(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names,
+                std::string fingerprint, std::string description);
+  std::int64_t size() const override;
+  Example get(std::int64_t index) const override;
+  const std::vector<std::string>& class_names() const override { return class_names_; }
+  std::string fingerprint() const override { return fingerprint_; }
+  std::string describe() const override { return description_; }
+  const at::Tensor& images() const { return images_; }
+  const at::Tensor& labels() const { return labels_; }
+
+ private:
+  at::Tensor images_, labels_;
+  std::vector<std::string> class_names_;
+  std::string fingerprint_, description_;
+};
+
+// CIFAR-10: `root` holds data_batch_1.bin ... data_batch_5.bin (train; as many
+// as exist, consecutively from 1), test_batch.bin (test) and batches.meta.txt.
+// Records are 1 label byte + 3072 bytes (R, G, B planes of 32x32, row-major).
+DatasetPtr open_cifar10(const std::string& root, const std::string& split);
+// CIFAR-100: train.bin / test.bin, records 1 coarse + 1 fine label byte + 3072;
+// `labels` is "fine" (100 classes, fine_label_names.txt) or "coarse" (20,
+// coarse_label_names.txt).
+DatasetPtr open_cifar100(const std::string& root, const std::string& split, const std::string& labels = "fine");
+// STL-10 binary: <split>_X.bin (uint8, per image 3x96x96 column-major, i.e.
+// byte (c, x, y) at c*9216 + x*96 + y), <split>_y.bin (labels 1..10),
+// class_names.txt.
+DatasetPtr open_stl10(const std::string& root, const std::string& split);
+// Image folder: `root/<split>/<class>/*.{png,jpg,jpeg}` when `root/<split>`
+// exists, else `root/<class>/...`. Classes are the sorted folder names; files
+// are decoded (libpng / libjpeg-turbo, as Pillow decodes them, converted to
+// RGB) on each `get`, so that loader workers share the decoding.
+DatasetPtr open_image_folder(const std::string& root, const std::string& split);
+// MedMNIST .npz: arrays <split>_images uint8 [N, H, W] (grayscale: expanded to
+// 3 channels) or [N, H, W, 3], <split>_labels [N] or [N, 1] integers.
+DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split);
+// The synthetic images of a dinv store: /samples/<tag>/images [M, H, W, 3] u8
+// and /samples/<tag>/label [M] for each tag (concatenated in the order given);
+// class names from the /source attribute `class_names`.
+DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags);
+
+// Register [data] (real images) and [syn] (synthetic images) keys.
+void register_data_options(ConfigSchema& schema);
+// The dataset that keys `<section>.format`, `<section>.root`, `<section>.split`,
+// ... describe; `section` is "data" or "syn". Format "none" gives nullptr.
+DatasetPtr make_dataset(const Config& config, const std::string& section = "data");
+// Same from explicit values (tests, tools). `tags` for format "store".
+DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,
+                        const std::string& option = "", const std::vector<std::string>& tags = {});
+
+// Helpers shared by the readers.
+std::vector<std::string> read_class_names(const std::string& path);
+std::vector<std::uint8_t> read_file_bytes(const std::string& path);
+std::string content_hash(const void* data, std::size_t size, std::string seed_hash = "");  // FNV-1a 64, hex
+
+}  // namespace dinv::data

@@ -1,0 +1,84 @@
+// `dinv generate`: stage 2. The (source image, sample index) pairs are cut
+// into fixed chunks (global units), spread over ranks by blocks, and sampled
+// in batches; each sample's randomness comes from generators seeded from
+// (run seed, source, sample index), so the output does not depend on rank
+// count or batch size. Output: /samples/<tag> in the experiment store,
+// created up front at its final size, resumable per chunk.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "dinv/core/config.h"
+
+namespace dinv::dist {
+class World;
+}
+
+namespace dinv::generation {
+
+struct GenerateSettings {
+  std::string mode = "embedding";  // embedding | prompt
+  std::int64_t num_samples = 5;
+  double interpolation = 0.1;
+  double emb_noise = 0.1;
+  double guidance = 2.0;        // sampler.guidance
+  std::string sampler = "folder";  // sampler.name
+  std::int64_t steps = 100;     // sampler.steps
+  std::int64_t sampling_resolution = 128;
+  std::int64_t save_resolution = 32;
+  std::string resize_filter = "bicubic";
+  std::int64_t batch_size = 8;
+  std::int64_t chunk_size = 40;
+  std::string uncond = "group_mean";  // group_mean | empty_prompt
+  std::string prompt = "a photo of a {}";
+  std::string prompt_per = "source";  // source | class
+  std::string tag;                    // "" : derived from the settings
+  std::uint64_t seed = 0;
+};
+
+// The frozen generator as stage 2 sees it (built from a diffusers folder by
+// the sd / diffusion modules with the sampler, steps, guidance and sampling
+// resolution of the settings).
+struct GenerationModel {
+  // Guided sampling of cond and uncond [B, T, D] whose rows are the samples
+  // first_index, first_index + 1, ... of the run: each row's initial latents
+  // and sampler noise come from its own generator, seeded from (run seed,
+  // sample index) -> uint8 [B, R, R, 3] at the sampling resolution.
+  std::function<at::Tensor(const at::Tensor& cond, const at::Tensor& uncond, std::int64_t first_index)> sample;
+  // The seed of sample `index`'s generator (stored with every sample).
+  std::function<std::uint64_t(std::int64_t index)> sample_seed;
+  // Text conditioning [B, 77, D] of prompts (prompt mode, empty-prompt uncond).
+  std::function<at::Tensor(const std::vector<std::string>& prompts)> encode_prompts;
+  std::string fingerprint;  // must equal the embeddings' model fingerprint
+  std::string sampler_name;
+};
+
+void register_generate_options(ConfigSchema& schema);
+GenerateSettings generate_settings(const Config& config);
+// The tag a run with these settings writes to when none is given.
+std::string derived_tag(const GenerateSettings& settings, const std::string& sampler_name);
+
+// One planned sample.
+struct SampleSpec {
+  std::int64_t source = -1;   // dataset index of the source image (-1: per-class prompt)
+  std::int64_t partner = -1;  // dataset index of the partner (-1: none)
+  std::int64_t label = 0;
+  std::int64_t index = 0;     // k, the sample index of its source (or class)
+  std::uint64_t seed = 0;     // the seed of the sample's generator
+};
+
+struct GenerateOutcome {
+  std::string tag;
+  std::int64_t images = 0, chunks_total = 0, chunks_done = 0;
+  bool stopped = false;
+};
+
+GenerateOutcome run_generate(dist::World& world, const GenerateSettings& settings, const GenerationModel& model,
+                             const std::string& store_path, const std::string& config_text);
+
+}  // namespace dinv::generation

@@ -1,0 +1,138 @@
+#include "dinv/classify/options.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "dinv/core/config.h"
+#include "dinv/core/error.h"
+
+namespace dinv::classify {
+
+void register_train_options(ConfigSchema& s) {
+  s.add("train.model", "resnet18", "classifier architecture").choices(model_names());
+  s.add("train.steps", 50000, "training steps (METHOD.md: 50,000)").min(1);
+  s.add("train.optimizer", "sgd", "optimiser: sgd (momentum, weight decay) or adamw").choices({"sgd", "adamw"});
+  s.add("train.lr", 0.1, "base learning rate").greater_than(0);
+  s.add("train.momentum", 0.9, "SGD momentum (AdamW: beta1)").min(0).max(0.999999);
+  s.add("train.weight_decay", 5e-4, "weight decay").min(0);
+  s.add("train.warmup_steps", 1000, "linear warm-up from 0.001x over these steps (times cosine decay to 0.001x)").min(0);
+  s.add("train.label_smoothing", 0.0, "label smoothing of the cross-entropy").min(0).max(1);
+  s.add("train.precision", "fp32", "autocast precision on GPU: fp32, fp16 (dynamic loss scaling), bf16")
+      .choices({"fp32", "fp16", "bf16"});
+  s.add("train.bucket_mb", 25.0, "gradient all-reduce bucket size in MiB").greater_than(0);
+  s.add("train.num_evals", 20, "evaluations on the test set over the run (the last at the final step)").min(1);
+  s.add("train.checkpoint_every", 1000, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)").min(0);
+  s.add("train.checkpoint_dir", "checkpoints", "folder of the run's checkpoint (<run>.ckpt, removed when done)")
+      .non_empty();
+  s.add("train.results_dir", "results", "folder of the run's results file (<run>.h5)").non_empty();
+  s.add("train.run_name", "", "name of the run (default: model, dataset, data size, source and seed)");
+}
+
+void register_sweep_options(ConfigSchema& s) {
+  s.add("sweep.name", "sweep", "name of the sweep (Slurm script and job name)").non_empty();
+  s.add("sweep.model", "", "comma-separated train.model values (empty: the configured one)");
+  s.add("sweep.num_data", "", "comma-separated data.num_data values");
+  s.add("sweep.source", "", "comma-separated sources: real, synthetic, mixed (half real, half synthetic per step)");
+  s.add("sweep.seed", "", "comma-separated run.seed values");
+  s.add("sweep.mode", "local", "local: run the points one after another here; slurm: write a job-array script")
+      .choices({"local", "slurm"});
+  s.add("sweep.task", -1, "run only this point (Slurm array tasks set it; -1: all)").min(-1);
+  s.add("sweep.submit", false, "slurm mode: submit the script with sbatch");
+  s.add("sweep.template", "slurm/sweep.sbatch.in", "Slurm job-array template (@NAME@, @TASKS@, @COMMAND@ replaced)");
+  s.add("sweep.launcher", "srun", "how a task starts its ranks in slurm mode (e.g. srun, \"mpirun -np 4\")");
+}
+
+TrainOptions train_options(const Config& c, std::int64_t resolution, std::int64_t num_classes) {
+  TrainOptions o;
+  o.model = {c.get_string("train.model"), num_classes, resolution};
+  o.optimizer.name = c.get_string("train.optimizer");
+  o.optimizer.lr = c.get_real("train.lr");
+  o.optimizer.momentum = c.get_real("train.momentum");
+  o.optimizer.weight_decay = c.get_real("train.weight_decay");
+  o.steps = c.get_int("train.steps");
+  o.batch_size = c.get_int("data.real_bs") + c.get_int("data.syn_bs");
+  o.eval_batch_size = c.get_int("data.eval_bs");
+  o.warmup_steps = c.get_int("train.warmup_steps");
+  o.label_smoothing = c.get_real("train.label_smoothing");
+  o.num_evals = c.get_int("train.num_evals");
+  o.precision = c.get_string("train.precision");
+  o.bucket_bytes = static_cast<std::int64_t>(c.get_real("train.bucket_mb") * 1024 * 1024);
+  o.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  o.checkpoint_every = c.get_int("train.checkpoint_every");
+  o.checkpoint_path = c.get_string("train.checkpoint_dir") + "/" + run_name(c) + ".ckpt";
+  o.progress = c.get_string("run.progress");
+  return o;
+}
+
+std::string run_name(const Config& c) {
+  const std::string chosen = c.get_string("train.run_name");
+  if (!chosen.empty()) return chosen;
+  const auto real = c.get_int("data.real_bs"), syn = c.get_int("data.syn_bs");
+  const std::string source = syn == 0 ? "real" : real == 0 ? "synthetic" : "mixed";
+  const auto n = c.get_int("data.num_data");
+  return c.get_string("train.model") + "_" + c.get_string("data.format") + "_n" + (n == 0 ? "all" : std::to_string(n)) +
+         "_" + source + "_s" + std::to_string(c.get_int("run.seed"));
+}
+
+namespace {
+
+std::vector<std::string> split_list(const Config& c, const std::string& key) {
+  std::vector<std::string> out;
+  std::stringstream in(c.get_string(key));
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const auto b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    if (b == std::string::npos) c.reject(key, "empty item in the list");
+    out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+// The overrides that make a run use `source` with the base configuration's global batch.
+std::vector<std::string> source_overrides(const Config& c, const std::string& source) {
+  const auto batch = c.get_int("data.real_bs") + c.get_int("data.syn_bs");
+  if (source == "real") return {"--data.real_bs=" + std::to_string(batch), "--data.syn_bs=0"};
+  if (source == "synthetic") return {"--data.real_bs=0", "--data.syn_bs=" + std::to_string(batch)};
+  if (source == "mixed")
+    return {"--data.real_bs=" + std::to_string(batch / 2), "--data.syn_bs=" + std::to_string(batch - batch / 2)};
+  c.reject("sweep.source", "unknown source '" + source + "' (real, synthetic, mixed)");
+}
+
+}  // namespace
+
+std::vector<SweepPoint> expand_sweep(const Config& c) {
+  struct Axis {
+    std::string key, label;
+    std::vector<std::string> values;
+  };
+  std::vector<Axis> axes = {{"sweep.model", "", split_list(c, "sweep.model")},
+                            {"sweep.num_data", "n", split_list(c, "sweep.num_data")},
+                            {"sweep.source", "", split_list(c, "sweep.source")},
+                            {"sweep.seed", "s", split_list(c, "sweep.seed")}};
+  for (const auto& m : axes[0].values) {
+    const auto& known = model_names();
+    if (std::find(known.begin(), known.end(), m) == known.end()) c.reject("sweep.model", "unknown model '" + m + "'");
+  }
+  std::vector<SweepPoint> points = {{c.get_string("sweep.name"), {}}};
+  for (const auto& axis : axes) {
+    if (axis.values.empty()) continue;
+    std::vector<SweepPoint> next;
+    for (const auto& p : points) {
+      for (const auto& v : axis.values) {
+        SweepPoint q = p;
+        q.name += "_" + axis.label + v;
+        if (axis.key == "sweep.model") q.overrides.push_back("--train.model=" + v);
+        if (axis.key == "sweep.num_data") q.overrides.push_back("--data.num_data=" + v);
+        if (axis.key == "sweep.seed") q.overrides.push_back("--run.seed=" + v);
+        if (axis.key == "sweep.source")
+          for (auto& o : source_overrides(c, v)) q.overrides.push_back(o);
+        next.push_back(std::move(q));
+      }
+    }
+    points = std::move(next);
+  }
+  for (auto& p : points) p.overrides.push_back("--train.run_name=" + p.name);
+  return points;
+}
+
+}  // namespace dinv::classify

@@ -1,0 +1,374 @@
+#include "dinv/classify/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/core/progress.h"
+#include "dinv/core/signals.h"
+#include "dinv/dist/communicator.h"
+#include "dinv/data/rng.h"
+
+namespace dinv::classify {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Mixed precision on the GPU for the forward pass (the loss stays fp32).
+class AutocastScope {
+ public:
+  AutocastScope(const std::string& precision, c10::Device device)
+      : active_(device.is_cuda() && precision != "fp32") {
+    if (!active_) return;
+    at::autocast::set_autocast_dtype(at::kCUDA, precision == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+  }
+  ~AutocastScope() {
+    if (!active_) return;
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool active_;
+};
+
+void atomic_replace(const std::string& tmp, const std::string& path) {
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + ec.message());
+}
+
+// Loaded tensors can sit at other memory alignments than freshly allocated
+// ones, and CPU kernels then vectorise differently (last-bit differences): give
+// every optimiser state tensor its own fresh allocation so that a resumed run
+// is bit-identical to an uninterrupted one.
+void reallocate_optimizer_state(torch::optim::Optimizer& optimizer) {
+  for (auto& [key, state] : optimizer.state()) {
+    if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      if (sgd->momentum_buffer().defined()) sgd->momentum_buffer(sgd->momentum_buffer().clone());
+    } else if (auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      adam->exp_avg(adam->exp_avg().clone());
+      adam->exp_avg_sq(adam->exp_avg_sq().clone());
+      if (adam->max_exp_avg_sq().defined()) adam->max_exp_avg_sq(adam->max_exp_avg_sq().clone());
+    }
+  }
+}
+
+}  // namespace
+
+struct Trainer::State {
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<GradientBuckets> buckets;
+  double loss_scale = 1.0;  // fp16 dynamic loss scaling
+  std::int64_t good_steps = 0;
+};
+
+namespace {
+DatasetBatchOptions plain_batches(const TrainOptions& o) {
+  DatasetBatchOptions b;
+  b.global_batch = o.batch_size;
+  b.eval_batch = o.eval_batch_size;
+  b.resolution = o.model.resolution;
+  b.seed = o.seed;
+  b.augment = true;
+  return b;
+}
+}  // namespace
+
+Trainer::Trainer(TrainOptions options, data::DatasetPtr train, data::DatasetPtr test, dist::Communicator* comm,
+                 c10::Device device)
+    : Trainer(options,
+              make_dataset_batches(std::move(train), std::move(test), plain_batches(options), comm ? comm->rank() : 0,
+                                   comm ? comm->size() : 1),
+              comm, device) {}
+
+Trainer::Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dist::Communicator* comm,
+                 c10::Device device)
+    : options_(std::move(options)), batches_(std::move(batches)), comm_(comm), device_(device),
+      state_(std::make_unique<State>()) {
+  check_options();
+  at::manual_seed(data::mix_seed({options_.seed, 0x5eed}));  // same initial weights on every rank ...
+  model_ = make_model(options_.model);
+  model_->to(device_);
+  if (comm_) {  // ... and rank 0's are authoritative
+    for (auto& p : model_->parameters()) {
+      at::Tensor data = p.detach();
+      comm_->broadcast(data, 0);
+    }
+    for (auto& b : model_->buffers()) comm_->broadcast(b, 0);
+  }
+  state_->optimizer = make_optimizer(model_->parameters(), options_.optimizer);
+  if (comm_) state_->buckets = std::make_unique<GradientBuckets>(model_->parameters(), *comm_, options_.bucket_bytes);
+  if (options_.precision == "fp16" && device_.is_cuda()) state_->loss_scale = 65536.0;
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::check_options() const {
+  const int size = comm_ ? comm_->size() : 1;
+  if (options_.batch_size % size != 0)
+    throw ConfigError("train.batch_size = " + std::to_string(options_.batch_size) + " is not divisible by the " +
+                      std::to_string(size) + " ranks of this job (each rank takes batch_size / ranks)");
+  if (options_.steps < 1) throw ConfigError("train.steps must be >= 1");
+  if (options_.precision != "fp32" && !device_.is_cuda())
+    log::warn("train.precision = " + options_.precision + " applies on GPU only; training in fp32 on " +
+              device_.str());
+}
+
+std::vector<BucketTiming> Trainer::last_bucket_timings() const {
+  return state_->buckets ? state_->buckets->last_timings() : std::vector<BucketTiming>{};
+}
+
+// One collective per step: the global mean loss and whether any rank was asked
+// to stop (so that all ranks stop after the same step).
+bool Trainer::agree_stop_and_check_loss(std::int64_t step, double local_loss, double& global_loss) {
+  at::Tensor t = at::tensor({local_loss, signals::stop_requested() ? 1.0 : 0.0}, at::kDouble);
+  if (comm_) comm_->all_reduce(t);
+  const int size = comm_ ? comm_->size() : 1;
+  global_loss = t[0].item<double>() / size;
+  if (!std::isfinite(global_loss)) {
+    std::string kept = options_.checkpoint_path.empty() || !std::filesystem::exists(options_.checkpoint_path)
+                           ? "no checkpoint was written"
+                           : "the last good checkpoint " + options_.checkpoint_path + " is kept";
+    throw Error("training diverged: the loss is " + std::to_string(global_loss) + " at step " + std::to_string(step) +
+                " (lower train.lr or check the data); " + kept);
+  }
+  return t[1].item<double>() > 0;
+}
+
+void Trainer::train_step(std::int64_t step, TrainResult& result) {
+  const int rank = comm_ ? comm_->rank() : 0;
+  // Dropout draws from the global generator: seeding it from (seed, step, rank)
+  // makes every step reproducible without saving generator states.
+  at::manual_seed(data::mix_seed({options_.seed, static_cast<std::uint64_t>(step), 1000u + static_cast<std::uint64_t>(rank)}));
+  TrainBatch batch = batches_->train_batch(step);
+  at::Tensor images = batch.images.to(device_), labels = batch.labels.to(device_);
+  const double lr = options_.optimizer.lr * lr_factor(step, options_.steps, options_.warmup_steps);
+  set_learning_rate(*state_->optimizer, lr);
+  model_->train(!options_.batchnorm_frozen);
+  state_->optimizer->zero_grad();
+  at::Tensor loss;
+  {
+    AutocastScope autocast(options_.precision, device_);
+    at::Tensor logits = model_->forward(images);
+    const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(options_.label_smoothing);
+    logits = logits.to(at::kFloat);
+    loss = torch::nn::functional::cross_entropy(logits, labels, ce);
+    if (batch.labels_b.defined())  // MixUp / CutMix
+      loss = batch.lambda * loss +
+             (1.0 - batch.lambda) * torch::nn::functional::cross_entropy(logits, batch.labels_b.to(device_), ce);
+  }
+  if (state_->buckets) state_->buckets->begin_step();
+  (loss * state_->loss_scale).backward();
+  if (state_->buckets) state_->buckets->finish_step();
+  bool finite = true;
+  if (state_->loss_scale != 1.0) {  // fp16: unscale, skip steps with overflowed gradients
+    for (auto& p : model_->parameters())
+      if (p.grad().defined()) p.mutable_grad().div_(state_->loss_scale);
+    for (auto& p : model_->parameters())
+      if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) finite = false;
+    state_->loss_scale = finite ? state_->loss_scale : state_->loss_scale / 2;
+    if (finite && ++state_->good_steps % 2000 == 0) state_->loss_scale *= 2;
+  }
+  if (finite) state_->optimizer->step();
+  result.steps.push_back(step);
+  result.lr.push_back(lr);
+  result.loss.push_back(loss.item<double>());  // replaced by the global mean in run()
+}
+
+void Trainer::average_batchnorm_statistics() {
+  if (!comm_ || comm_->size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (auto& b : model_->buffers()) {
+    if (!at::isFloatingType(b.scalar_type())) continue;  // num_batches_tracked is equal everywhere
+    comm_->all_reduce(b);
+    b.div_(static_cast<double>(comm_->size()));
+  }
+}
+
+EvalResult Trainer::evaluate(std::int64_t step) {
+  torch::NoGradGuard no_grad;
+  average_batchnorm_statistics();
+  model_->eval();
+  const std::int64_t classes = options_.model.num_classes;
+  // [correct per class, count per class, loss sum]
+  at::Tensor sums = at::zeros({2 * classes + 1}, at::kDouble);
+  batches_->for_each_eval_batch([&](const at::Tensor& images, const at::Tensor& labels) {
+    at::Tensor logits;
+    {
+      AutocastScope autocast(options_.precision, device_);
+      logits = model_->forward(images.to(device_));
+    }
+    logits = logits.to(at::kFloat).cpu();
+    sums[2 * classes] += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
+    at::Tensor correct = logits.argmax(1).eq(labels).to(at::kDouble);
+    sums.narrow(0, 0, classes).index_add_(0, labels, correct);
+    sums.narrow(0, classes, classes).index_add_(0, labels, at::ones_like(correct));
+  });
+  if (comm_) comm_->all_reduce(sums);
+  EvalResult r;
+  r.step = step;
+  const double total = sums.narrow(0, classes, classes).sum().item<double>();
+  r.accuracy = sums.narrow(0, 0, classes).sum().item<double>() / total;
+  r.loss = sums[2 * classes].item<double>() / total;
+  for (std::int64_t c = 0; c < classes; ++c) {
+    const double count = sums[classes + c].item<double>();
+    r.per_class_accuracy.push_back(count > 0 ? sums[c].item<double>() / count : 0.0);
+  }
+  return r;
+}
+
+TrainResult Trainer::run() {
+  signals::install_stop_handlers();
+  TrainResult result;
+  std::int64_t step = 0;
+  if (load_checkpoint(result, step)) log::info("resuming from " + options_.checkpoint_path + " at step " +
+                                               std::to_string(step));
+  result.resumed_from = step;
+  const std::int64_t eval_every = std::max<std::int64_t>(1, options_.steps / std::max<std::int64_t>(1, options_.num_evals));
+  const bool root = !comm_ || comm_->rank() == 0;
+  Progress progress("train", options_.steps, "steps",
+                    !root || options_.progress == "off" ? Progress::Style::silent : Progress::Style::automatic);
+  progress.set_already_done(step);
+  const auto start = std::chrono::steady_clock::now();
+  for (; step < options_.steps; ++step) {
+    train_step(step, result);
+    double global_loss = 0;
+    const bool stop = agree_stop_and_check_loss(step, result.loss.back(), global_loss);
+    result.loss.back() = global_loss;
+    progress.advance(1, "loss " + std::to_string(global_loss).substr(0, 6));
+    const bool last = step + 1 == options_.steps;
+    if ((step + 1) % eval_every == 0 || last) {
+      const auto t = std::chrono::steady_clock::now();
+      result.evals.push_back(evaluate(step + 1));
+      result.eval_seconds += seconds_since(t);
+      const EvalResult& e = result.evals.back();
+      if (result.evals.size() == 1 || e.accuracy > result.best.accuracy) result.best = e;
+      log::info("step " + std::to_string(step + 1) + ": test accuracy " + std::to_string(e.accuracy) + ", loss " +
+                std::to_string(e.loss));
+    }
+    const bool periodic = options_.checkpoint_every > 0 && (step + 1) % options_.checkpoint_every == 0;
+    if (!options_.checkpoint_path.empty() && !last && (periodic || stop)) save_checkpoint(step + 1, result);
+    if (stop && !last) {
+      result.steps_done = step + 1;
+      result.stopped_by_signal = true;
+      log::info("stop requested (signal " + std::to_string(signals::stop_signal()) + "): checkpoint written at step " +
+                std::to_string(step + 1) + "; rerun the same command to resume");
+      result.train_seconds = seconds_since(start) - result.eval_seconds;
+      return result;
+    }
+  }
+  progress.finish();
+  result.steps_done = options_.steps;
+  result.train_seconds = seconds_since(start) - result.eval_seconds;
+  return result;
+}
+
+// ---- checkpoints --------------------------------------------------------------------
+void Trainer::save_checkpoint(std::int64_t next_step, const TrainResult& result) {
+  average_batchnorm_statistics();  // make the replicas identical: rank 0 speaks for all
+  if (comm_ && comm_->rank() != 0) {
+    comm_->barrier();
+    return;
+  }
+  torch::serialize::OutputArchive archive;
+  torch::serialize::OutputArchive model_archive, optim_archive;
+  model_->save(model_archive);
+  state_->optimizer->save(optim_archive);
+  archive.write("model", model_archive);
+  archive.write("optimizer", optim_archive);
+  archive.write("next_step", at::tensor({next_step}, at::kLong));
+  archive.write("world_size", at::tensor({static_cast<std::int64_t>(comm_ ? comm_->size() : 1)}, at::kLong));
+  archive.write("loss_scale", at::tensor({state_->loss_scale, static_cast<double>(state_->good_steps)}, at::kDouble));
+  archive.write("history/lr", at::tensor(result.lr, at::kDouble));
+  archive.write("history/loss", at::tensor(result.loss, at::kDouble));
+  const std::int64_t classes = options_.model.num_classes;
+  at::Tensor evals = at::zeros({static_cast<std::int64_t>(result.evals.size()), 3 + classes}, at::kDouble);
+  for (std::size_t i = 0; i < result.evals.size(); ++i) {
+    const EvalResult& e = result.evals[i];
+    evals[i][0] = static_cast<double>(e.step);
+    evals[i][1] = e.accuracy;
+    evals[i][2] = e.loss;
+    for (std::int64_t c = 0; c < classes; ++c) evals[i][3 + c] = e.per_class_accuracy[c];
+  }
+  archive.write("history/evals", evals);
+  const std::string tmp = options_.checkpoint_path + ".tmp";
+  std::filesystem::path dir = std::filesystem::path(options_.checkpoint_path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir);
+  archive.save_to(tmp);
+  atomic_replace(tmp, options_.checkpoint_path);
+  if (comm_) comm_->barrier();
+}
+
+// Copy (not alias) the checkpoint's weights into the live parameters: they keep
+// their allocation, their gradient hooks and the optimiser's references.
+void Trainer::restore_model(torch::serialize::InputArchive& archive) {
+  ClassifierPtr loaded = make_model(options_.model);
+  loaded->load(archive);
+  torch::NoGradGuard no_grad;
+  auto live = model_->named_parameters(), saved = loaded->named_parameters();
+  for (auto& item : live) item.value().copy_(saved[item.key()]);
+  auto live_buffers = model_->named_buffers(), saved_buffers = loaded->named_buffers();
+  for (auto& item : live_buffers) item.value().copy_(saved_buffers[item.key()]);
+}
+
+bool Trainer::load_checkpoint(TrainResult& result, std::int64_t& next_step) {
+  if (options_.checkpoint_path.empty() || !std::filesystem::exists(options_.checkpoint_path)) return false;
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(options_.checkpoint_path, c10::Device(c10::kCPU));
+  } catch (const c10::Error& e) {
+    throw IoError("cannot read checkpoint " + options_.checkpoint_path + ": " + e.what_without_backtrace() +
+                  " (delete it to start over)");
+  }
+  torch::serialize::InputArchive model_archive, optim_archive;
+  archive.read("model", model_archive);
+  archive.read("optimizer", optim_archive);
+  restore_model(model_archive);
+  state_->optimizer->load(optim_archive);
+  reallocate_optimizer_state(*state_->optimizer);
+  at::Tensor t;
+  archive.read("next_step", t);
+  next_step = t.item<std::int64_t>();
+  archive.read("loss_scale", t);
+  state_->loss_scale = t[0].item<double>();
+  state_->good_steps = static_cast<std::int64_t>(t[1].item<double>());
+  at::Tensor lr, loss, evals;
+  archive.read("history/lr", lr);
+  archive.read("history/loss", loss);
+  archive.read("history/evals", evals);
+  for (std::int64_t i = 0; i < lr.size(0); ++i) {
+    result.steps.push_back(i);
+    result.lr.push_back(lr[i].item<double>());
+    result.loss.push_back(loss[i].item<double>());
+  }
+  for (std::int64_t i = 0; i < evals.size(0); ++i) {
+    EvalResult e;
+    e.step = static_cast<std::int64_t>(evals[i][0].item<double>());
+    e.accuracy = evals[i][1].item<double>();
+    e.loss = evals[i][2].item<double>();
+    for (std::int64_t c = 3; c < evals.size(1); ++c) e.per_class_accuracy.push_back(evals[i][c].item<double>());
+    if (result.evals.empty() || e.accuracy > result.best.accuracy) result.best = e;
+    result.evals.push_back(e);
+  }
+  return true;
+}
+
+}  // namespace dinv::classify

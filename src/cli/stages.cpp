@@ -1,0 +1,79 @@
+// `dinv embed` and `dinv generate`: configuration -> dataset, model, store ->
+// the stage drivers of the inversion and generation modules.
+#include <iostream>
+
+#include "dinv/cli/command.h"
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/data/readers.h"
+#include "dinv/diffusion/scheduler.h"
+#include "dinv/dist/world.h"
+#include "dinv/generation/generate.h"
+#include "dinv/generation/sd_model.h"
+#include "dinv/inversion/embed.h"
+#include "dinv/inversion/sd_model.h"
+#include "dinv/sd/pipeline.h"
+
+namespace dinv::cli {
+
+void register_model_options(ConfigSchema& s) {
+  s.add("model.path", "", "Stable Diffusion folder in the diffusers layout (model_index.json, unet/, vae/, ...)");
+}
+
+namespace {
+
+std::shared_ptr<sd::Pipeline> load_model(const CommandContext& ctx, const std::string& dtype_key) {
+  const auto dir = ctx.config.get_string("model.path");
+  if (dir.empty()) throw ConfigError("model.path is not set: name a Stable Diffusion folder (dinv model init makes one)");
+  const auto dtype = sd::stage_dtype(ctx.config.get_string(dtype_key), ctx.world.device(), dtype_key);
+  return sd::load_pipeline(dir, ctx.world.device(), dtype);
+}
+
+std::string store_path(const CommandContext& ctx) {
+  const auto path = ctx.config.get_string("store.path");
+  if (path.empty()) throw ConfigError("store.path is not set: name the experiment's HDF5 store");
+  return path;
+}
+
+}  // namespace
+
+int run_embed(CommandContext& ctx) {
+  const auto settings = inversion::embed_settings(ctx.config);
+  const auto store = store_path(ctx);
+  const auto dataset = data::make_dataset(ctx.config);
+  const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));
+  const auto out = inversion::run_embed(ctx.world, settings, *dataset, ctx.config.get_int("embed.num_images"), model,
+                                        store, ctx.config.to_ini());
+  if (out.stopped) {
+    log::info("embed: stopped by signal with " + std::to_string(out.units_done) + "/" + std::to_string(out.units_total) +
+              " units done and the others checkpointed; rerun the same command to resume");
+    return 0;
+  }
+  if (out.units_failed > 0)
+    throw Error("embed: " + std::to_string(out.units_failed) + " unit(s) failed (see the messages above); the " +
+                std::to_string(out.units_done) + " finished units are kept in " + store);
+  log::info("embed: done, " + std::to_string(out.units_done) + " units in " + store + ":/embeddings");
+  return 0;
+}
+
+int run_generate(CommandContext& ctx) {
+  const auto settings = generation::generate_settings(ctx.config);
+  const auto store = store_path(ctx);
+  diffusion::SamplerOptions sampler;
+  sampler.name = ctx.config.get_string("sampler.name");
+  sampler.timestep_spacing = ctx.config.get_string("sampler.timestep_spacing");
+  sampler.eta = ctx.config.get_real("sampler.eta");
+  sampler.karras_sigmas = ctx.config.get_bool("sampler.karras_sigmas");
+  const auto model = generation::make_generation_model(load_model(ctx, "generate.dtype"), settings, sampler);
+  const auto out = generation::run_generate(ctx.world, settings, model, store, ctx.config.to_ini());
+  if (out.stopped) {
+    log::info("generate: stopped by signal with " + std::to_string(out.chunks_done) + "/" +
+              std::to_string(out.chunks_total) + " chunks of '" + out.tag + "' done; rerun the same command to resume");
+    return 0;
+  }
+  log::info("generate: done, " + std::to_string(out.images) + " images in " + store + ":/samples/" + out.tag);
+  if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
+  return 0;
+}
+
+}  // namespace dinv::cli

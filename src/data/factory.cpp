@@ -1,0 +1,77 @@
+// Datasets from configuration: [data] describes the real images, [syn] the
+// synthetic ones (format "none" when a run uses real images only).
+#include <sstream>
+
+#include "dinv/core/config.h"
+#include "dinv/core/error.h"
+#include "dinv/data/readers.h"
+
+namespace dinv::data {
+namespace {
+
+const std::vector<std::string> kFormats{"none", "cifar10", "cifar100", "stl10", "folder", "medmnist", "store"};
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+void register_section(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
+  s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store")
+      .choices(kFormats);
+  s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
+  s.add(section + ".split", "train", "split to read: train, test (medmnist also val)").choices({"train", "test", "val"});
+  s.add(section + ".labels", "fine", "CIFAR-100 label set: fine (100 classes) or coarse (20)").choices({"fine", "coarse"});
+  s.add(section + ".tags", "", "store format: comma-separated /samples/<tag> names, concatenated in this order");
+}
+
+}  // namespace
+
+void register_data_options(ConfigSchema& s) {
+  register_section(s, "data", "cifar10", "real images");
+  s.add("data.num_data", 0, "real images used: 0 = all, else a multiple of data.group_size").min(0);
+  s.add("data.group_size", 100, "subset groups: consecutive dataset indices g*group_size ..").min(1);
+  s.add("data.subset_seed", 0, "seed choosing the subset's groups").min(0);
+  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)").min(0);
+  s.add("data.augment", "crop_flip", "training augmentation: none, crop_flip (random crop, padding res/8, flip), "
+        "autoaugment (crop_flip + AutoAugment CIFAR10 policy)").choices({"none", "crop_flip", "autoaugment"});
+  s.add("data.normalize", "auto", "mean/std table: auto (from data.format), cifar10, cifar100, stl10, imagenette, "
+        "imagenet, medmnist, shapes").choices({"auto", "cifar10", "cifar100", "stl10", "imagenette", "imagenet", "medmnist", "shapes"});
+  s.add("data.real_bs", 128, "real images per training step, all ranks together (0: synthetic only)").min(0);
+  s.add("data.syn_bs", 0, "synthetic images per training step, all ranks together").min(0);
+  s.add("data.eval_bs", 256, "test images per evaluation batch, all ranks together").min(1);
+  s.add("data.mix", "none", "batch mixing: none, mixup, cutmix").choices({"none", "mixup", "cutmix"});
+  s.add("data.mix_alpha", 1.0, "Beta(alpha, alpha) of MixUp / CutMix").greater_than(0);
+  s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);
+  s.add("data.prefetch", 4, "batches prepared ahead per loader").min(1).max(256);
+  register_section(s, "syn", "none", "synthetic images");
+}
+
+DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,
+                        const std::string& option, const std::vector<std::string>& tags) {
+  if (format == "none") return nullptr;
+  if (root.empty()) throw ConfigError("dataset format '" + format + "' needs a root path (key <section>.root), found none");
+  if (format == "cifar10") return open_cifar10(root, split);
+  if (format == "cifar100") return open_cifar100(root, split, option.empty() ? "fine" : option);
+  if (format == "stl10") return open_stl10(root, split);
+  if (format == "folder") return open_image_folder(root, split);
+  if (format == "medmnist") return open_medmnist(root, split);
+  if (format == "store") return open_store_samples(root, tags);
+  throw ConfigError("unknown dataset format '" + format + "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store");
+}
+
+DatasetPtr make_dataset(const Config& config, const std::string& section) {
+  const auto format = config.get_string(section + ".format");
+  if (format == "store" && split_list(config.get_string(section + ".tags")).empty())
+    config.reject(section + ".tags", "format 'store' needs at least one sample tag");
+  if (format != "none" && config.get_string(section + ".root").empty())
+    config.reject(section + ".root", "format '" + format + "' needs the path of its files");
+  return make_dataset(format, config.get_string(section + ".root"), config.get_string(section + ".split"),
+                      config.get_string(section + ".labels"), split_list(config.get_string(section + ".tags")));
+}
+
+}  // namespace dinv::data

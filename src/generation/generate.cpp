@@ -1,0 +1,334 @@
+#include "dinv/generation/generate.h"
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/core/progress.h"
+#include "dinv/core/seed.h"
+#include "dinv/core/signals.h"
+#include "dinv/dist/partition.h"
+#include "dinv/dist/world.h"
+#include "dinv/generation/perturb.h"
+#include "dinv/io/resize.h"
+#include "dinv/store/store.h"
+
+namespace dinv::generation {
+
+void register_generate_options(ConfigSchema& s) {
+  s.add("generate.mode", "embedding", "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
+      .choices({"embedding", "prompt"});
+  s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1);
+  s.add("generate.interpolation", 0.1, "interpolation strength s towards the partner embedding").min(0).max(1);
+  s.add("generate.emb_noise", 0.1, "standard deviation of the Gaussian noise added to the embedding").min(0);
+  s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8);
+  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1);
+  s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
+      .choices({"nearest", "bilinear", "bicubic", "lanczos"});
+  s.add("generate.batch_size", 8, "samples per sampling batch (does not change the output)").min(1);
+  s.add("generate.chunk_size", 40, "samples per work unit (resume granularity; does not change the output)").min(1);
+  s.add("generate.uncond", "group_mean", "unconditional branch: the group's mean embedding (the method) or the empty prompt")
+      .choices({"group_mean", "empty_prompt"});
+  s.add("generate.prompt", "a photo of a {}", "prompt template of prompt mode ({} is the class name)");
+  s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
+      .choices({"source", "class"});
+  s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
+  s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
+}
+
+GenerateSettings generate_settings(const Config& c) {
+  GenerateSettings s;
+  s.mode = c.get_string("generate.mode");
+  s.num_samples = c.get_int("generate.num_samples");
+  s.interpolation = c.get_real("generate.interpolation");
+  s.emb_noise = c.get_real("generate.emb_noise");
+  s.guidance = c.get_real("sampler.guidance");
+  s.sampler = c.get_string("sampler.name");
+  s.steps = c.get_int("sampler.steps");
+  s.sampling_resolution = c.get_int("generate.sampling_resolution");
+  s.save_resolution = c.get_int("generate.save_resolution");
+  s.resize_filter = c.get_string("generate.resize_filter");
+  s.batch_size = c.get_int("generate.batch_size");
+  s.chunk_size = c.get_int("generate.chunk_size");
+  s.uncond = c.get_string("generate.uncond");
+  s.prompt = c.get_string("generate.prompt");
+  s.prompt_per = c.get_string("generate.prompt_per");
+  s.tag = c.get_string("generate.tag");
+  s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  if (s.prompt.find("{}") == std::string::npos) c.reject("generate.prompt", "has no {} for the class name");
+  if (s.tag.find('/') != std::string::npos) c.reject("generate.tag", "must not contain '/'");
+  if (s.save_resolution > s.sampling_resolution)
+    log::warn("generate.save_resolution " + std::to_string(s.save_resolution) + " > sampling_resolution " +
+              std::to_string(s.sampling_resolution) + ": images are upsampled after sampling");
+  return s;
+}
+
+namespace {
+
+std::string fmt(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+// Everything that determines the samples, as stored text.
+std::string settings_text(const GenerateSettings& s, const std::string& sampler) {
+  std::ostringstream o;
+  o.precision(17);
+  o << "mode=" << s.mode << " num_samples=" << s.num_samples << " guidance=" << s.guidance << " sampler=" << sampler
+    << " steps=" << s.steps << " sampling_resolution=" << s.sampling_resolution
+    << " save_resolution=" << s.save_resolution << " resize_filter=" << s.resize_filter << " seed=" << s.seed;
+  if (s.mode == "embedding")
+    o << " interpolation=" << s.interpolation << " emb_noise=" << s.emb_noise << " uncond=" << s.uncond;
+  else
+    o << " prompt=" << s.prompt << " prompt_per=" << s.prompt_per;
+  return o.str();
+}
+
+std::uint64_t sample_seed(const GenerateSettings& s, std::int64_t source, std::int64_t k, std::uint64_t what) {
+  return stream_seed(s.seed, Stage::generate,
+                     {static_cast<std::uint64_t>(source + 1), static_cast<std::uint64_t>(k), what});
+}
+
+enum : std::uint64_t { kPartners = 1, kEmbeddingNoise = 2 };
+
+// Sample m's sampler generator is seeded from (run seed, m).
+std::vector<SampleSpec> with_seeds(std::vector<SampleSpec> specs, const GenerationModel& m) {
+  for (std::size_t i = 0; i < specs.size(); ++i) specs[i].seed = m.sample_seed(static_cast<std::int64_t>(i));
+  return specs;
+}
+
+struct SourceData {
+  std::vector<std::int64_t> labels;
+  std::vector<std::string> class_names;
+  std::int64_t group_size = 0;
+};
+
+SourceData read_source(const store::Store& st) {
+  SourceData d;
+  const at::Tensor labels = h5::read_all(st.dataset("/source/label"), "/source/label");
+  d.labels.assign(labels.data_ptr<std::int64_t>(), labels.data_ptr<std::int64_t>() + labels.numel());
+  d.class_names = h5::strings_attribute(st.group("/source"), "class_names", st.path() + ":/source");
+  d.group_size = h5::int_attribute(st.group("/embeddings"), "group_size", st.path() + ":/embeddings");
+  return d;
+}
+
+std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData& src, const GenerationModel& m) {
+  std::vector<SampleSpec> specs;
+  const auto n = static_cast<std::int64_t>(src.labels.size());
+  if (s.mode == "prompt" && s.prompt_per == "class") {
+    for (std::int64_t c = 0; c < static_cast<std::int64_t>(src.class_names.size()); ++c)
+      for (std::int64_t k = 0; k < s.num_samples; ++k) specs.push_back({-1, -1, c, k, 0});
+    return with_seeds(specs, m);
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    std::vector<std::int64_t> partners;
+    if (s.mode == "embedding") {
+      const auto g0 = i / src.group_size * src.group_size;
+      const auto g1 = std::min(n, g0 + src.group_size);
+      const std::vector<std::int64_t> group(src.labels.begin() + g0, src.labels.begin() + g1);
+      for (auto j : draw_partners(group, i - g0, s.num_samples, sample_seed(s, i, 0, kPartners))) partners.push_back(g0 + j);
+    }
+    for (std::int64_t k = 0; k < s.num_samples; ++k)
+      specs.push_back({i, partners.empty() ? -1 : partners[k], src.labels[i], k, 0});
+  }
+  return with_seeds(specs, m);
+}
+
+// Embedding rows of a group, read once per chunk that needs them.
+class EmbeddingRows {
+ public:
+  EmbeddingRows(const store::Store& st, std::int64_t group_size)
+      : dataset_(st.dataset("/embeddings/data")), group_size_(group_size),
+        images_(h5::dataset_dims(dataset_).at(0)) {}
+  at::Tensor row(std::int64_t i) { return group(i / group_size_)[i % group_size_]; }
+  at::Tensor group_mean(std::int64_t i) { return group(i / group_size_).mean(0); }
+
+ private:
+  const at::Tensor& group(std::int64_t g) {
+    auto it = cache_.find(g);
+    if (it == cache_.end()) {
+      if (cache_.size() > 8) cache_.clear();
+      const auto begin = g * group_size_;
+      it = cache_.emplace(g, h5::read_rows(dataset_, "/embeddings/data", begin,
+                                           std::min(images_, begin + group_size_))).first;
+    }
+    return it->second;
+  }
+  h5::Handle dataset_;
+  std::int64_t group_size_, images_;
+  std::map<std::int64_t, at::Tensor> cache_;
+};
+
+std::string prompt_for(const GenerateSettings& s, const std::string& class_name) {
+  std::string p = s.prompt;
+  p.replace(p.find("{}"), 2, class_name);
+  return p;
+}
+
+// Conditioning and unconditional branch of a batch of samples.
+std::pair<at::Tensor, at::Tensor> conditioning(const GenerateSettings& s, const std::vector<SampleSpec>& batch,
+                                               const GenerationModel& model, EmbeddingRows* rows,
+                                               const SourceData& src) {
+  std::vector<at::Tensor> cond, uncond;
+  if (s.mode == "prompt") {
+    std::vector<std::string> prompts;
+    for (const auto& b : batch) prompts.push_back(prompt_for(s, src.class_names.at(static_cast<std::size_t>(b.label))));
+    const at::Tensor c = model.encode_prompts(prompts);
+    const at::Tensor u = model.encode_prompts({""}).expand_as(c);
+    return {c, u};
+  }
+  for (const auto& b : batch) {
+    cond.push_back(perturb(rows->row(b.source), rows->row(b.partner), s.interpolation, s.emb_noise,
+                           sample_seed(s, b.source, b.index, kEmbeddingNoise)));
+    if (s.uncond == "group_mean") uncond.push_back(rows->group_mean(b.source));
+  }
+  const at::Tensor c = at::stack(cond);
+  if (s.uncond == "empty_prompt") {
+    const at::Tensor e = model.encode_prompts({""});
+    if (e.size(1) != c.size(1) || e.size(2) != c.size(2)) {
+      // Learned embeddings have T tokens; the prompt has 77: cut to T tokens.
+      return {c, e.narrow(1, 0, c.size(1)).expand_as(c)};
+    }
+    return {c, e.expand_as(c)};
+  }
+  return {c, at::stack(uncond)};
+}
+
+struct SampleDatasets {
+  h5::Handle images, label, source, partner, seed;
+};
+
+void create_tag(store::Store& st, const std::string& group, const GenerateSettings& s, const GenerationModel& m,
+                std::int64_t count, std::int64_t chunks) {
+  auto g = st.create_group(group);
+  h5::set_attribute(g, "settings", settings_text(s, m.sampler_name));
+  h5::set_attribute(g, "model_fingerprint", m.fingerprint);
+  h5::set_attribute(g, "mode", s.mode);
+  h5::set_attribute(g, "noise", s.emb_noise);
+  h5::set_attribute(g, "interpolation", s.interpolation);
+  h5::set_attribute(g, "guidance", s.guidance);
+  h5::set_attribute(g, "sampler", m.sampler_name);
+  h5::set_attribute(g, "steps", s.steps);
+  h5::set_attribute(g, "sampling_resolution", s.sampling_resolution);
+  h5::set_attribute(g, "save_resolution", s.save_resolution);
+  h5::set_attribute(g, "uncond", s.uncond);
+  h5::set_attribute(g, "num_samples", s.num_samples);
+  const auto r = s.save_resolution;
+  st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
+  for (const char* name : {"/label", "/source", "/partner", "/seed"}) st.create_dataset(group + name, at::kLong, {count});
+  store::UnitLedger::create(st, group, chunks);
+  st.flush();
+}
+
+void write_chunk(store::Store& st, const std::string& group, dist::Range r, const std::vector<SampleSpec>& specs,
+                 const at::Tensor& images) {
+  std::vector<std::int64_t> label, source, partner, seed;
+  for (auto i = r.begin; i < r.end; ++i) {
+    const auto& sp = specs[static_cast<std::size_t>(i)];
+    label.push_back(sp.label);
+    source.push_back(sp.source);
+    partner.push_back(sp.partner);
+    seed.push_back(static_cast<std::int64_t>(sp.seed));
+  }
+  auto write = [&](const std::string& name, const at::Tensor& rows) {
+    h5::write_rows(st.dataset(group + name), group + name, r.begin, rows, false);
+  };
+  write("/images", images);
+  write("/label", at::tensor(label, at::kLong));
+  write("/source", at::tensor(source, at::kLong));
+  write("/partner", at::tensor(partner, at::kLong));
+  write("/seed", at::tensor(seed, at::kLong));
+}
+
+void check_embeddings(const store::Store& st, const GenerationModel& m) {
+  if (!st.has("/embeddings/done"))
+    throw StoreError("store '" + st.path() + "' has no embeddings: run 'dinv embed' with this store first");
+  const auto units = h5::dataset_dims(st.dataset("/embeddings/done")).at(0);
+  const at::Tensor done = h5::read_all(st.dataset("/embeddings/done"), "/embeddings/done");
+  const auto finished = done.sum().item<std::int64_t>();
+  if (finished != units)
+    throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
+                     " embedding units are finished: rerun 'dinv embed' to complete them first");
+  st.require_attribute("/embeddings", "model_fingerprint", m.fingerprint,
+                       "Generate with the model the embeddings were learned with (model.path).");
+}
+
+}  // namespace
+
+std::string derived_tag(const GenerateSettings& s, const std::string& sampler_name) {
+  std::string t = s.mode == "embedding"
+                      ? "emb_n" + std::to_string(s.num_samples) + "_s" + fmt(s.interpolation) + "_noise" +
+                            fmt(s.emb_noise) + (s.uncond == "group_mean" ? "" : "_emptyuncond")
+                      : "prompt_" + s.prompt_per + "_n" + std::to_string(s.num_samples);
+  t += "_w" + fmt(s.guidance) + "_" + sampler_name + std::to_string(s.steps) + "_r" +
+       std::to_string(s.sampling_resolution) + "to" + std::to_string(s.save_resolution) + "_seed" +
+       std::to_string(s.seed);
+  return t;
+}
+
+GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, const GenerationModel& model,
+                             const std::string& store_path, const std::string& config_text) {
+  GenerateOutcome out;
+  out.tag = s.tag.empty() ? derived_tag(s, model.sampler_name) : s.tag;
+  const std::string group = "/samples/" + out.tag;
+  auto st = store::Store::open(store_path, world.comm(), true);
+  if (s.mode == "embedding") check_embeddings(st, model);
+  const SourceData src = read_source(st);
+  const auto specs = plan_samples(s, src, model);
+  const auto count = static_cast<std::int64_t>(specs.size());
+  out.images = count;
+  out.chunks_total = dist::chunk_count(count, s.chunk_size);
+  if (!st.has(group)) create_tag(st, group, s, model, count, out.chunks_total);
+  st.require_attribute(group, "settings", settings_text(s, model.sampler_name),
+                       "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
+  st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
+  store::UnitLedger ledger(st, group, out.chunks_total);
+
+  std::unique_ptr<EmbeddingRows> rows;
+  if (s.mode == "embedding") rows = std::make_unique<EmbeddingRows>(st, src.group_size);
+  const auto mine = dist::units_of_rank(out.chunks_total, world.size(), world.rank());
+  std::int64_t todo = 0;
+  for (auto c : mine)
+    if (!ledger.is_done(c)) todo += dist::chunk(count, s.chunk_size, c).size();
+  log::info("generate: " + std::to_string(count) + " images into " + group + " of " + store_path + ", " +
+            std::to_string(ledger.done_count()) + "/" + std::to_string(out.chunks_total) + " chunks already done");
+  Progress progress("generate (rank 0)", todo, "images");
+  const auto filter = io::resize_filter_from_string(s.resize_filter);
+
+  for (auto c : mine) {
+    if (ledger.is_done(c)) continue;
+    if (signals::stop_requested()) {
+      out.stopped = true;
+      break;
+    }
+    const auto r = dist::chunk(count, s.chunk_size, c);
+    std::vector<at::Tensor> images;
+    for (auto b = r.begin; b < r.end; b += s.batch_size) {
+      const std::vector<SampleSpec> batch(specs.begin() + b, specs.begin() + std::min(r.end, b + s.batch_size));
+      const auto [cond, uncond] = conditioning(s, batch, model, rows.get(), src);
+      at::Tensor sampled = model.sample(cond, uncond, b).cpu();
+      if (sampled.size(1) != s.save_resolution || sampled.size(2) != s.save_resolution)
+        sampled = io::resize(sampled, s.save_resolution, s.save_resolution, filter);
+      images.push_back(sampled);
+      progress.advance(static_cast<std::int64_t>(batch.size()));
+    }
+    write_chunk(st, group, r, specs, at::cat(images).contiguous());
+    ledger.mark_done_independent(c);
+  }
+  progress.finish();
+  st.close();
+  int stopped = out.stopped ? 1 : 0, any = 0;
+  dist::check_mpi(MPI_Allreduce(&stopped, &any, 1, MPI_INT, MPI_MAX, world.comm()), "MPI_Allreduce");
+  out.stopped = any != 0;
+  auto reopened = store::Store::open(store_path, world.comm(), false);
+  out.chunks_done = store::UnitLedger(reopened, group, out.chunks_total).done_count();
+  reopened.close();
+  return out;
+}
+
+}  // namespace dinv::generation

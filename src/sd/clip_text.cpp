@@ -1,0 +1,257 @@
+#include "dinv/sd/clip_text.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+
+#include "dinv/core/error.h"
+#include "dinv/io/safetensors.h"
+#include "dinv/sd/layers.h"
+#include "dinv/sd/tokenizer.h"
+
+namespace dinv::sd {
+namespace {
+
+std::string shape_str(at::IntArrayRef shape) {
+  std::ostringstream s;
+  s << "[";
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  return s.str() + "]";
+}
+
+constexpr const char* kPrefix = "text_model.";
+
+// Published SD folders (and transformers 4) name the weights text_model.*;
+// transformers 5 saves CLIPTextModel without that prefix. Which one a file
+// uses, and whether it carries the old position_ids buffer.
+struct WeightLayout {
+  bool prefixed = true;
+  bool position_ids = false;
+};
+
+WeightLayout weight_layout(const std::vector<std::string>& files) {
+  WeightLayout layout{false, false};
+  for (const auto& f : files) {
+    const io::SafetensorsFile file(f);
+    for (const auto& info : file.tensors()) {
+      const bool prefixed = info.name.rfind(kPrefix, 0) == 0;
+      layout.prefixed = layout.prefixed || prefixed;
+      const std::string bare = prefixed ? info.name.substr(std::string(kPrefix).size()) : info.name;
+      layout.position_ids = layout.position_ids || bare == "embeddings.position_ids";
+    }
+  }
+  return layout;
+}
+
+at::Tensor quick_gelu(const at::Tensor& x) { return x * at::sigmoid(1.702 * x); }
+
+}  // namespace
+
+// --- config -----------------------------------------------------------------
+
+ClipTextConfig ClipTextConfig::from_json(const io::Json& json, const std::string& where) {
+  const io::JsonObject o(json, where);
+  ClipTextConfig c;
+  if (o.has("architectures")) {
+    const auto arch = o.get_string_list("architectures");
+    if (arch.size() != 1 || arch[0] != "CLIPTextModel")
+      throw ModelError(where + ": key 'architectures': expected [\"CLIPTextModel\"], found " +
+                       o.at("architectures").dump());
+  }
+  c.vocab_size = o.get_int("vocab_size", c.vocab_size);
+  c.hidden_size = o.get_int("hidden_size", c.hidden_size);
+  c.intermediate_size = o.get_int("intermediate_size", c.intermediate_size);
+  c.num_hidden_layers = o.get_int("num_hidden_layers", c.num_hidden_layers);
+  c.num_attention_heads = o.get_int("num_attention_heads", c.num_attention_heads);
+  c.max_position_embeddings = o.get_int("max_position_embeddings", c.max_position_embeddings);
+  c.hidden_act = o.get_string("hidden_act", c.hidden_act);
+  c.layer_norm_eps = o.get_double("layer_norm_eps", c.layer_norm_eps);
+  auto positive = [&](const char* key, std::int64_t v) {
+    if (v <= 0) throw ModelError(where + ": key '" + key + "': expected a positive integer, found " + std::to_string(v));
+  };
+  positive("vocab_size", c.vocab_size);
+  positive("hidden_size", c.hidden_size);
+  positive("intermediate_size", c.intermediate_size);
+  positive("num_hidden_layers", c.num_hidden_layers);
+  positive("num_attention_heads", c.num_attention_heads);
+  positive("max_position_embeddings", c.max_position_embeddings);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    throw ModelError(where + ": hidden_size " + std::to_string(c.hidden_size) + " is not divisible by " +
+                     "num_attention_heads " + std::to_string(c.num_attention_heads));
+  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_new")
+    throw ModelError(where + ": key 'hidden_act': expected quick_gelu, gelu or gelu_new, found '" + c.hidden_act + "'");
+  return c;
+}
+
+io::Json ClipTextConfig::to_json() const {
+  return io::Json{{"architectures", {"CLIPTextModel"}},
+                  {"model_type", "clip_text_model"},
+                  {"vocab_size", vocab_size},
+                  {"hidden_size", hidden_size},
+                  {"intermediate_size", intermediate_size},
+                  {"num_hidden_layers", num_hidden_layers},
+                  {"num_attention_heads", num_attention_heads},
+                  {"max_position_embeddings", max_position_embeddings},
+                  {"hidden_act", hidden_act},
+                  {"layer_norm_eps", layer_norm_eps},
+                  {"attention_dropout", 0.0},
+                  {"initializer_factor", 1.0},
+                  {"initializer_range", 0.02},
+                  {"bos_token_id", 0},
+                  {"eos_token_id", 2},
+                  {"pad_token_id", 1},
+                  {"projection_dim", hidden_size},
+                  {"torch_dtype", "float32"}};
+}
+
+at::Tensor ClipTextOutput::penultimate() const {
+  if (hidden_states.size() < 2) throw ModelError("the text encoder has no hidden states to take the penultimate of");
+  return hidden_states[hidden_states.size() - 2];
+}
+
+// --- layers -----------------------------------------------------------------
+
+ClipAttentionImpl::ClipAttentionImpl(const ClipTextConfig& c) : heads_(c.num_attention_heads) {
+  q_proj_ = register_module("q_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  k_proj_ = register_module("k_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  v_proj_ = register_module("v_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  out_proj_ = register_module("out_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
+}
+
+at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
+  const auto b = x.size(0), t = x.size(1), d = x.size(2);
+  auto heads = [&](const at::Tensor& y) { return y.view({b, t, heads_, d / heads_}).transpose(1, 2); };
+  // SDPA scales by 1/sqrt(head_dim), as CLIP does; the causal mask lets each
+  // token see only itself and the tokens before it.
+  at::Tensor o = at::scaled_dot_product_attention(heads(q_proj_(x)), heads(k_proj_(x)), heads(v_proj_(x)), {}, 0.0,
+                                                  /*is_causal=*/true);
+  return out_proj_(o.transpose(1, 2).reshape({b, t, d}));
+}
+
+ClipMlpImpl::ClipMlpImpl(const ClipTextConfig& c) : activation_(c.hidden_act) {
+  fc1_ = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
+  fc2_ = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
+}
+
+at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
+  at::Tensor h = fc1_(x);
+  if (activation_ == "quick_gelu") h = quick_gelu(h);
+  else if (activation_ == "gelu") h = at::gelu(h);
+  else h = at::gelu(h, "tanh");  // gelu_new
+  return fc2_(h);
+}
+
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipTextConfig& c) {
+  auto norm = [&] {
+    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps));
+  };
+  self_attn_ = register_module("self_attn", ClipAttention(c));
+  layer_norm1_ = register_module("layer_norm1", norm());
+  mlp_ = register_module("mlp", ClipMlp(c));
+  layer_norm2_ = register_module("layer_norm2", norm());
+}
+
+at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x) {
+  at::Tensor h = x + self_attn_(layer_norm1_(x));
+  return h + mlp_(layer_norm2_(h));
+}
+
+ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c, bool position_ids_buffer) {
+  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  position_embedding_ =
+      register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  // Older checkpoints store 0..max_positions-1 as a buffer; it is read and checked like any weight.
+  if (position_ids_buffer)
+    register_buffer("position_ids", at::arange(c.max_position_embeddings, at::kLong).unsqueeze(0));
+}
+
+at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
+  const auto t = input_ids.size(1);
+  const auto positions = at::arange(t, input_ids.options().dtype(at::kLong));
+  return token_embedding_(input_ids) + position_embedding_(positions).unsqueeze(0);
+}
+
+ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c, bool position_ids_buffer) {
+  embeddings_ = register_module("embeddings", ClipTextEmbeddings(c, position_ids_buffer));
+  // transformers nests the layers as encoder.layers.N.
+  auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
+  layers_ = encoder->register_module("layers", torch::nn::ModuleList());
+  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(ClipEncoderLayer(c));
+  final_layer_norm_ = register_module(
+      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+}
+
+ClipTextOutput ClipTextTransformerImpl::forward(const at::Tensor& input_ids) {
+  ClipTextOutput out;
+  at::Tensor h = embeddings_(input_ids);
+  out.hidden_states.push_back(h);
+  for (const auto& layer : *layers_) {
+    h = layer->as<ClipEncoderLayer>()->forward(h);
+    out.hidden_states.push_back(h);
+  }
+  out.last_hidden_state = final_layer_norm_(h);
+  return out;
+}
+
+at::Tensor ClipTextTransformerImpl::final_layer_norm(const at::Tensor& x) { return final_layer_norm_(x); }
+
+// --- the model ----------------------------------------------------------------
+
+ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config, bool position_ids_buffer) : config_(config) {
+  text_model_ = register_module("text_model", ClipTextTransformer(config, position_ids_buffer));
+}
+
+ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
+  if (input_ids.dim() != 2 || at::isFloatingType(input_ids.scalar_type()))
+    throw ModelError("text encoder input_ids: expected a [batch, tokens] integer tensor, found " +
+                     std::string(at::toString(input_ids.scalar_type())) + " " + shape_str(input_ids.sizes()));
+  if (input_ids.size(1) > config_.max_position_embeddings)
+    throw ModelError("text encoder input_ids: " + std::to_string(input_ids.size(1)) + " tokens, the model has " +
+                     std::to_string(config_.max_position_embeddings) + " positions");
+  if (input_ids.numel() > 0) {
+    const auto lo = input_ids.min().item<std::int64_t>(), hi = input_ids.max().item<std::int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size)
+      throw ModelError("text encoder input_ids: ids must lie in [0, " + std::to_string(config_.vocab_size) +
+                       "), found " + std::to_string(lo < 0 ? lo : hi));
+  }
+  return text_model_(input_ids.to(at::kLong));
+}
+
+at::Tensor ClipTextModelImpl::final_layer_norm(const at::Tensor& x) { return text_model_->final_layer_norm(x); }
+
+ClipTextModel load_clip_text_model(const std::string& dir, const LoadOptions& options, const std::string& component) {
+  const ComponentFiles files = find_component(dir, component, options.variant, {"model"});
+  const ClipTextConfig config = ClipTextConfig::from_json(io::read_json_file(files.config), files.config);
+  const WeightLayout layout = weight_layout(files.weights);
+  ClipTextModel model(config, layout.position_ids);
+  model->to(options.device);
+  for (auto& p : model->parameters()) p.set_data(p.data().to(options.dtype));  // buffers keep their int64
+  // Bare names (transformers 5) are the names inside text_model.
+  torch::nn::Module* root = model.get();
+  if (!layout.prefixed) root = model->text_model().get();
+  load_weights(*root, files.weights, options);
+  freeze(*model);
+  model->eval();
+  return model;
+}
+
+TextLayer text_layer_from_string(const std::string& name) {
+  if (name == "last") return TextLayer::last;
+  if (name == "penultimate") return TextLayer::penultimate;
+  throw ConfigError("text layer: expected 'last' or 'penultimate', found '" + name + "'");
+}
+
+at::Tensor encode_prompts(const ClipTokenizer& tokenizer, ClipTextModel& encoder, const std::vector<std::string>& prompts,
+                          TextLayer layer, std::vector<bool>* truncated) {
+  const at::Device device = encoder->parameters().front().device();
+  const at::Tensor ids = tokenizer.encode_batch(prompts, truncated).to(device);
+  torch::NoGradGuard no_grad;
+  const ClipTextOutput out = encoder->forward(ids);
+  if (layer == TextLayer::last) return out.last_hidden_state;
+  return encoder->final_layer_norm(out.penultimate());
+}
+
+}  // namespace dinv::sd

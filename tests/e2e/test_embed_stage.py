@@ -1,0 +1,120 @@
+"""`dinv embed` through the real CLI on the tiny model: same bytes on 1, 2 and
+4 ranks, SIGKILL at random moments then rerun gives the uninterrupted bytes,
+SIGTERM checkpoints and exits 0, and bad inputs give clear errors."""
+import random
+import signal
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from stage_fixture import dinv_stage, kill_group, make_inputs, rank_pids, start_stage
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("embed_inputs"))
+
+
+@pytest.fixture(scope="module")
+def reference(config, tmp_path_factory):
+    work = tmp_path_factory.mktemp("embed_ref")
+    r = dinv_stage(1, "embed", config, work)
+    assert r.returncode == 0, r.stderr
+    return work / "store.h5"
+
+
+def test_layout_is_documented_one(reference):
+    with h5py.File(reference) as f:
+        assert f.attrs["schema_version"] == 1
+        assert "[embed]" in f.attrs["config"]
+        assert f["/embeddings/data"].shape == (40, 5, 32)
+        assert f["/embeddings/data"].dtype == np.float32
+        assert f["/embeddings/loss"].shape == (40,)
+        assert np.isfinite(f["/embeddings/loss"][:]).all()
+        assert f["/embeddings/done"][:].all()
+        assert (f["/source/index"][:] == np.arange(40)).all()
+        labels = f["/source/label"][:]
+        assert labels.min() >= 0 and labels.max() < 10
+        assert len(f["/source"].attrs["class_names"]) == 10
+        assert f["/embeddings"].attrs["model_fingerprint"].startswith("sha256:")
+        assert f["/embeddings/posterior_mean"].shape == (40, 4, 16, 16)
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_rank_count_gives_identical_store(config, reference, tmp_path, ranks):
+    r = dinv_stage(ranks, "embed", config, tmp_path)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(reference) as a, h5py.File(tmp_path / "store.h5") as b:
+        assert a["/embeddings/data"][:].tobytes() == b["/embeddings/data"][:].tobytes()
+        assert a["/embeddings/loss"][:].tobytes() == b["/embeddings/loss"][:].tobytes()
+    assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
+
+
+def test_sigkill_at_random_points_then_rerun_is_identical(config, reference, tmp_path):
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(15):
+        proc = start_stage(2, "embed", config, tmp_path)
+        time.sleep(rng.uniform(0.5, 2.5))
+        if proc.poll() is not None:
+            proc.communicate()
+            break  # finished before the kill: the rest of the test still holds
+        kill_group(proc)
+        kills += 1
+        if kills >= 6:
+            break
+    assert kills >= 5, f"only {kills} runs were killed mid-way"
+    r = dinv_stage(2, "embed", config, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
+    assert not list((tmp_path / "store.h5.ckpt").glob("*.safetensors")), "finished units keep no checkpoints"
+
+
+def test_sigterm_checkpoints_and_exits_zero(config, reference, tmp_path):
+    proc = start_stage(2, "embed", config, tmp_path)
+    time.sleep(4.0)
+    pids = rank_pids(proc)
+    assert pids, "no dinv ranks found"
+    for pid in pids:
+        signal_ok = True
+        try:
+            import os
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            signal_ok = False
+        assert signal_ok
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by signal" in out + err
+    assert list((tmp_path / "store.h5.ckpt").glob("*.safetensors")), "no checkpoint written on SIGTERM"
+    r = dinv_stage(2, "embed", config, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "resumes at step" in r.stdout + r.stderr
+    assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
+
+
+def test_store_from_other_settings_is_refused(config, reference, tmp_path):
+    (tmp_path / "store.h5").write_bytes(reference.read_bytes())
+    r = dinv_stage(1, "embed", config, tmp_path, "--embed.lr=0.5")
+    assert r.returncode == 1
+    assert "settings is" in r.stderr and "Use a new store" in r.stderr
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--embed.num_tokens=0", "embed.num_tokens = '0' is out of range"),
+    ("--embed.resolution=33", "embed.resolution = 33 is not a multiple of the VAE's downsampling factor 2"),
+    ("--embed.num_images=1000", "embed.num_images = 1000 but"),
+    ("--embed.batch_size=50", "embed.batch_size = '50' is larger than embed.group_size"),
+])
+def test_bad_settings(config, tmp_path, override, message):
+    r = dinv_stage(1, "embed", config, tmp_path, override)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert message in r.stderr
+
+
+def test_missing_model_folder(config, tmp_path):
+    r = dinv_stage(1, "embed", config, tmp_path, f"--model.path={tmp_path}/nope")
+    assert r.returncode == 1
+    assert "nope" in r.stderr

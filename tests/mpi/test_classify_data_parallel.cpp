@@ -1,0 +1,143 @@
+// Data-parallel training: k ranks with per-rank batch b follow one rank with
+// batch k*b; bucket all-reduces start during the backward pass; a run stopped
+// by a signal on one rank stops on all and resumes to identical results.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <ATen/ATen.h>
+
+#include "classify/memory_dataset.h"
+#include "dinv/classify/trainer.h"
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/core/signals.h"
+#include "dinv/dist/communicator.h"
+#include "mpi/mpi_env.h"
+
+namespace dinv::classify {
+namespace {
+
+constexpr std::int64_t kPerRankBatch = 2;
+
+TrainOptions small_run(int ranks) {
+  TrainOptions o;
+  o.model = {"resnet18", 4, 16};
+  o.steps = 3;
+  o.batch_size = kPerRankBatch * ranks;
+  o.num_evals = 1;
+  o.eval_batch_size = 16;
+  o.optimizer.lr = 0.01;
+  o.warmup_steps = 1;
+  o.bucket_bytes = 1 << 20;  // many buckets
+  o.batchnorm_frozen = true;  // per-sample forward: batch splits do not change the maths
+  o.progress = "off";
+  return o;
+}
+
+data::DatasetPtr train_set() { return std::make_shared<test::MemoryDataset>(40, 4, 16, 7); }
+data::DatasetPtr test_set() { return std::make_shared<test::MemoryDataset>(24, 4, 16, 8); }
+
+at::Tensor flat_parameters(const ClassifierPtr& model) {
+  std::vector<at::Tensor> parts;
+  for (const auto& p : model->parameters()) parts.push_back(p.detach().reshape(-1));
+  return at::cat(parts);
+}
+
+TEST(ClassifyDataParallel, KRanksEqualOneRankWithKTimesTheBatch) {
+  auto& w = test::world();
+  auto comm = dist::make_mpi_communicator(w);
+  Trainer single(small_run(w.size()), train_set(), test_set(), nullptr, c10::kCPU);
+  TrainResult expected = single.run();
+  Trainer parallel(small_run(w.size()), train_set(), test_set(), comm.get(), c10::kCPU);
+  TrainResult got = parallel.run();
+
+  at::Tensor a = flat_parameters(parallel.model()), b = flat_parameters(single.model());
+  const double rel = (a - b).norm().item<double>() / b.norm().item<double>();
+  EXPECT_LE(rel, 1e-5) << "relative error of the weights after 3 steps on " << w.size() << " ranks";
+  EXPECT_GT((b - flat_parameters(make_model({"resnet18", 4, 16}))).norm().item<double>(), 0.0) << "training moved";
+  ASSERT_EQ(got.loss.size(), expected.loss.size());
+  for (std::size_t i = 0; i < got.loss.size(); ++i) EXPECT_NEAR(got.loss[i], expected.loss[i], 1e-5);
+  EXPECT_NEAR(got.final_eval().accuracy, expected.final_eval().accuracy, 1e-12);
+}
+
+TEST(ClassifyDataParallel, BucketAllReducesStartDuringBackward) {
+  auto& w = test::world();
+  auto comm = dist::make_mpi_communicator(w);
+  Trainer parallel(small_run(w.size()), train_set(), test_set(), comm.get(), c10::kCPU);
+  parallel.run();
+  auto timings = parallel.last_bucket_timings();
+  ASSERT_GT(timings.size(), 4u);
+  int before_backward_end = 0;
+  for (const auto& t : timings) {
+    if (w.is_root())
+      log::info("bucket " + std::to_string(t.bucket) + " (" + std::to_string(t.bytes) + " bytes): started " +
+                std::to_string(t.started * 1e3) + " ms, completed " + std::to_string(t.completed * 1e3) +
+                " ms relative to the end of backward");
+    before_backward_end += t.started < 0 ? 1 : 0;
+  }
+  // Every bucket but the one holding the first layers is complete before backward ends.
+  EXPECT_GE(before_backward_end, static_cast<int>(timings.size()) - 1);
+}
+
+TEST(ClassifyDataParallel, SignalOnRankZeroStopsAllRanksAndTheRunResumesIdentically) {
+  auto& w = test::world();
+  auto comm = dist::make_mpi_communicator(w);
+  auto options = small_run(w.size());
+  options.steps = 4;
+  options.num_evals = 2;
+  Trainer uninterrupted(options, train_set(), test_set(), comm.get(), c10::kCPU);
+  TrainResult expected = uninterrupted.run();
+
+  const std::string ckpt = "classify_resume_test_" + std::to_string(w.size()) + ".ckpt";
+  if (w.is_root()) std::filesystem::remove(ckpt);
+  comm->barrier();
+  options.checkpoint_path = ckpt;
+  options.checkpoint_every = 100;
+  signals::reset_for_tests();
+  signals::install_stop_handlers();
+  if (w.is_root()) std::raise(SIGUSR2);
+  TrainResult first = Trainer(options, train_set(), test_set(), comm.get(), c10::kCPU).run();
+  signals::reset_for_tests();
+  EXPECT_TRUE(first.stopped_by_signal);
+  EXPECT_EQ(first.steps_done, 1);
+  Trainer resumed_trainer(options, train_set(), test_set(), comm.get(), c10::kCPU);
+  TrainResult resumed;
+  try {
+    resumed = resumed_trainer.run();
+  } catch (const std::exception& e) {  // other ranks' failures are not printed by the MPI test main
+    std::cerr << "rank " << w.rank() << ": " << e.what() << std::endl;
+    throw;
+  }
+  EXPECT_EQ(resumed.resumed_from, 1);
+  ASSERT_EQ(resumed.loss.size(), expected.loss.size());
+  // The resumed run restores weights, optimiser state and step exactly, but its
+  // first backward pass can differ from the uninterrupted run's in the last bit
+  // (seen with LibTorch 2.11 on CPU on 1 rank, exact on 2 and 4; cause not yet
+  // found), hence 1e-6, not 0.
+  for (std::size_t i = 0; i < expected.loss.size(); ++i) {
+    EXPECT_NEAR(resumed.loss[i], expected.loss[i], 1e-6 * std::abs(expected.loss[i])) << i;
+    if (i <= 1) EXPECT_EQ(resumed.loss[i], expected.loss[i]) << "steps before and at the checkpoint are exact";
+  }
+  ASSERT_EQ(resumed.evals.size(), expected.evals.size());
+  EXPECT_EQ(resumed.final_eval().accuracy, expected.final_eval().accuracy);
+  EXPECT_NEAR(resumed.final_eval().loss, expected.final_eval().loss, 1e-6);
+  at::Tensor a = flat_parameters(resumed_trainer.model()), b = flat_parameters(uninterrupted.model());
+  EXPECT_LE((a - b).norm().item<double>() / b.norm().item<double>(), 1e-6);
+  comm->barrier();
+  if (w.is_root()) std::filesystem::remove(ckpt);
+}
+
+TEST(ClassifyDataParallel, BatchNotDivisibleByRanksIsAConfigError) {
+  auto& w = test::world();
+  if (w.size() == 1) GTEST_SKIP() << "needs more than one rank";
+  auto comm = dist::make_mpi_communicator(w);
+  auto options = small_run(w.size());
+  options.batch_size = w.size() * 2 + 1;
+  EXPECT_THROW({ Trainer t(options, train_set(), test_set(), comm.get(), c10::kCPU); }, ConfigError);
+}
+
+}  // namespace
+}  // namespace dinv::classify
