@@ -8,6 +8,7 @@
 #include "dinv/cli/command.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/memory.h"
 #include "dinv/core/signals.h"
 #include "dinv/dist/world.h"
 
@@ -78,6 +79,7 @@ int run(const Command& cmd, const std::vector<std::string>& args, int* argc, cha
 }  // namespace
 
 int main(int argc, char** argv) {
+  dinv::core::configure_malloc();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_usage();

@@ -118,6 +118,12 @@ void freeze(torch::nn::Module& module) {
   for (auto& p : module.parameters()) p.set_requires_grad(false);
 }
 
+void set_memory_format(torch::nn::Module& module, at::MemoryFormat format) {
+  at::NoGradGuard ng;
+  for (auto& p : module.parameters())
+    if (p.dim() == 4 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
+}
+
 std::int64_t parameter_count(const torch::nn::Module& module) {
   std::int64_t n = 0;
   for (const auto& p : module.parameters()) n += p.numel();
@@ -210,7 +216,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& input, const at::Tensor& con
   if (spatial) {
     C = input.size(1), H = input.size(2), W = input.size(3);
     if (group_norm) x = group_norm->forward(x);
-    x = x.view({B, C, H * W}).transpose(1, 2);
+    x = x.flatten(2).transpose(1, 2);  // a view for NCHW and channels-last input
   } else if (group_norm) {
     x = group_norm->forward(x.transpose(1, 2)).transpose(1, 2);
   }

@@ -316,7 +316,8 @@ LoadStats load_weights(torch::nn::Module& module, const std::vector<std::string>
 
 namespace {
 template <typename M>
-void finish_loaded(M& m) {
+void finish_loaded(M& m, const LoadOptions& options) {
+  if (options.channels_last) m->set_channels_last(true);
   freeze(*m);
   m->eval();
 }
@@ -327,7 +328,7 @@ UNet2DConditionModel load_unet(const std::string& dir, const LoadOptions& option
   const auto config = UNetConfig::from_file(files.config);
   UNet2DConditionModel m(config, at::TensorOptions().dtype(options.dtype).device(options.device));
   load_weights(*m, files.weights, options);
-  finish_loaded(m);
+  finish_loaded(m, options);
   return m;
 }
 
@@ -336,7 +337,7 @@ AutoencoderKL load_vae(const std::string& dir, const LoadOptions& options, const
   const auto config = VaeConfig::from_file(files.config);
   AutoencoderKL m(config, at::TensorOptions().dtype(options.dtype).device(options.device));
   load_weights(*m, files.weights, options);
-  finish_loaded(m);
+  finish_loaded(m, options);
   return m;
 }
 

@@ -325,6 +325,7 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample_in, const 
   at::Tensor ctx = context.scalar_type() == dtype ? context : context.to(dtype);
   at::Tensor sample = sample_in.scalar_type() == dtype ? sample_in : sample_in.to(dtype);
   if (c.center_input_sample) sample = sample * 2.0 - 1.0;
+  if (channels_last_) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
 
   at::Tensor emb = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(dtype);
   emb = time_linear_2->forward(activate(time_linear_1->forward(emb), c.act));
@@ -370,7 +371,12 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample_in, const 
     }
   }
   sample = activate(conv_norm_out->forward(sample), c.act);
-  return conv_out->forward(sample);
+  return conv_out->forward(sample).contiguous();
+}
+
+void UNet2DConditionModelImpl::set_channels_last(bool on) {
+  channels_last_ = on;
+  set_memory_format(*this, on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 }
 
 std::string UNet2DConditionModelImpl::describe() const {

@@ -236,9 +236,15 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c, const at::TensorOptions
     post_quant_conv = register_module("post_quant_conv", Conv2d(c.latent_channels, c.latent_channels, 1, 1, 0, o));
 }
 
-at::Tensor AutoencoderKLImpl::encode_moments(const at::Tensor& x) {
+at::Tensor AutoencoderKLImpl::encode_moments(const at::Tensor& input) {
+  const at::Tensor x = channels_last_ ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   at::Tensor h = encoder_->forward(x);
-  return quant_conv ? quant_conv->forward(h) : h;
+  return (quant_conv ? quant_conv->forward(h) : h).contiguous();
+}
+
+void AutoencoderKLImpl::set_channels_last(bool on) {
+  channels_last_ = on;
+  set_memory_format(*this, on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
 }
 
 DiagonalGaussian AutoencoderKLImpl::encode(const at::Tensor& images, std::int64_t slice_size) {
@@ -253,8 +259,9 @@ DiagonalGaussian AutoencoderKLImpl::encode(const at::Tensor& images, std::int64_
   return DiagonalGaussian(at::cat(parts));
 }
 
-at::Tensor AutoencoderKLImpl::decode_one(const at::Tensor& z) {
-  return decoder_->forward(post_quant_conv ? post_quant_conv->forward(z) : z);
+at::Tensor AutoencoderKLImpl::decode_one(const at::Tensor& input) {
+  const at::Tensor z = channels_last_ ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
+  return decoder_->forward(post_quant_conv ? post_quant_conv->forward(z) : z).contiguous();
 }
 
 at::Tensor AutoencoderKLImpl::decode(const at::Tensor& latents, std::int64_t slice_size) {

@@ -142,6 +142,25 @@ TEST(Vae, SlicedMatchesBatched) {
   EXPECT_FLOAT_EQ(d.logvar.max().item<float>(), 20.0f);
 }
 
+TEST(Models, ChannelsLastMatchesNchw) {
+  UNet2DConditionModel u(tiny_unet());
+  init_random(*u, 8);
+  AutoencoderKL v(VaeConfig::from_json(preset_vae_config("tiny"), "tiny"));
+  init_random(*v, 9);
+  at::InferenceMode im;
+  auto x = at::randn({2, 4, 8, 8}), c = at::randn({2, 5, 32}), img = at::rand({2, 3, 16, 16});
+  auto a = u->forward(x, at::tensor({1, 999}), c);
+  auto e1 = v->encode(img).mean;
+  auto d1 = v->decode(x);
+  u->set_channels_last(true);
+  v->set_channels_last(true);
+  auto b = u->forward(x, at::tensor({1, 999}), c);
+  EXPECT_TRUE(b.is_contiguous());
+  EXPECT_LT((a - b).norm().item<double>(), 1e-5 * a.norm().item<double>());
+  EXPECT_LT((e1 - v->encode(img).mean).norm().item<double>(), 1e-5 * e1.norm().item<double>());
+  EXPECT_LT((d1 - v->decode(x)).norm().item<double>(), 1e-5 * d1.norm().item<double>());
+}
+
 TEST(Models, ToDeviceAndDtype) {
   UNet2DConditionModel m(tiny_unet());
   init_random(*m, 6);

@@ -229,6 +229,11 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, std::int64_t dim, boo
 // Freeze every parameter (requires_grad false): the models are never trained,
 // gradients flow only to their inputs.
 void freeze(torch::nn::Module& module);
+// Lay out every 4-D parameter (convolution weights) in `format`. With
+// channels-last (NHWC) the attention blocks get their [B, HW, C] token layout
+// as a view and GPU convolutions may run faster; on the CPU NCHW measured
+// faster (bench/RESULTS.md), so the models are NCHW unless asked.
+void set_memory_format(torch::nn::Module& module, at::MemoryFormat format);
 // Number of parameters (elements) under a module.
 std::int64_t parameter_count(const torch::nn::Module& module);
 

@@ -63,6 +63,11 @@ struct LoadOptions {
   // Refuse floating tensors whose dtype differs from `dtype` instead of
   // converting them (files must hold exactly the model's dtype).
   bool strict_dtype = false;
+  // Run the loaded model channels-last (see set_memory_format). Off by
+  // default: on the CPU it measured slower than NCHW (bench/RESULTS.md); it
+  // may pay off for fp16 convolutions on GPUs. Converting after loading makes
+  // a second copy of the convolution weights.
+  bool channels_last = false;
 };
 
 struct LoadStats {

@@ -57,6 +57,10 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& sample, const at::Tensor& timestep, const at::Tensor& encoder_hidden_states);
 
   const UNetConfig& config() const { return config_; }
+  // Channels-last or contiguous NCHW (the default) activations and
+  // convolution weights. Outputs are NCHW-contiguous either way.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
   // A one-paragraph description of the architecture (for `dinv model info`).
   std::string describe() const;
 
@@ -71,6 +75,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   std::vector<std::shared_ptr<Block>> downs_, ups_;
   std::shared_ptr<Block> mid_;
   int num_upsamplers_ = 0;
+  bool channels_last_ = false;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

@@ -62,6 +62,9 @@ class AutoencoderKLImpl : public torch::nn::Module {
   at::Tensor unscale_latents(const at::Tensor& z) const;
 
   const VaeConfig& config() const { return config_; }
+  // Channels-last or NCHW (the default); outputs are NCHW-contiguous.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
   std::string describe() const;
 
  private:
@@ -72,6 +75,7 @@ class AutoencoderKLImpl : public torch::nn::Module {
   VaeConfig config_;
   std::shared_ptr<Coder> encoder_, decoder_;
   Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+  bool channels_last_ = false;
 };
 TORCH_MODULE(AutoencoderKL);
 
