@@ -76,13 +76,21 @@ def test_rank_count_and_batch_size_give_identical_samples(config, embedded, refe
         assert a[k].tobytes() == b[k].tobytes(), k
 
 
-def test_sigkill_then_rerun_is_identical(config, embedded, reference, tmp_path):
-    work = fresh(embedded, tmp_path)
+def test_sigkill_then_rerun_is_identical(config, embedded, tmp_path):
+    # More sampling steps and small chunks: a run long enough to be killed
+    # mid-way several times, whatever the machine's speed.
+    slow = ["--embed.steps=10", "--sampler.steps=30", "--generate.chunk_size=2"]
+    ref = fresh(embedded, tmp_path / "ref")
+    start = time.monotonic()
+    r = dinv_stage(2, "generate", config, ref, *slow)
+    assert r.returncode == 0, r.stderr
+    full = time.monotonic() - start
+    work = fresh(embedded, tmp_path / "killed")
     rng = random.Random(11)
     kills = 0
     for _ in range(12):
-        proc = start_stage(2, "generate", config, work, "--embed.steps=10")
-        time.sleep(rng.uniform(1.0, 3.0))
+        proc = start_stage(2, "generate", config, work, *slow)
+        time.sleep(rng.uniform(0.08, 0.18) * full)
         if proc.poll() is not None:
             proc.communicate()
             break
@@ -91,9 +99,9 @@ def test_sigkill_then_rerun_is_identical(config, embedded, reference, tmp_path):
         if kills >= 5:
             break
     assert kills >= 5, f"only {kills} runs were killed mid-way"
-    r = dinv_stage(2, "generate", config, work, "--embed.steps=10")
+    r = dinv_stage(2, "generate", config, work, *slow)
     assert r.returncode == 0, r.stderr
-    _, a, _ = samples(reference)
+    _, a, _ = samples(ref / "store.h5")
     _, b, _ = samples(work / "store.h5")
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), k
