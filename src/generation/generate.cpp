@@ -292,12 +292,12 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   std::unique_ptr<EmbeddingRows> rows;
   if (s.mode == "embedding") rows = std::make_unique<EmbeddingRows>(st, src.group_size);
   const auto mine = dist::units_of_rank(out.chunks_total, world.size(), world.rank());
-  std::int64_t todo = 0;
+  std::int64_t pending = 0;
   for (auto c : mine)
-    if (!ledger.is_done(c)) todo += dist::chunk(count, s.chunk_size, c).size();
+    if (!ledger.is_done(c)) pending += dist::chunk(count, s.chunk_size, c).size();
   log::info("generate: " + std::to_string(count) + " images into " + group + " of " + store_path + ", " +
             std::to_string(ledger.done_count()) + "/" + std::to_string(out.chunks_total) + " chunks already done");
-  Progress progress("generate (rank 0)", todo, "images");
+  Progress progress("generate (rank 0)", pending, "images");
   const auto filter = io::resize_filter_from_string(s.resize_filter);
 
   for (auto c : mine) {

@@ -218,11 +218,11 @@ EmbedOutcome run_embed(dist::World& world, const EmbedSettings& s, const data::D
   EmbedOutcome outcome;
   outcome.units_total = layout.units;
   const auto mine = dist::units_of_rank(layout.units, world.size(), world.rank());
-  std::int64_t todo = 0;
-  for (auto u : mine) todo += ledger.is_done(u) ? 0 : 1;
+  std::int64_t pending = 0;
+  for (auto u : mine) pending += ledger.is_done(u) ? 0 : 1;
   log::info("embed: " + std::to_string(n) + " images in " + std::to_string(layout.units) + " units, " +
             std::to_string(ledger.done_count()) + " already done; " + model.description);
-  Progress progress("embed (rank 0)", todo * s.steps, "steps");
+  Progress progress("embed (rank 0)", pending * s.steps, "steps");
 
   for (auto u : mine) {
     if (ledger.is_done(u) || outcome.stopped) continue;
