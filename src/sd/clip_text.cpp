@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
 
+#include "config_reader.h"
 #include "dinv/core/error.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/layers.h"
@@ -224,7 +225,7 @@ at::Tensor ClipTextModelImpl::final_layer_norm(const at::Tensor& x) { return tex
 
 ClipTextModel load_clip_text_model(const std::string& dir, const LoadOptions& options, const std::string& component) {
   const ComponentFiles files = find_component(dir, component, options.variant, {"model"});
-  const ClipTextConfig config = ClipTextConfig::from_json(io::read_json_file(files.config), files.config);
+  const ClipTextConfig config = ClipTextConfig::from_json(detail::read_model_json(files.config), files.config);
   const WeightLayout layout = weight_layout(files.weights);
   ClipTextModel model(config, layout.position_ids);
   model->to(options.device);

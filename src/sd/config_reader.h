@@ -14,6 +14,16 @@
 
 namespace dinv::sd::detail {
 
+// A component's config.json, with a read or parse failure as a ModelError
+// (the model folder is what is wrong, not an arbitrary file).
+inline io::Json read_model_json(const std::string& path) {
+  try {
+    return io::read_json_file(path);
+  } catch (const IoError& e) {
+    throw ModelError(e.what());
+  }
+}
+
 class ConfigReader {
  public:
   ConfigReader(const io::Json& json, std::string where) : obj_(check_object(json, where), where), where_(std::move(where)) {}

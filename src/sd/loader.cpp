@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include "config_reader.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/io/hash.h"
@@ -26,14 +27,6 @@ namespace dinv::sd {
 namespace {
 
 std::string join(const fs::path& a, const std::string& b) { return (a / b).string(); }
-
-io::Json read_json_as_model(const std::string& path) {
-  try {
-    return io::read_json_file(path);
-  } catch (const IoError& e) {
-    throw ModelError(e.what());
-  }
-}
 
 std::string shape_str(at::IntArrayRef s) {
   std::string out = "[";
@@ -59,7 +52,7 @@ std::vector<std::string> list_files(const fs::path& dir) {
 // Shard files named by a *.safetensors.index.json, in name order.
 std::vector<std::string> shards_of(const fs::path& index_path) {
   const std::string where = index_path.string();
-  io::Json j = read_json_as_model(where);
+  io::Json j = detail::read_model_json(where);
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw ModelError(where + ": a sharded-weights index needs a 'weight_map' object");
   std::set<std::string> files;
@@ -100,7 +93,7 @@ ModelIndex read_model_index(const std::string& dir) {
   if (!fs::is_regular_file(path))
     throw ModelError(path + " not found: " + dir + " is not a diffusers model folder (model_index.json, unet/, vae/, ...)");
   ModelIndex mi;
-  mi.json = read_json_as_model(path);
+  mi.json = detail::read_model_json(path);
   if (!mi.json.is_object()) throw ModelError(path + ": expected a JSON object");
   mi.class_name = mi.json.value("_class_name", "");
   for (auto it = mi.json.begin(); it != mi.json.end(); ++it) {
@@ -315,30 +308,26 @@ LoadStats load_weights(torch::nn::Module& module, const std::vector<std::string>
 }
 
 namespace {
-template <typename M>
-void finish_loaded(M& m, const LoadOptions& options) {
+// The UNet and the VAE load the same way: config, module, weights, frozen in
+// eval mode (optionally channels-last).
+template <typename Model, typename Config>
+Model load_frozen(const std::string& dir, const LoadOptions& options, const std::string& component) {
+  const auto files = find_component(dir, component, options.variant);
+  Model m(Config::from_file(files.config), at::TensorOptions().dtype(options.dtype).device(options.device));
+  load_weights(*m, files.weights, options);
   if (options.channels_last) m->set_channels_last(true);
   freeze(*m);
   m->eval();
+  return m;
 }
 }  // namespace
 
 UNet2DConditionModel load_unet(const std::string& dir, const LoadOptions& options, const std::string& component) {
-  auto files = find_component(dir, component, options.variant);
-  const auto config = UNetConfig::from_file(files.config);
-  UNet2DConditionModel m(config, at::TensorOptions().dtype(options.dtype).device(options.device));
-  load_weights(*m, files.weights, options);
-  finish_loaded(m, options);
-  return m;
+  return load_frozen<UNet2DConditionModel, UNetConfig>(dir, options, component);
 }
 
 AutoencoderKL load_vae(const std::string& dir, const LoadOptions& options, const std::string& component) {
-  auto files = find_component(dir, component, options.variant);
-  const auto config = VaeConfig::from_file(files.config);
-  AutoencoderKL m(config, at::TensorOptions().dtype(options.dtype).device(options.device));
-  load_weights(*m, files.weights, options);
-  finish_loaded(m, options);
-  return m;
+  return load_frozen<AutoencoderKL, VaeConfig>(dir, options, component);
 }
 
 // ---- fingerprints ---------------------------------------------------------------------
@@ -347,7 +336,7 @@ ComponentFingerprint fingerprint_component(const ComponentFiles& files) {
   ComponentFingerprint fp;
   // diffusers bookkeeping (_diffusers_version, _name_or_path, ...) is left out:
   // it changes when a folder is re-saved, the model does not.
-  io::Json config = read_json_as_model(files.config);
+  io::Json config = detail::read_model_json(files.config);
   if (config.is_object())
     for (auto it = config.begin(); it != config.end();)
       it = (!it.key().empty() && it.key()[0] == '_' && it.key() != "_class_name") ? config.erase(it) : std::next(it);
@@ -384,7 +373,7 @@ ComponentFingerprint fingerprint_folder(const std::string& component_dir) {
     const std::string path = join(component_dir, f);
     std::string content;
     if (ends_with(f, ".json")) {
-      content = io::canonical_json(read_json_as_model(path));
+      content = io::canonical_json(detail::read_model_json(path));
     } else {
       std::ifstream in(path, std::ios::binary);
       if (!in) throw ModelError(path + ": cannot open for reading");

@@ -10,6 +10,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "config_reader.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/io/safetensors.h"
@@ -132,7 +133,7 @@ std::optional<std::string> describe_text_component(const std::string& dir, const
                                                    const LoadOptions&) {
   if (component == "text_encoder") {
     const std::string path = dir + "/text_encoder/config.json";
-    const ClipTextConfig c = ClipTextConfig::from_json(io::read_json_file(path), path);
+    const ClipTextConfig c = ClipTextConfig::from_json(detail::read_model_json(path), path);
     return "CLIPTextModel: " + std::to_string(c.num_hidden_layers) + " layers, width " + std::to_string(c.hidden_size) +
            ", " + std::to_string(c.num_attention_heads) + " heads, " + c.hidden_act + ", " +
            std::to_string(c.max_position_embeddings) + " positions, vocabulary " + std::to_string(c.vocab_size);

@@ -12,15 +12,7 @@ using io::Json;
 
 // ---- configuration ---------------------------------------------------------------
 
-UNetConfig UNetConfig::from_file(const std::string& path) {
-  Json j;
-  try {
-    j = io::read_json_file(path);
-  } catch (const IoError& e) {
-    throw ModelError(e.what());
-  }
-  return from_json(j, path);
-}
+UNetConfig UNetConfig::from_file(const std::string& path) { return from_json(detail::read_model_json(path), path); }
 
 UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   ConfigReader r(json, where);

@@ -10,15 +10,7 @@ namespace dinv::sd {
 using detail::ConfigReader;
 using io::Json;
 
-VaeConfig VaeConfig::from_file(const std::string& path) {
-  Json j;
-  try {
-    j = io::read_json_file(path);
-  } catch (const IoError& e) {
-    throw ModelError(e.what());
-  }
-  return from_json(j, path);
-}
+VaeConfig VaeConfig::from_file(const std::string& path) { return from_json(detail::read_model_json(path), path); }
 
 VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
   ConfigReader r(json, where);
