@@ -10,10 +10,20 @@ over seeds of the final and best test accuracy:
 import argparse
 import configparser
 import pathlib
+import re
 
 import h5py
 import numpy as np
 import pandas as pd
+
+
+def real_images(attrs, num_data):
+    """Real images the run trained on: num_data, or with num_data = 0 (the
+    whole dataset) the n= of the real data's fingerprint; 0 for synthetic-only runs."""
+    if num_data > 0:
+        return num_data
+    match = re.search(r":n=(\d+)", str(attrs.get("fingerprint.real", "")).split("|")[0])
+    return int(match.group(1)) if match else 0
 
 
 def read_run(path):
@@ -27,7 +37,7 @@ def read_run(path):
             "run": f.attrs["run"],
             "model": config.get("train", "model"),
             "source": "real" if syn_bs == 0 else "synthetic" if real_bs == 0 else "mixed",
-            "num_data": config.getint("data", "num_data"),
+            "num_data": real_images(f.attrs, config.getint("data", "num_data")),
             "seed": config.getint("run", "seed"),
             "final_accuracy": float(f.attrs["final_accuracy"]),
             "best_accuracy": float(f.attrs["best_accuracy"]),
@@ -60,7 +70,8 @@ def plot(table, out):
         part = part.sort_values("num_data")
         ax.errorbar(part["num_data"], 100 * part["final_accuracy_mean"], yerr=100 * part["final_accuracy_std"].fillna(0),
                     marker="o", capsize=3, label=f"{model} {source}")
-    ax.set_xscale("log")
+    if (table["num_data"] > 0).all():
+        ax.set_xscale("log")  # sample-complexity curves span decades; a 0 (synthetic only) cannot be on a log axis
     ax.set_xlabel("real images (num_data)")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
