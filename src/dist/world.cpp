@@ -25,8 +25,20 @@ bool World::initialised() {
   return flag && !finalized;
 }
 
+namespace {
+// Open MPI's default shared-file-pointer component ("sm") opens a named POSIX
+// semaphore keyed on the file's base name (/dev/shm/sem.OMPIO_store.h5) in
+// every MPI_File_open. A rank killed inside that window (kill -9, pre-emption)
+// leaves it held, and every later open of a file with that name on the node
+// hangs for ever. dinv never uses shared file pointers: prefer the
+// "lockedfile" component, whose fcntl locks die with their process. Read by
+// MPI_Init; a user's own setting wins.
+void avoid_unkillable_mpi_io_locks() { setenv("OMPI_MCA_sharedfp", "^sm", /*overwrite=*/0); }
+}  // namespace
+
 World::World(int* argc, char*** argv) {
   if (!initialised()) {
+    avoid_unkillable_mpi_io_locks();
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
       throw DistError("MPI_Init_thread failed");

@@ -84,3 +84,28 @@ def test_one_failing_rank_aborts_the_others_instead_of_hanging(tmp_path):
     assert r.returncode != 0
     assert "error on rank 1: injected failure on rank 1" in r.stderr
     assert time.monotonic() - start < 60
+
+
+def test_a_semaphore_left_held_by_a_killed_rank_does_not_block_later_opens(tmp_path):
+    # Open MPI's "sm" shared-file-pointer component takes a named semaphore,
+    # keyed on the file's base name, inside every MPI_File_open. Leave it held,
+    # as a rank killed in that window does: dinv must still open the store.
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.sem_open.restype = ctypes.c_void_p
+    libc.sem_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+    name = f"held-{os.getpid()}.h5"
+    semaphores = [f"/OMPIO_{name}.creating".encode(), f"/OMPIO_{name}".encode()]
+    o_creat, initial_value_held = 0o100, 0
+    try:
+        for sem in semaphores:
+            assert libc.sem_open(sem, o_creat, 0o600, initial_value_held), f"sem_open {sem}: errno {ctypes.get_errno()}"
+        env = {k: v for k, v in ENV.items() if k != "OMPI_MCA_sharedfp"}
+        r = run([WRITER, name, 2, ROWS, COLS], cwd=tmp_path, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with h5py.File(tmp_path / name) as f:
+            assert f["/test/done"][:].all()
+    finally:
+        for sem in semaphores:
+            libc.sem_unlink(sem)
