@@ -37,6 +37,10 @@ void register_generate_options(ConfigSchema& s) {
   s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
       .choices({"source", "class"});
   s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
+  s.add_without_default("generate.preview", ValueKind::integer,
+                        "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
+      .min(1);
+  s.add("generate.preview_path", "", "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
   s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
 }
 
@@ -59,6 +63,8 @@ GenerateSettings generate_settings(const Config& c) {
   s.prompt_per = c.get_string("generate.prompt_per");
   s.tag = c.get_string("generate.tag");
   s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  if (c.has("generate.preview")) s.preview = c.get_int("generate.preview");
+  s.preview_path = c.get_string("generate.preview_path");
   if (s.prompt.find("{}") == std::string::npos) c.reject("generate.prompt", "has no {} for the class name");
   if (s.tag.find('/') != std::string::npos) c.reject("generate.tag", "must not contain '/'");
   if (s.save_resolution > s.sampling_resolution)
@@ -283,6 +289,13 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   const auto count = static_cast<std::int64_t>(specs.size());
   out.images = count;
   out.chunks_total = dist::chunk_count(count, s.chunk_size);
+  if (st.has(group) && !st.has(group + "/done")) {
+    // The ledger is created last: without it, an earlier run failed (e.g. on a
+    // full disk) while creating the tag, and nothing in it is finished.
+    log::warn("generate: " + store_path + ":" + group + " was left half-created by a failed run: creating it again "
+              "(h5repack reclaims the space of the old one)");
+    st.remove(group);
+  }
   if (!st.has(group)) create_tag(st, group, s, model, count, out.chunks_total);
   st.require_attribute(group, "settings", settings_text(s, model.sampler_name),
                        "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
@@ -317,8 +330,15 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
       images.push_back(sampled);
       progress.advance(static_cast<std::int64_t>(batch.size()));
     }
-    write_chunk(st, group, r, specs, at::cat(images).contiguous());
-    ledger.mark_done_independent(c);
+    try {
+      write_chunk(st, group, r, specs, at::cat(images).contiguous());
+      ledger.mark_done_independent(c);
+    } catch (const StoreError& e) {
+      // Typically a full disk: the chunk stays pending, finished ones are kept.
+      throw StoreError("generate: storing chunk " + std::to_string(c) + " (samples [" + std::to_string(r.begin) +
+                       ", " + std::to_string(r.end) + ")) failed; it is not marked done and the finished chunks " +
+                       "are kept, so rerunning the same command resumes: " + e.what());
+    }
   }
   progress.finish();
   st.close();

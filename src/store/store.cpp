@@ -103,6 +103,8 @@ h5::Handle Store::dataset(const std::string& object) const {
 
 h5::Handle Store::create_group(const std::string& object) { return h5::create_group(file_, object); }
 
+void Store::remove(const std::string& object) { h5::remove(file_, object); }
+
 h5::Handle Store::create_dataset(const std::string& object, at::ScalarType dtype,
                                  const std::vector<std::int64_t>& dims) {
   return h5::create_dataset(file_, object, dtype, dims);

@@ -36,6 +36,7 @@ class Store {
   h5::Handle dataset(const std::string& object) const;
   // Metadata changes: collective, every rank with the same arguments.
   h5::Handle create_group(const std::string& object);
+  void remove(const std::string& object);
   h5::Handle create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
   // Shape and dtype of an existing dataset must be as expected (clear error otherwise).
   h5::Handle require_dataset(const std::string& object, at::ScalarType dtype,
