@@ -218,8 +218,10 @@ bool exists(const Handle& loc, const std::string& path) {
   return true;
 }
 
-void remove(const Handle& loc, const std::string& path) {
-  check(H5Ldelete(loc.id(), path.c_str(), H5P_DEFAULT), "remove '" + path + "' from '" + file_of(loc.id()) + "'");
+void move(const Handle& loc, const std::string& from, const std::string& to) {
+  Handle lcpl = link_creation_plist();
+  check(H5Lmove(loc.id(), from.c_str(), loc.id(), to.c_str(), lcpl.id(), H5P_DEFAULT),
+        "move '" + from + "' to '" + to + "' in '" + file_of(loc.id()) + "'");
 }
 
 Handle create_group(const Handle& loc, const std::string& path) {

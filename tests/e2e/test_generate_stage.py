@@ -239,7 +239,7 @@ def test_preview_errors(config, reference, tmp_path, args, code, message):
 
 def with_full_disk(**limits):
     """Environment in which writes to store.h5 fail as on a full disk (LD_PRELOAD shim)."""
-    env = dict(ENV, LD_PRELOAD=os.environ["DINV_WRITE_FAULT"], DINV_WRITE_FAULT_PATH="store.h5")
+    env = dict(ENV, LD_PRELOAD=os.environ["DINV_WRITE_FAULT"], DINV_WRITE_FAULT_PATH="/store.h5")
     env.update({f"DINV_WRITE_FAULT_{k.upper()}": str(v) for k, v in limits.items()})
     return env
 
@@ -300,13 +300,42 @@ def test_disk_full_while_writing_samples(config, embedded, reference, write_log,
     check_resumes(config, embedded, reference, work)
 
 
-def test_disk_full_while_creating_the_tag(config, embedded, reference, write_log, tmp_path):
-    """The disk fills up while the tag's datasets are allocated: a clear error, the
-    embeddings intact, and the rerun creates the tag and completes it."""
-    tag, writes, offset = write_log
-    first_fill = next(b for b, size, at in writes if offset <= at < offset + 80 * 768)
-    work, r = full_disk_run(config, embedded, tmp_path, first_fill + 100)
+def test_too_little_free_space_is_refused_before_writing(config, embedded, tmp_path):
+    """statvfs says 60 kB are free, the tag needs more: refused before the store is touched."""
+    work = fresh(embedded, tmp_path)
+    r = run(mpirun_cmd(2, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
+            env=with_full_disk(free=60000))
     assert r.returncode == 1, r.stderr
-    for part in ("store.h5", f"/samples/{tag}/images", "No space left on device"):
-        assert part in r.stderr, (part, r.stderr)
-    check_resumes(config, embedded, reference, work)
+    assert "not enough free space for /samples/" in r.stderr and "in store 'store.h5'" in r.stderr
+    assert (work / "store.h5").read_bytes() == embedded.read_bytes()
+
+
+def test_disk_full_at_each_write_that_creates_the_tag(config, embedded, reference, write_log, tmp_path):
+    """The disk fills up at each write before the first chunk's: the fill values
+    of every dataset, the metadata flush that ends the tag's creation. Each time:
+    a clear error and the embeddings intact. HDF5 cannot make that flush atomic:
+    the rerun completes to identical samples, moving a tag left half-written and
+    unreadable to /damaged first; where HDF5 cannot even move it (the /samples
+    link table itself half-written), the rerun says so and how to recover."""
+    tag, writes, offset = write_log
+    first_chunk = next(i for i, (_, size, at) in enumerate(writes) if at == offset and size == 6 * 768)
+    outcomes = []
+    for i in range(first_chunk):
+        work, r = full_disk_run(config, embedded, tmp_path / str(i), writes[i][0])
+        assert r.returncode == 1, (i, r.stderr)
+        assert "'store.h5' failed: No space left on device" in r.stderr, (i, r.stderr)
+        with h5py.File(work / "store.h5") as f, h5py.File(embedded) as g:
+            assert f["/embeddings/data"][:].tobytes() == g["/embeddings/data"][:].tobytes()
+        again = dinv_stage(1, "generate", config, work, "--embed.steps=10")
+        if again.returncode != 0:
+            assert again.returncode == 1 and "HDF5 cannot move it aside" in again.stderr, (i, again.stderr)
+            assert "copy /source, /embeddings and the file's attributes into a new store" in again.stderr
+            outcomes.append("refused")
+            continue
+        _, a, _ = samples(reference)
+        _, b, _ = samples(work / "store.h5")
+        for k in a:
+            assert a[k].tobytes() == b[k].tobytes(), (i, k)
+        outcomes.append("moved aside" if "moving it to /damaged" in again.stderr else "resumed")
+    print("outcomes", outcomes)
+    assert "moved aside" in outcomes and outcomes.count("refused") <= 2, outcomes

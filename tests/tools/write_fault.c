@@ -2,10 +2,13 @@
  * does, for the disk-full tests of the stages: without privileges, mounts or
  * timing, the process sees its writes fail with ENOSPC.
  *
- *   DINV_WRITE_FAULT_PATH   substring of the path of the watched file(s)
+ *   DINV_WRITE_FAULT_PATH   how the path of the watched file(s) ends (not
+ *                           MPI-IO's own files beside it)
  *   DINV_WRITE_FAULT_AFTER  bytes this process may write to them; the write
  *                           that would cross the limit and every later one
  *                           fail with ENOSPC (unset: never fails)
+ *   DINV_WRITE_FAULT_FREE   bytes statvfs() reports free (any path; unset:
+ *                           the real answer)
  *   DINV_WRITE_FAULT_LOG    append "<bytes before> <size> <offset>" for every
  *                           write to a watched file (to choose a limit)
  *
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -33,7 +37,8 @@ static int watched(int fd) {
   const ssize_t n = readlink(link, path, sizeof path - 1);
   if (n <= 0) return 0;
   path[n] = 0;
-  return strstr(path, want) != NULL;
+  const size_t len = (size_t)n, wlen = strlen(want);
+  return len >= wlen && strcmp(path + len - wlen, want) == 0;
 }
 
 /* Whether this write may go ahead (else errno = ENOSPC). */
@@ -88,4 +93,12 @@ ssize_t pwritev(int fd, const struct iovec* iov, int count, off_t offset) {
 
 ssize_t pwritev64(int fd, const struct iovec* iov, int count, off64_t offset) {
   return allowed(fd, total(iov, count), (long long)offset) ? REAL(pwritev64)(fd, iov, count, offset) : -1;
+}
+
+/* A file system with DINV_WRITE_FAULT_FREE bytes available. */
+int statvfs(const char* path, struct statvfs* out) {
+  const int rc = REAL(statvfs)(path, out);
+  const char* free_bytes = getenv("DINV_WRITE_FAULT_FREE");
+  if (rc == 0 && free_bytes && *free_bytes) out->f_bavail = (fsblkcnt_t)(atoll(free_bytes) / (long long)out->f_frsize);
+  return rc;
 }

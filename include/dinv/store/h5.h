@@ -71,8 +71,9 @@ void flush(const Handle& file, const std::string& path);
 // ---- groups and datasets -----------------------------------------------------
 bool exists(const Handle& loc, const std::string& path);
 Handle create_group(const Handle& loc, const std::string& path);
-// Unlink a group or dataset (its space stays in the file until h5repack).
-void remove(const Handle& loc, const std::string& path);
+// Move the link `from` to `to` (creating missing groups); only the links
+// change, so it works on objects whose own metadata cannot be read.
+void move(const Handle& loc, const std::string& from, const std::string& to);
 Handle open_group(const Handle& loc, const std::string& path);
 // A fixed-size dataset, allocated at creation and zero-filled, so that later
 // writes touch raw data only.
