@@ -23,6 +23,7 @@ struct Chosen {
   std::vector<std::int64_t> rows;
   at::Tensor images;               // uint8 [n, H, W, 3]
   std::vector<std::int64_t> source;  // store row of each sample's source image (-1: none)
+  std::vector<std::int64_t> label;   // rows without a source (per-class prompts) group by class
 };
 
 // The first `count` samples of finished chunks, in index order.
@@ -34,7 +35,7 @@ Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& 
   store::UnitLedger ledger(st, group, chunks);
   Chosen out;
   std::vector<at::Tensor> parts;
-  const h5::Handle source = st.dataset(group + "/source");
+  const h5::Handle source = st.dataset(group + "/source"), label = st.dataset(group + "/label");
   for (std::int64_t c = 0; c < chunks && static_cast<std::int64_t>(out.rows.size()) < r.count; ++c) {
     if (!ledger.is_done(c)) continue;
     const auto range = dist::chunk(total, r.chunk_size, c);
@@ -42,6 +43,8 @@ Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& 
     parts.push_back(h5::read_rows(images, images_name, range.begin, end));
     const at::Tensor s = h5::read_rows(source, group + "/source", range.begin, end);
     out.source.insert(out.source.end(), s.data_ptr<std::int64_t>(), s.data_ptr<std::int64_t>() + s.numel());
+    const at::Tensor l = h5::read_rows(label, group + "/label", range.begin, end);
+    out.label.insert(out.label.end(), l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + l.numel());
     for (auto i = range.begin; i < end; ++i) out.rows.push_back(i);
   }
   if (out.rows.empty())
@@ -84,8 +87,8 @@ std::vector<Row> rows_of(const Chosen& c) {
   std::vector<Row> rows;
   for (std::int64_t i = 0; i < static_cast<std::int64_t>(c.rows.size()); ++i) {
     const auto u = static_cast<std::size_t>(i);
-    const bool continues = !rows.empty() && c.source[u] == c.source[u - 1] && c.rows[u] == c.rows[u - 1] + 1 &&
-                           rows.back().count < kPreviewPerRow;
+    const bool continues = !rows.empty() && c.source[u] == c.source[u - 1] && c.label[u] == c.label[u - 1] &&
+                           c.rows[u] == c.rows[u - 1] + 1 && rows.back().count < kPreviewPerRow;
     if (continues)
       ++rows.back().count;
     else

@@ -168,23 +168,25 @@ def cifar_train_images(data):
 
 def expected_preview(store, data, n):
     """The documented grid: per row the source image (Pillow bicubic resize to the
-    saved size), a 3-pixel gap, then up to 8 of its samples; 1-pixel white lines."""
+    saved size; grey without one), a 3-pixel gap, then up to 8 of its samples (of
+    one class without a source); 1-pixel white lines."""
     _, s, _ = samples(store)
     with h5py.File(store) as f:
         index = f["/source/index"][:]
     images = cifar_train_images(data)
     h, w = s["images"].shape[1:3]
-    rows = []  # (source, [sample rows])
+    rows = []  # ((source, label), [sample rows])
     for m in range(n):
-        if rows and rows[-1][0] == s["source"][m] and len(rows[-1][1]) < 8:
+        key = (s["source"][m], s["label"][m])
+        if rows and rows[-1][0] == key and len(rows[-1][1]) < 8:
             rows[-1][1].append(m)
         else:
-            rows.append((s["source"][m], [m]))
+            rows.append((key, [m]))
     width = 1 + w + 3 + max(len(r[1]) for r in rows) * (w + 1)
     grid = np.full((1 + len(rows) * (h + 1), width, 3), 255, np.uint8)
-    for r, (src, ms) in enumerate(rows):
+    for r, ((src, _), ms) in enumerate(rows):
         y = 1 + r * (h + 1)
-        source = Image.fromarray(images[index[src]]).resize((w, h), Image.BICUBIC)
+        source = Image.fromarray(images[index[src]]).resize((w, h), Image.BICUBIC) if src >= 0 else 128
         grid[y:y + h, 1:1 + w] = np.asarray(source)
         for k, m in enumerate(ms):
             x = 1 + w + 3 + k * (w + 1)
@@ -219,6 +221,19 @@ def test_preview_while_generating_into_a_chosen_file(config, embedded, tmp_path)
     got = np.asarray(Image.open(work / "look" / "here.png").convert("RGB"))
     want = expected_preview(work / "store.h5", config.parent / "data", 12)
     assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 8 * 17, 3) == want.shape
+    assert (got == want).all()
+
+
+def test_preview_of_per_class_prompts(config, embedded, tmp_path):
+    """Prompt samples per class have no source image: a grey tile, one row per class."""
+    work = fresh(embedded, tmp_path)
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10", "--generate.mode=prompt",
+                   "--generate.prompt_per=class", "--preview=5")
+    assert r.returncode == 0, r.stderr
+    tag, _, _ = samples(work / "store.h5")
+    got = np.asarray(Image.open(work / "store.h5.preview" / f"{tag}.png").convert("RGB"))
+    want = expected_preview(work / "store.h5", config.parent / "data", 5)
+    assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 2 * 17, 3) == want.shape
     assert (got == want).all()
 
 

@@ -1,6 +1,7 @@
 // `dinv generate --preview N`: a PNG for a person to look at, made from a tag
 // of the store after the stage has run. The first N finished samples in index
-// order, grouped by source image: each row is the source image (from the
+// order, grouped by source image (by class for per-class prompts, whose
+// source tile is grey): each row is the source image (from the
 // dataset, resized to the saved size) then up to kPreviewPerRow of its
 // samples, exactly as stored.
 #pragma once
