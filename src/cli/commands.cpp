@@ -41,8 +41,16 @@ std::vector<Command> build_commands() {
                "dinv embed --config FILE [--section.key=value ...]", {"run", "store", "model", "data", "embed"}, {},
                run_embed});
   c.push_back({"generate", "stage 2: sample images from perturbed embeddings into the store",
-               "dinv generate --config FILE [--section.key=value ...]",
-               {"run", "store", "model", "generate", "sampler"}, {}, run_generate});
+               "dinv generate --config FILE [--preview N [--preview-out PATH]] [--section.key=value ...]\n"
+               "  --preview N          after generating (or resuming, or finding the tag done), write a PNG of\n"
+               "                       the first N finished samples beside their source images (rank 0):\n"
+               "                       each row is the source image from [data] resized to save_resolution,\n"
+               "                       a 3-pixel gap, then up to 8 of its samples; 1-pixel white separators\n"
+               "                       (same as --generate.preview=N)\n"
+               "  --preview-out PATH   where to write it (default <store.path>.preview/<tag>.png;\n"
+               "                       same as --generate.preview_path=PATH)",
+               {"run", "store", "model", "data", "generate", "sampler"}, {}, run_generate, nullptr,
+               {{"--preview", "generate.preview"}, {"--preview-out", "generate.preview_path"}}});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
                "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",

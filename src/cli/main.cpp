@@ -11,6 +11,7 @@
 #include "dinv/core/memory.h"
 #include "dinv/core/signals.h"
 #include "dinv/dist/world.h"
+#include "dinv/store/h5.h"
 
 namespace {
 
@@ -46,7 +47,8 @@ int fail(const std::string& command, const dinv::Error& e, int size) {
   const int code = static_cast<int>(e.exit_code());
   std::cerr << "dinv " << command << ": error" << (size > 1 ? " on rank " + std::to_string(dinv::log::rank()) : "")
             << ": " << e.what() << std::endl;
-  if (size > 1) dinv::dist::World::abort(code);
+  // A file whose writes failed must not be closed (see h5::write_failed).
+  if (size > 1 || dinv::h5::write_failed()) dinv::dist::World::abort(code);
   return code;
 }
 
@@ -55,7 +57,7 @@ int run(const Command& cmd, const std::vector<std::string>& args, int* argc, cha
   dinv::signals::install_stop_handlers();
   try {
     if (cmd.run_raw) return cmd.run_raw(world, args);
-    auto parsed = dinv::cli::split_args(args);
+    auto parsed = dinv::cli::split_args(args, cmd.flags);
     dinv::cli::CommandContext ctx{
         world,
         dinv::Config::resolve(dinv::cli::schema(), parsed.config_files, parsed.overrides, cmd.required_keys),

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -37,11 +38,20 @@ void apply_run_options(const Config& config, dist::World& world) {
                         config.get_real("run.progress_interval"));
 }
 
-ParsedArgs split_args(const std::vector<std::string>& args) {
+ParsedArgs split_args(const std::vector<std::string>& args,
+                      const std::vector<std::pair<std::string, std::string>>& flags) {
   ParsedArgs out;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if (a == "--config" || a == "-c") {
+    const auto flag = std::find_if(flags.begin(), flags.end(), [&](const auto& f) {
+      return a == f.first || a.rfind(f.first + "=", 0) == 0;
+    });
+    if (flag != flags.end()) {
+      if (a == flag->first && i + 1 >= args.size())
+        throw ConfigError(flag->first + " needs a value (it stands for --" + flag->second + "=VALUE)");
+      const std::string value = a == flag->first ? args[++i] : a.substr(flag->first.size() + 1);
+      out.overrides.push_back("--" + flag->second + "=" + value);
+    } else if (a == "--config" || a == "-c") {
       if (i + 1 >= args.size()) throw ConfigError("--config needs a file name");
       out.config_files.push_back(args[++i]);
     } else if (a.rfind("--config=", 0) == 0) {

@@ -8,7 +8,9 @@
 #include "dinv/data/readers.h"
 #include "dinv/diffusion/scheduler.h"
 #include "dinv/dist/world.h"
+#include "dinv/io/resize.h"
 #include "dinv/generation/generate.h"
+#include "dinv/generation/preview.h"
 #include "dinv/generation/sd_model.h"
 #include "dinv/inversion/embed.h"
 #include "dinv/inversion/sd_model.h"
@@ -33,6 +35,29 @@ std::string store_path(const CommandContext& ctx) {
   const auto path = ctx.config.get_string("store.path");
   if (path.empty()) throw ConfigError("store.path is not set: name the experiment's HDF5 store");
   return path;
+}
+
+// Rank 0 writes the preview of --preview N; the other ranks wait for the
+// outcome so that a failure ends the whole job with rank 0's message.
+int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, const std::string& store,
+                  const std::string& tag) {
+  int ok = 1;
+  if (ctx.world.is_root()) {
+    try {
+      generation::PreviewRequest r{store, tag, s.chunk_size, s.preview, io::resize_filter_from_string(s.resize_filter),
+                                   s.preview_path};
+      const auto out = generation::write_preview(r, *data::make_dataset(ctx.config));
+      log::info("generate: preview of " + std::to_string(out.samples) + " samples in " + std::to_string(out.rows) +
+                " rows written to " + out.path);
+      std::cout << "preview: " << out.path << std::endl;
+    } catch (const Error&) {
+      ok = 0;
+      dist::check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, ctx.world.comm()), "MPI_Bcast");
+      throw;
+    }
+  }
+  dist::check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, ctx.world.comm()), "MPI_Bcast");
+  return ok ? 0 : 1;
 }
 
 }  // namespace
@@ -68,12 +93,13 @@ int run_generate(CommandContext& ctx) {
   const auto out = generation::run_generate(ctx.world, settings, model, store, ctx.config.to_ini());
   if (out.stopped) {
     log::info("generate: stopped by signal with " + std::to_string(out.chunks_done) + "/" +
-              std::to_string(out.chunks_total) + " chunks of '" + out.tag + "' done; rerun the same command to resume");
+              std::to_string(out.chunks_total) + " chunks of '" + out.tag + "' done; rerun the same command to resume" +
+              (settings.preview > 0 ? " (and to write the preview)" : ""));
     return 0;
   }
   log::info("generate: done, " + std::to_string(out.images) + " images in " + store + ":/samples/" + out.tag);
   if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
-  return 0;
+  return settings.preview > 0 ? write_preview(ctx, settings, store, out.tag) : 0;
 }
 
 }  // namespace dinv::cli

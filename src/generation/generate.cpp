@@ -37,6 +37,10 @@ void register_generate_options(ConfigSchema& s) {
   s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
       .choices({"source", "class"});
   s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
+  s.add_without_default("generate.preview", ValueKind::integer,
+                        "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
+      .min(1);
+  s.add("generate.preview_path", "", "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
   s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
 }
 
@@ -59,6 +63,8 @@ GenerateSettings generate_settings(const Config& c) {
   s.prompt_per = c.get_string("generate.prompt_per");
   s.tag = c.get_string("generate.tag");
   s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  if (c.has("generate.preview")) s.preview = c.get_int("generate.preview");
+  s.preview_path = c.get_string("generate.preview_path");
   if (s.prompt.find("{}") == std::string::npos) c.reject("generate.prompt", "has no {} for the class name");
   if (s.tag.find('/') != std::string::npos) c.reject("generate.tag", "must not contain '/'");
   if (s.save_resolution > s.sampling_resolution)
@@ -205,6 +211,16 @@ struct SampleDatasets {
 
 void create_tag(store::Store& st, const std::string& group, const GenerateSettings& s, const GenerationModel& m,
                 std::int64_t count, std::int64_t chunks) {
+  const auto r = s.save_resolution;
+  // Images, four int64 columns, the ledger, and room for the metadata.
+  st.require_free_space(count * (r * r * 3 + 4 * 8) + chunks + (1 << 20), group);
+  if (!st.has("/samples")) {
+    // Stores made before /samples was part of the new file: on disk before the
+    // tag, so that a flush cut short by a full disk damages at most the new
+    // tag, which the next run moves aside (set_aside_damaged).
+    st.create_group("/samples");
+    st.flush();
+  }
   auto g = st.create_group(group);
   h5::set_attribute(g, "settings", settings_text(s, m.sampler_name));
   h5::set_attribute(g, "model_fingerprint", m.fingerprint);
@@ -218,7 +234,6 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   h5::set_attribute(g, "save_resolution", s.save_resolution);
   h5::set_attribute(g, "uncond", s.uncond);
   h5::set_attribute(g, "num_samples", s.num_samples);
-  const auto r = s.save_resolution;
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/partner", "/seed"}) st.create_dataset(group + name, at::kLong, {count});
   store::UnitLedger::create(st, group, chunks);
@@ -258,6 +273,53 @@ void check_embeddings(const store::Store& st, const GenerationModel& m) {
                        "Generate with the model the embeddings were learned with (model.path).");
 }
 
+// The ledger is created and flushed last: a tag whose ledger is missing or
+// unreadable was being created when a write failed (a full disk), and nothing
+// in it is finished.
+bool tag_is_whole(const store::Store& st, const std::string& group) {
+  try {
+    return st.has(group + "/done") && !h5::dataset_dims(st.dataset(group + "/done")).empty();
+  } catch (const StoreError&) {
+    return false;
+  }
+}
+
+// Whether `group` holds metadata that a failed write left unreadable.
+bool damaged(const store::Store& st, const std::string& group, bool whole_tag) {
+  try {
+    if (!st.has(group)) return false;
+    if (whole_tag) return !tag_is_whole(st, group);
+    st.group(group);
+    return false;
+  } catch (const StoreError&) {
+    return true;
+  }
+}
+
+// A run whose writes failed while it created the tag (its metadata flush cut
+// short by a full disk) can leave /samples or the tag unreadable. What is
+// unreadable holds nothing finished: its link moves to /damaged, out of every
+// reader's way (only links change, so this works on damaged objects), and the
+// tag is created again. h5repack reclaims the space.
+void set_aside_damaged(store::Store& st, const std::string& group) {
+  const std::vector<std::pair<std::string, bool>> checks = {{"/samples", false}, {group, true}};
+  for (const auto& [path, whole_tag] : checks) {
+    if (!damaged(st, path, whole_tag)) continue;
+    std::string to;
+    for (int n = 0; to.empty() || st.has(to); ++n) to = "/damaged" + path + "." + std::to_string(n);
+    log::warn("generate: " + st.path() + ":" + path + " was left unreadable or half-created by a run whose writes " +
+              "failed; it holds nothing finished: moving it to " + to + " and creating the tag again");
+    try {
+      st.move(path, to);
+    } catch (const StoreError& e) {
+      throw StoreError("store '" + st.path() + "': " + path + " was left unreadable by a run whose writes failed " +
+                       "(a full disk) while it was being created, and HDF5 cannot move it aside: " + e.what() +
+                       "\nThe rest of the store is intact: copy /source, /embeddings and the file's attributes " +
+                       "into a new store (e.g. with h5py's Group.copy) and generate there.");
+    }
+  }
+}
+
 }  // namespace
 
 std::string derived_tag(const GenerateSettings& s, const std::string& sampler_name) {
@@ -283,6 +345,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   const auto count = static_cast<std::int64_t>(specs.size());
   out.images = count;
   out.chunks_total = dist::chunk_count(count, s.chunk_size);
+  set_aside_damaged(st, group);
   if (!st.has(group)) create_tag(st, group, s, model, count, out.chunks_total);
   st.require_attribute(group, "settings", settings_text(s, model.sampler_name),
                        "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
@@ -317,8 +380,15 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
       images.push_back(sampled);
       progress.advance(static_cast<std::int64_t>(batch.size()));
     }
-    write_chunk(st, group, r, specs, at::cat(images).contiguous());
-    ledger.mark_done_independent(c);
+    try {
+      write_chunk(st, group, r, specs, at::cat(images).contiguous());
+      ledger.mark_done_independent(c);
+    } catch (const StoreError& e) {
+      // Typically a full disk: the chunk stays pending, finished ones are kept.
+      throw StoreError("generate: storing chunk " + std::to_string(c) + " (samples [" + std::to_string(r.begin) +
+                       ", " + std::to_string(r.end) + ")) failed; it is not marked done and the finished chunks " +
+                       "are kept, so rerunning the same command resumes: " + e.what());
+    }
   }
   progress.finish();
   st.close();

@@ -1,5 +1,8 @@
 #include "dinv/store/h5.h"
 
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 
 #include <ATen/ATen.h>
@@ -39,6 +42,16 @@ hid_t memory_type(at::ScalarType t, const std::string& name) {
     case at::kLong: return H5T_NATIVE_INT64;
     default: throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
   }
+}
+
+// The file an object lives in, for messages ("" when unknown).
+std::string file_of(hid_t obj) {
+  const ssize_t n = H5Fget_name(obj, nullptr, 0);
+  if (n <= 0) return "";
+  std::string name(static_cast<std::size_t>(n) + 1, '\0');
+  H5Fget_name(obj, name.data(), name.size());
+  name.resize(static_cast<std::size_t>(n));
+  return name;
 }
 
 Handle plist(hid_t cls, const std::string& what) { return {check(H5Pcreate(cls), what), H5Pclose}; }
@@ -116,6 +129,28 @@ hid_t check(hid_t rc, const std::string& what) {
   return rc;
 }
 
+namespace {
+
+std::atomic<bool> a_write_failed{false};
+
+// check() for calls that write to the file: remembers the failure and adds
+// what the system said (errno survives HDF5 and MPI-IO for these codes).
+template <typename Call>
+hid_t check_write(Call call, const std::string& what) {
+  errno = 0;
+  const hid_t rc = call();
+  if (rc >= 0) return rc;
+  const int err = errno;
+  a_write_failed = true;
+  const bool known = err == ENOSPC || err == EDQUOT || err == EFBIG || err == EIO || err == EROFS;
+  throw StoreError(what + " failed" + (known ? std::string(": ") + std::strerror(err) : std::string()) +
+                   error_stack());
+}
+
+}  // namespace
+
+bool write_failed() { return a_write_failed; }
+
 void quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 std::string library_version() {
@@ -161,7 +196,7 @@ Handle open_file_serial(const std::string& path) {
 }
 
 void flush(const Handle& file, const std::string& path) {
-  check(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), "flush '" + path + "'");
+  check_write([&] { return H5Fflush(file.id(), H5F_SCOPE_GLOBAL); }, "flush '" + path + "'");
 }
 
 // ---------------------------------------------------------- groups, datasets
@@ -181,6 +216,12 @@ bool exists(const Handle& loc, const std::string& path) {
     pos = next + 1;
   }
   return true;
+}
+
+void move(const Handle& loc, const std::string& from, const std::string& to) {
+  Handle lcpl = link_creation_plist();
+  check(H5Lmove(loc.id(), from.c_str(), loc.id(), to.c_str(), lcpl.id(), H5P_DEFAULT),
+        "move '" + from + "' to '" + to + "' in '" + file_of(loc.id()) + "'");
 }
 
 Handle create_group(const Handle& loc, const std::string& path) {
@@ -205,9 +246,11 @@ Handle create_dataset(const Handle& loc, const std::string& path, at::ScalarType
   check(H5Pset_alloc_time(dcpl.id(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time");
   check(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_ALLOC), "H5Pset_fill_time");
   Handle lcpl = link_creation_plist();
-  return {check(H5Dcreate2(loc.id(), path.c_str(), file_type(dtype, path), space.id(), lcpl.id(), dcpl.id(),
-                           H5P_DEFAULT),
-                "create dataset '" + path + "'"),
+  // Early allocation writes the fill values: this is where a full disk shows first.
+  return {check_write([&] {
+            return H5Dcreate2(loc.id(), path.c_str(), file_type(dtype, path), space.id(), lcpl.id(), dcpl.id(),
+                              H5P_DEFAULT);
+          }, "create dataset '" + path + "' in '" + file_of(loc.id()) + "'"),
           H5Dclose};
 }
 
@@ -275,8 +318,9 @@ void write_rows(const Handle& dataset, const std::string& name, std::int64_t row
   check(H5Pset_dxpl_mpio(dxpl.id(), collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio");
   const at::Tensor data = n > 0 ? rows.cpu().contiguous() : at::empty({1}, at::kByte);
   const hid_t mtype = memory_type(n > 0 ? data.scalar_type() : dataset_dtype(dataset, name), name);
-  check(H5Dwrite(dataset.id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()),
-        "write rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) + ") of " + name);
+  check_write([&] { return H5Dwrite(dataset.id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()); },
+        "write rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) + ") of " + name +
+            " in '" + file_of(dataset.id()) + "'");
 }
 
 at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_t begin, std::int64_t end) {

@@ -1,5 +1,6 @@
 #include "dinv/store/store.h"
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,6 +55,9 @@ Store Store::open_or_create(const std::string& path, MPI_Comm comm, const std::s
     h5::set_attribute(root, "dinv_version", dinv_version_string());
     h5::set_attribute(root, "config", config_text);
     h5::set_attribute(root, "created", creation_time());
+    // Made here, where creation is atomic (rename below): a full disk while a
+    // later stage flushes a new tag can then damage at most that tag.
+    h5::create_group(file, "/samples");
     root.close("close '/' of " + partial);
     file.close("close " + partial);
   }
@@ -102,6 +106,22 @@ h5::Handle Store::dataset(const std::string& object) const {
 }
 
 h5::Handle Store::create_group(const std::string& object) { return h5::create_group(file_, object); }
+
+void Store::move(const std::string& from, const std::string& to) { h5::move(file_, from, to); }
+
+void Store::require_free_space(std::int64_t bytes, const std::string& what) const {
+  int rank = 0;
+  MPI_Comm_rank(comm_, &rank);
+  std::int64_t free = -1;  // unknown: let the writes tell
+  struct statvfs fs {};
+  if (rank == 0 && statvfs(path_.c_str(), &fs) == 0)
+    free = static_cast<std::int64_t>(fs.f_bavail) * static_cast<std::int64_t>(fs.f_frsize);
+  dist::check_mpi(MPI_Bcast(&free, 1, MPI_INT64_T, 0, comm_), "MPI_Bcast");
+  if (free >= 0 && free < bytes)
+    throw StoreError("not enough free space for " + what + " in store '" + path_ + "': it needs about " +
+                     std::to_string(bytes) + " bytes, the file system has " + std::to_string(free) +
+                     " bytes free. Nothing was written; free space (or move the store) and rerun.");
+}
 
 h5::Handle Store::create_dataset(const std::string& object, at::ScalarType dtype,
                                  const std::vector<std::int64_t>& dims) {

@@ -1,7 +1,9 @@
 """`dinv generate` through the real CLI on the tiny model: the documented
 layout, identical /samples/<tag> bytes on 1, 2 and 4 ranks and for two batch
 sizes, SIGKILL then rerun identical, equality with `dinv model sample` when
-the perturbation is off, and clear errors for bad input."""
+the perturbation is off, the --preview PNG, a full disk while writing, and
+clear errors for bad input."""
+import os
 import random
 import shutil
 import time
@@ -10,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import DINV, run
+from conftest import DINV, mpirun_cmd, run
 from stage_fixture import ENV, dinv_stage, kill_group, make_inputs, start_stage
 
 
@@ -153,3 +156,201 @@ def test_store_without_embeddings(config, tmp_path):
     r = dinv_stage(1, "generate", config, tmp_path)
     assert r.returncode == 1
     assert "does not exist" in r.stderr
+
+
+# ---- --preview N ---------------------------------------------------------------
+
+def cifar_train_images(data):
+    """The fixture's CIFAR-10 train images, decoded here independently of dinv."""
+    records = [np.fromfile(p, np.uint8).reshape(-1, 3073) for p in sorted(data.glob("data_batch_*.bin"))]
+    return np.concatenate(records)[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def expected_preview(store, data, n):
+    """The documented grid: per row the source image (Pillow bicubic resize to the
+    saved size; grey without one), a 3-pixel gap, then up to 8 of its samples (of
+    one class without a source); 1-pixel white lines."""
+    _, s, _ = samples(store)
+    with h5py.File(store) as f:
+        index = f["/source/index"][:]
+    images = cifar_train_images(data)
+    h, w = s["images"].shape[1:3]
+    rows = []  # ((source, label), [sample rows])
+    for m in range(n):
+        key = (s["source"][m], s["label"][m])
+        if rows and rows[-1][0] == key and len(rows[-1][1]) < 8:
+            rows[-1][1].append(m)
+        else:
+            rows.append((key, [m]))
+    width = 1 + w + 3 + max(len(r[1]) for r in rows) * (w + 1)
+    grid = np.full((1 + len(rows) * (h + 1), width, 3), 255, np.uint8)
+    for r, ((src, _), ms) in enumerate(rows):
+        y = 1 + r * (h + 1)
+        source = Image.fromarray(images[index[src]]).resize((w, h), Image.BICUBIC) if src >= 0 else 128
+        grid[y:y + h, 1:1 + w] = np.asarray(source)
+        for k, m in enumerate(ms):
+            x = 1 + w + 3 + k * (w + 1)
+            grid[y:y + h, x:x + w] = s["images"][m]
+    return grid
+
+
+def test_preview_after_generation(config, reference, tmp_path):
+    """On a finished tag: no sampling, the PNG's tiles are the stored samples and
+    the resized source images, pixel for pixel; only rank 0 writes it."""
+    shutil.copy(reference, tmp_path / "store.h5")
+    before = samples(reference)[1]
+    r = dinv_stage(2, "generate", config, tmp_path, "--embed.steps=10", "--preview", "7")
+    assert r.returncode == 0, r.stderr
+    tag, after, _ = samples(tmp_path / "store.h5")
+    for k in before:
+        assert before[k].tobytes() == after[k].tobytes(), k
+    png = tmp_path / "store.h5.preview" / f"{tag}.png"
+    assert r.stdout.count("preview: ") == 1 and f"preview: store.h5.preview/{tag}.png" in r.stdout
+    got = np.asarray(Image.open(png).convert("RGB"))
+    want = expected_preview(tmp_path / "store.h5", config.parent / "data", 7)
+    assert got.shape == (1 + 4 * 17, 1 + 16 + 3 + 2 * 17, 3) == want.shape
+    assert (got == want).all()
+
+
+def test_preview_while_generating_into_a_chosen_file(config, embedded, tmp_path):
+    """--preview-out, with more samples per source than fit in a row (9 > 8)."""
+    work = fresh(embedded, tmp_path)
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10", "--generate.num_samples=9",
+                   "--sampler.steps=2", "--preview=12", "--preview-out", "look/here.png")
+    assert r.returncode == 0, r.stderr
+    got = np.asarray(Image.open(work / "look" / "here.png").convert("RGB"))
+    want = expected_preview(work / "store.h5", config.parent / "data", 12)
+    assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 8 * 17, 3) == want.shape
+    assert (got == want).all()
+
+
+def test_preview_of_per_class_prompts(config, embedded, tmp_path):
+    """Prompt samples per class have no source image: a grey tile, one row per class."""
+    work = fresh(embedded, tmp_path)
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10", "--generate.mode=prompt",
+                   "--generate.prompt_per=class", "--preview=5")
+    assert r.returncode == 0, r.stderr
+    tag, _, _ = samples(work / "store.h5")
+    got = np.asarray(Image.open(work / "store.h5.preview" / f"{tag}.png").convert("RGB"))
+    want = expected_preview(work / "store.h5", config.parent / "data", 5)
+    assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 2 * 17, 3) == want.shape
+    assert (got == want).all()
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--preview", "0"], 2, "generate.preview = '0' is out of range"),
+    (["--preview"], 2, "--preview needs a value"),
+    (["--preview", "3", "--data.split=test"], 1, "dataset_fingerprint"),
+])
+def test_preview_errors(config, reference, tmp_path, args, code, message):
+    shutil.copy(reference, tmp_path / "store.h5")
+    r = dinv_stage(2, "generate", config, tmp_path, "--embed.steps=10", *args)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr
+    assert not (tmp_path / "store.h5.preview").exists()
+
+
+# ---- a full disk while writing ------------------------------------------------------
+
+def with_full_disk(**limits):
+    """Environment in which writes to store.h5 fail as on a full disk (LD_PRELOAD shim)."""
+    env = dict(ENV, LD_PRELOAD=os.environ["DINV_WRITE_FAULT"], DINV_WRITE_FAULT_PATH="/store.h5")
+    env.update({f"DINV_WRITE_FAULT_{k.upper()}": str(v) for k, v in limits.items()})
+    return env
+
+
+def writes_of(log):
+    return [tuple(int(v) for v in line.split()) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def write_log(config, embedded, reference, tmp_path_factory):
+    """Every write to the store of an uninterrupted 1-rank run, and where the tag's images lie."""
+    work = fresh(embedded, tmp_path_factory.mktemp("write_log"))
+    log = work / "writes.log"
+    r = run(mpirun_cmd(1, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
+            env=with_full_disk(log=log))
+    assert r.returncode == 0, r.stderr
+    tag, s, _ = samples(work / "store.h5")
+    for k, v in samples(reference)[1].items():
+        assert v.tobytes() == s[k].tobytes(), k
+    with h5py.File(work / "store.h5") as f:
+        offset = f[f"/samples/{tag}/images"].id.get_offset()
+    return tag, writes_of(log), offset
+
+
+def full_disk_run(config, embedded, tmp_path, after):
+    work = fresh(embedded, tmp_path)
+    r = run(mpirun_cmd(1, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
+            env=with_full_disk(after=after))
+    return work, r
+
+
+def check_resumes(config, embedded, reference, work):
+    """The store is intact (embeddings unchanged) and a rerun with space completes it
+    to exactly the samples of an uninterrupted run."""
+    with h5py.File(work / "store.h5") as f, h5py.File(embedded) as g:
+        assert f["/embeddings/data"][:].tobytes() == g["/embeddings/data"][:].tobytes()
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10")
+    assert r.returncode == 0, r.stderr
+    _, a, _ = samples(reference)
+    _, b, _ = samples(work / "store.h5")
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_disk_full_while_writing_samples(config, embedded, reference, write_log, tmp_path):
+    """The disk fills up in the middle of chunk 3's images (rows [18, 24)): a clear
+    error naming the store, the dataset and the rows; chunks 0-2 kept, 3 not
+    marked done; the rerun resumes to identical samples."""
+    tag, writes, offset = write_log
+    chunk_bytes = 6 * 16 * 16 * 3
+    (before,) = [b for b, size, at in writes if at == offset + 3 * chunk_bytes and size == chunk_bytes]
+    work, r = full_disk_run(config, embedded, tmp_path, before + 1000)
+    assert r.returncode == 1, r.stderr
+    for part in ("store.h5", f"/samples/{tag}/images", "rows [18, 24)", "No space left on device"):
+        assert part in r.stderr, (part, r.stderr)
+    with h5py.File(work / "store.h5") as f:
+        assert f[f"/samples/{tag}/done"][:].tolist() == [1, 1, 1] + [0] * 11
+    check_resumes(config, embedded, reference, work)
+
+
+def test_too_little_free_space_is_refused_before_writing(config, embedded, tmp_path):
+    """statvfs says 60 kB are free, the tag needs more: refused before the store is touched."""
+    work = fresh(embedded, tmp_path)
+    r = run(mpirun_cmd(2, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
+            env=with_full_disk(free=60000))
+    assert r.returncode == 1, r.stderr
+    assert "not enough free space for /samples/" in r.stderr and "in store 'store.h5'" in r.stderr
+    assert (work / "store.h5").read_bytes() == embedded.read_bytes()
+
+
+def test_disk_full_at_each_write_that_creates_the_tag(config, embedded, reference, write_log, tmp_path):
+    """The disk fills up at each write before the first chunk's: the fill values
+    of every dataset, the metadata flush that ends the tag's creation. Each time:
+    a clear error and the embeddings intact. HDF5 cannot make that flush atomic:
+    the rerun completes to identical samples, moving a tag left half-written and
+    unreadable to /damaged first; where HDF5 cannot even move it (the /samples
+    link table itself half-written), the rerun says so and how to recover."""
+    tag, writes, offset = write_log
+    first_chunk = next(i for i, (_, size, at) in enumerate(writes) if at == offset and size == 6 * 768)
+    outcomes = []
+    for i in range(first_chunk):
+        work, r = full_disk_run(config, embedded, tmp_path / str(i), writes[i][0])
+        assert r.returncode == 1, (i, r.stderr)
+        assert "'store.h5' failed: No space left on device" in r.stderr, (i, r.stderr)
+        with h5py.File(work / "store.h5") as f, h5py.File(embedded) as g:
+            assert f["/embeddings/data"][:].tobytes() == g["/embeddings/data"][:].tobytes()
+        again = dinv_stage(1, "generate", config, work, "--embed.steps=10")
+        if again.returncode != 0:
+            assert again.returncode == 1 and "HDF5 cannot move it aside" in again.stderr, (i, again.stderr)
+            assert "copy /source, /embeddings and the file's attributes into a new store" in again.stderr
+            outcomes.append("refused")
+            continue
+        _, a, _ = samples(reference)
+        _, b, _ = samples(work / "store.h5")
+        for k in a:
+            assert a[k].tobytes() == b[k].tobytes(), (i, k)
+        outcomes.append("moved aside" if "moving it to /damaged" in again.stderr else "resumed")
+    print("outcomes", outcomes)
+    assert "moved aside" in outcomes and outcomes.count("refused") <= 2, outcomes

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dinv/core/config.h"
@@ -31,6 +32,9 @@ struct Command {
   // Commands with their own argument grammar (e.g. `model`) get the raw
   // arguments instead of a resolved configuration.
   std::function<int(dist::World&, const std::vector<std::string>&)> run_raw;
+  // Short flags of the command: "--flag VALUE" / "--flag=VALUE" stand for
+  // "--section.key=VALUE" (e.g. `generate --preview 16`).
+  std::vector<std::pair<std::string, std::string>> flags;
 };
 
 // Every command, in the order `dinv --help` lists them.
@@ -46,10 +50,11 @@ void register_run_options(ConfigSchema& schema);
 void apply_run_options(const Config& config, dist::World& world);
 
 // Split "--config FILE" (repeatable), "--section.key=value" overrides and
-// positional arguments.
+// positional arguments; the command's `flags` become overrides of their keys.
 struct ParsedArgs {
   std::vector<std::string> config_files, overrides, positional;
 };
-ParsedArgs split_args(const std::vector<std::string>& args);
+ParsedArgs split_args(const std::vector<std::string>& args,
+                      const std::vector<std::pair<std::string, std::string>>& flags = {});
 
 }  // namespace dinv::cli

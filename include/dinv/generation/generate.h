@@ -39,6 +39,8 @@ struct GenerateSettings {
   std::string prompt_per = "source";  // source | class
   std::string tag;                    // "" : derived from the settings
   std::uint64_t seed = 0;
+  std::int64_t preview = 0;  // samples in the preview PNG (0: none)
+  std::string preview_path;  // "" : <store>.preview/<tag>.png
 };
 
 // The frozen generator as stage 2 sees it (built from a diffusers folder by

@@ -51,6 +51,12 @@ hid_t check(hid_t rc, const std::string& what);
 std::string error_stack();
 // Turn off HDF5's automatic printing of errors (we raise them instead).
 void quiet_errors();
+// True once writing to a file failed in this process (a full disk, a quota).
+// HDF5 cannot close such a file cleanly: closing flushes metadata to the
+// failing disk (and HDF5 1.10 crashes at shutdown after that), while the file
+// as last flushed plus the raw data written is consistent, as after kill -9.
+// So the process must end without closing it (main aborts).
+bool write_failed();
 
 // ---- files -----------------------------------------------------------------
 // Create (truncating) or open a file through the MPI-IO driver, collectively
@@ -65,6 +71,9 @@ void flush(const Handle& file, const std::string& path);
 // ---- groups and datasets -----------------------------------------------------
 bool exists(const Handle& loc, const std::string& path);
 Handle create_group(const Handle& loc, const std::string& path);
+// Move the link `from` to `to` (creating missing groups); only the links
+// change, so it works on objects whose own metadata cannot be read.
+void move(const Handle& loc, const std::string& from, const std::string& to);
 Handle open_group(const Handle& loc, const std::string& path);
 // A fixed-size dataset, allocated at creation and zero-filled, so that later
 // writes touch raw data only.

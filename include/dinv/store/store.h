@@ -36,6 +36,12 @@ class Store {
   h5::Handle dataset(const std::string& object) const;
   // Metadata changes: collective, every rank with the same arguments.
   h5::Handle create_group(const std::string& object);
+  void move(const std::string& from, const std::string& to);
+  // Collective: a StoreError naming `what`, the need and the free space when
+  // the store's file system has less than `bytes` free (checked before
+  // allocating, because a full disk while HDF5 writes metadata can leave new
+  // groups unreadable).
+  void require_free_space(std::int64_t bytes, const std::string& what) const;
   h5::Handle create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
   // Shape and dtype of an existing dataset must be as expected (clear error otherwise).
   h5::Handle require_dataset(const std::string& object, at::ScalarType dtype,
