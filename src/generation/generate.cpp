@@ -234,6 +234,7 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   h5::set_attribute(g, "save_resolution", s.save_resolution);
   h5::set_attribute(g, "uncond", s.uncond);
   h5::set_attribute(g, "num_samples", s.num_samples);
+  h5::set_attribute(g, "chunk_size", s.chunk_size);
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/partner", "/seed"}) st.create_dataset(group + name, at::kLong, {count});
   store::UnitLedger::create(st, group, chunks);
@@ -333,6 +334,17 @@ std::string derived_tag(const GenerateSettings& s, const std::string& sampler_na
   return t;
 }
 
+std::int64_t tag_chunk_size(const store::Store& st, const std::string& group, std::int64_t configured) {
+  const h5::Handle g = st.group(group);
+  if (!h5::has_attribute(g, "chunk_size")) return configured;
+  const auto stored = h5::int_attribute(g, "chunk_size", st.path() + ":" + group);
+  if (stored != configured)
+    log::info("generate: " + group + " was created with chunk_size " + std::to_string(stored) +
+              ", which its ledger of finished chunks needs: using it, not generate.chunk_size = " +
+              std::to_string(configured));
+  return stored;
+}
+
 GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, const GenerationModel& model,
                              const std::string& store_path, const std::string& config_text) {
   GenerateOutcome out;
@@ -344,9 +356,10 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   const auto specs = plan_samples(s, src, model);
   const auto count = static_cast<std::int64_t>(specs.size());
   out.images = count;
-  out.chunks_total = dist::chunk_count(count, s.chunk_size);
   set_aside_damaged(st, group);
-  if (!st.has(group)) create_tag(st, group, s, model, count, out.chunks_total);
+  if (!st.has(group)) create_tag(st, group, s, model, count, dist::chunk_count(count, s.chunk_size));
+  const auto chunk_size = tag_chunk_size(st, group, s.chunk_size);
+  out.chunks_total = dist::chunk_count(count, chunk_size);
   st.require_attribute(group, "settings", settings_text(s, model.sampler_name),
                        "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
   st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
@@ -357,7 +370,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   const auto mine = dist::units_of_rank(out.chunks_total, world.size(), world.rank());
   std::int64_t pending = 0;
   for (auto c : mine)
-    if (!ledger.is_done(c)) pending += dist::chunk(count, s.chunk_size, c).size();
+    if (!ledger.is_done(c)) pending += dist::chunk(count, chunk_size, c).size();
   log::info("generate: " + std::to_string(count) + " images into " + group + " of " + store_path + ", " +
             std::to_string(ledger.done_count()) + "/" + std::to_string(out.chunks_total) + " chunks already done");
   Progress progress("generate (rank 0)", pending, "images");
@@ -369,7 +382,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
       out.stopped = true;
       break;
     }
-    const auto r = dist::chunk(count, s.chunk_size, c);
+    const auto r = dist::chunk(count, chunk_size, c);
     std::vector<at::Tensor> images;
     for (auto b = r.begin; b < r.end; b += s.batch_size) {
       const std::vector<SampleSpec> batch(specs.begin() + b, specs.begin() + std::min(r.end, b + s.batch_size));

@@ -11,6 +11,7 @@
 #include "dinv/core/log.h"
 #include "dinv/data/dataset.h"
 #include "dinv/dist/partition.h"
+#include "dinv/generation/generate.h"
 #include "dinv/io/png.h"
 #include "dinv/store/store.h"
 
@@ -31,14 +32,15 @@ Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& 
   const std::string images_name = group + "/images";
   const h5::Handle images = st.dataset(images_name);
   const auto total = h5::dataset_dims(images).at(0);
-  const auto chunks = dist::chunk_count(total, r.chunk_size);
+  const auto chunk_size = tag_chunk_size(st, group, r.chunk_size);
+  const auto chunks = dist::chunk_count(total, chunk_size);
   store::UnitLedger ledger(st, group, chunks);
   Chosen out;
   std::vector<at::Tensor> parts;
   const h5::Handle source = st.dataset(group + "/source"), label = st.dataset(group + "/label");
   for (std::int64_t c = 0; c < chunks && static_cast<std::int64_t>(out.rows.size()) < r.count; ++c) {
     if (!ledger.is_done(c)) continue;
-    const auto range = dist::chunk(total, r.chunk_size, c);
+    const auto range = dist::chunk(total, chunk_size, c);
     const auto end = std::min(range.end, range.begin + r.count - static_cast<std::int64_t>(out.rows.size()));
     parts.push_back(h5::read_rows(images, images_name, range.begin, end));
     const at::Tensor s = h5::read_rows(source, group + "/source", range.begin, end);

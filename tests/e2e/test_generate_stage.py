@@ -131,6 +131,25 @@ def test_without_perturbation_equals_model_sample(config, embedded, tmp_path):
     assert (images == s["images"][:10]).all()
 
 
+def test_rerun_with_another_chunk_size_resumes_with_the_tags_own(config, reference, tmp_path):
+    # The ledger's chunks are those of the chunk size the tag was created with
+    # (6 here): unmark the last chunk, wipe its rows, rerun with chunk_size 7.
+    work = fresh(reference, tmp_path)
+    with h5py.File(work / "store.h5", "r+") as f:
+        (tag,) = list(f["/samples"])
+        g = f["/samples"][tag]
+        assert g.attrs["chunk_size"] == 6
+        g["done"][-1] = 0
+        g["images"][78:80] = 0
+    r = dinv_stage(2, "generate", config, work, "--embed.steps=10", "--generate.chunk_size=7")
+    assert r.returncode == 0, r.stderr
+    assert "created with chunk_size 6" in r.stdout + r.stderr
+    _, a, _ = samples(reference)
+    _, b, _ = samples(work / "store.h5")
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+
+
 def test_same_tag_with_other_settings_is_refused(config, reference, tmp_path):
     shutil.copy(reference, tmp_path / "store.h5")
     tag, _, _ = samples(reference)

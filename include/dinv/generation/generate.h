@@ -19,6 +19,10 @@ namespace dinv::dist {
 class World;
 }
 
+namespace dinv::store {
+class Store;
+}
+
 namespace dinv::generation {
 
 struct GenerateSettings {
@@ -64,6 +68,10 @@ void register_generate_options(ConfigSchema& schema);
 GenerateSettings generate_settings(const Config& config);
 // The tag a run with these settings writes to when none is given.
 std::string derived_tag(const GenerateSettings& settings, const std::string& sampler_name);
+// The chunk size of an existing tag's ledger: the one it was created with
+// (attribute "chunk_size"), whatever generate.chunk_size says now; `configured`
+// for tags written before the attribute existed.
+std::int64_t tag_chunk_size(const store::Store& store, const std::string& group, std::int64_t configured);
 
 // One planned sample.
 struct SampleSpec {

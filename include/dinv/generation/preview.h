@@ -24,7 +24,7 @@ constexpr std::int64_t kPreviewSourceGap = 3;  // white gap between the source a
 
 struct PreviewRequest {
   std::string store_path, tag;
-  std::int64_t chunk_size = 0;  // of the tag's ledger (generate.chunk_size)
+  std::int64_t chunk_size = 0;  // generate.chunk_size, for tags that do not record their own
   std::int64_t count = 0;       // N >= 1
   io::ResizeFilter filter = io::ResizeFilter::bicubic;
   std::string out_path;         // "" : <store_path>.preview/<tag>.png
