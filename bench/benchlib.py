@@ -1,0 +1,76 @@
+"""Helpers shared by the benchmark scripts of bench/: the model folder, the
+machine description, thread pinning, and timing a dinv process from its own
+progress lines (so that model loading and start-up are excluded)."""
+import datetime
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+
+def ensure_model(dinv, preset, folder):
+    """A random-weights model folder made by `dinv model init`, reused when it is already there."""
+    folder = Path(folder)
+    if not (folder / "model_index.json").exists() or not (folder / "unet" / "diffusion_pytorch_model.safetensors").exists():
+        subprocess.run([str(dinv), "model", "init", "--preset", preset, str(folder)], check=True, capture_output=True)
+    return folder
+
+
+def thread_env(threads):
+    """Environment that pins a child process (LibTorch or PyTorch) to `threads` intra-op threads."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
+def load_average():
+    la = os.getloadavg()
+    return f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}"
+
+
+def machine():
+    """One line: date (UTC), CPU, cores, OS, torch / diffusers versions, current load."""
+    import diffusers
+    import torch
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"{now}; {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
+            f"torch {torch.__version__}, diffusers {diffusers.__version__}; load average {load_average()}")
+
+
+def run_timed_lines(cmd, env=None, cwd=None):
+    """Runs cmd, reading its stdout line by line as it is written; returns [(seconds since start, line)].
+    dinv flushes every log line, so the arrival time of a progress line is when that step finished."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd)
+    lines = []
+    for line in proc.stdout:
+        lines.append((time.perf_counter() - start, line.rstrip("\n")))
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-4000:]}\n" +
+                           "\n".join(l for _, l in lines[-20:]))
+    return lines
+
+
+def progress_times(lines, label):
+    """Arrival times of the progress lines of `label` (e.g. 'embed (rank 0)') with their done counts."""
+    out = []
+    for t, line in lines:
+        i = line.find(label + ": ")
+        if i >= 0:
+            done = int(line[i + len(label) + 2:].split("/", 1)[0])
+            if not out or done > out[-1][1]:
+                out.append((t, done))
+    return out
+
+
+def rate(times_and_counts):
+    """Units per second between the first and the last (time, cumulative count) point."""
+    (t0, n0), (t1, n1) = times_and_counts[0], times_and_counts[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def median(values):
+    return statistics.median(values)
