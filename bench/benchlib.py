@@ -6,8 +6,25 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+
+# The malloc policy of dinv::core::configure_malloc (no mmap for large blocks, no
+# trimming), as glibc tunables for a Python process.
+TUNED_MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864"
+
+
+def add_malloc_option(parser):
+    parser.add_argument("--reference-malloc", choices=["default", "dinv"], default="default",
+                        help="malloc of the Python reference: glibc's defaults (as users run it) or dinv's settings")
+
+
+def apply_malloc_option(args):
+    """Restarts this script with dinv's malloc settings when --reference-malloc=dinv asks for them."""
+    if args.reference_malloc == "dinv" and os.environ.get("GLIBC_TUNABLES") != TUNED_MALLOC:
+        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, GLIBC_TUNABLES=TUNED_MALLOC))
 
 
 def ensure_model(dinv, preset, folder):

@@ -114,7 +114,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-hoisted", action="store_true", help="skip the reference variant with the encode hoisted")
+    benchlib.add_malloc_option(ap)
     a = ap.parse_args()
+    benchlib.apply_malloc_option(a)
     if a.steps < 2:
         ap.error("--steps must be at least 2 (a rate needs two timed step ends)")
     dinv = str(Path(a.dinv).resolve())
@@ -154,7 +156,7 @@ def main():
     print(f"- {benchlib.machine()}")
     print(f"- SD 1.5 architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
           f"{a.resolution} px, batch {a.batch}, {a.tokens} tokens; {a.rounds} alternating rounds x {a.steps} timed "
-          f"steps after 1 warm-up step; medians")
+          f"steps after 1 warm-up step; medians; Python reference with malloc: {a.reference_malloc}")
     print(f"- posterior mean, dinv's cache vs diffusers' VAE on the same images: max relative error {rel:.1e}; "
           f"last loss: " + ", ".join(f"{s} {np.mean(losses[s]):.4f}" for s in sides))
     print()

@@ -89,7 +89,9 @@ def main():
     ap.add_argument("--save", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    benchlib.add_malloc_option(ap)
     a = ap.parse_args()
+    benchlib.apply_malloc_option(a)
     if a.images % a.sources:
         ap.error("--sources must divide --images")
     dinv = str(Path(a.dinv).resolve())
@@ -131,7 +133,8 @@ def main():
     print(f"- {benchlib.machine()}")
     print(f"- SD 1.5 architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
           f"{a.images} images per side and round, batch {a.batch}, {a.steps} PNDM steps, guidance {a.guidance}, "
-          f"sampling {a.sampling} px, saved {a.save} px; {a.rounds} alternating round(s); medians")
+          f"sampling {a.sampling} px, saved {a.save} px; {a.rounds} alternating round(s); medians; "
+          f"Python reference with malloc: {a.reference_malloc}")
     print(f"- same images? saved {a.save} px uint8, dinv vs pipeline: max difference {int(diff.max())} grey levels, "
           f"{100 * float((diff <= 1).mean()):.2f}% of values within 1")
     print()

@@ -63,7 +63,9 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="intra-op threads on both sides (0: torch's default)")
+    benchlib.add_malloc_option(p)
     a = p.parse_args()
+    benchlib.apply_malloc_option(a)
     if a.threads:
         torch.set_num_threads(a.threads)
     env = benchlib.thread_env(a.threads) if a.threads else None
@@ -102,7 +104,7 @@ def main():
         rel = float((ours_latents - x.cpu()).abs().max() / x.cpu().abs().max())
 
     t_ours, t_theirs = benchlib.median(ours), benchlib.median(theirs)
-    print(benchlib.machine())
+    print(f"{benchlib.machine()}; diffusers with malloc: {a.reference_malloc}")
     print(f"| {a.preset} | {a.sampler} | {a.steps} | {a.batch} | {a.latent}x{a.latent} | {a.device} "
           f"({torch.get_num_threads()} threads) | {t_ours:.3f} | {t_theirs:.3f} | {t_theirs / t_ours:.2f} | {rel:.1e} |")
 
