@@ -20,7 +20,8 @@ of --batch:
             prompt_embeds / negative_prompt_embeds (the group's mean embedding),
             the folder's scheduler, the same steps, guidance and eta=1,
             height = width = --sampling, then Pillow bicubic resize to --save;
-            pipeline loading excluded.
+            pipeline loading excluded (it is loaded in every round, after dinv
+            has finished, so that one model is in memory at a time).
 dinv runs with interpolation 0 and emb_noise 0 (the cost is the same as with
 the method's 0.1 / 0.1: one perturbation of a [T, D] tensor per image), so
 both sides see the same conditioning; the pipeline gets each sample's initial
@@ -97,8 +98,6 @@ def main():
     dinv = str(Path(a.dinv).resolve())
     torch.set_num_threads(a.threads)
     model = benchlib.ensure_model(dinv, a.preset, a.model)
-    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
 
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as work:
@@ -123,7 +122,11 @@ def main():
                 grp = f[f"/samples/{tag}"]
                 source, seeds, ours_images = grp["source"][:], grp["seed"][:], grp["images"][:]
             cond, uncond = emb[source], means[source // group_size]
+            # Loaded while dinv is not running and dropped after, so that the machine holds one model at a time.
+            pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+            pipe.set_progress_bar_config(disable=True)
             rate, theirs_images = pipeline_generate(pipe, cond, uncond, seeds, a)
+            del pipe
             theirs.append(rate)
             print(f"round {rnd}: dinv {ours[-1]:.4f} images/s, diffusers pipeline {theirs[-1]:.4f} images/s; "
                   f"load {benchlib.load_average()}", file=sys.stderr, flush=True)
