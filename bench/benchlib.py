@@ -55,38 +55,50 @@ def machine():
             f"torch {torch.__version__}, diffusers {diffusers.__version__}; load average {load_average()}")
 
 
+def process_cpu_seconds(pid):
+    """User + system CPU time of a running process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_timed_lines(cmd, env=None, cwd=None):
-    """Runs cmd, reading its stdout line by line as it is written; returns [(seconds since start, line)].
-    dinv flushes every log line, so the arrival time of a progress line is when that step finished."""
+    """Runs cmd, reading its stdout line by line as it is written; returns [(wall s since start, CPU s of the
+    process, line)]. dinv flushes every log line, so the arrival of a progress line is when that step finished;
+    CPU time (user + system) is less sensitive than wall time to other jobs on a shared machine."""
     start = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=cwd)
     lines = []
     for line in proc.stdout:
-        lines.append((time.perf_counter() - start, line.rstrip("\n")))
+        try:
+            cpu = process_cpu_seconds(proc.pid)
+        except OSError:
+            cpu = float("nan")
+        lines.append((time.perf_counter() - start, cpu, line.rstrip("\n")))
     err = proc.stderr.read()
     if proc.wait() != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-4000:]}\n" +
-                           "\n".join(l for _, l in lines[-20:]))
+                           "\n".join(l for _, _, l in lines[-20:]))
     return lines
 
 
 def progress_times(lines, label):
-    """Arrival times of the progress lines of `label` (e.g. 'embed (rank 0)') with their done counts."""
+    """(wall s, CPU s, done count) at each progress line of `label` (e.g. 'embed (rank 0)') that advanced."""
     out = []
-    for t, line in lines:
+    for t, cpu, line in lines:
         i = line.find(label + ": ")
         if i >= 0:
             done = int(line[i + len(label) + 2:].split("/", 1)[0])
-            if not out or done > out[-1][1]:
-                out.append((t, done))
+            if not out or done > out[-1][2]:
+                out.append((t, cpu, done))
     return out
 
 
-def rate(times_and_counts):
-    """Units per second between the first and the last (time, cumulative count) point."""
-    (t0, n0), (t1, n1) = times_and_counts[0], times_and_counts[-1]
-    return (n1 - n0) / (t1 - t0)
+def rates(points):
+    """Units per wall second and per CPU second between the first and the last (wall, CPU, count) point."""
+    (t0, c0, n0), (t1, c1, n1) = points[0], points[-1]
+    return (n1 - n0) / (t1 - t0), (n1 - n0) / (c1 - c0)
 
 
 def median(values):

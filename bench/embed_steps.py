@@ -13,7 +13,8 @@ of --batch images, so that every step trains on the whole group.
 Sides, alternating in every round (each runs --steps + 1 steps; the rate is
 taken from the end of step 1 to the end of the last step, so model loading,
 the VAE posterior cache and the first (warm-up) step are excluded):
-  * dinv:   `dinv embed`, timed from the arrival of its per-step progress lines;
+  * dinv:   `dinv embed`, timed from the arrival of its per-step progress lines
+            (wall time, and the process's CPU time read from /proc then);
   * method: the method's loop as written (METHOD.md, Stage 1): per step the VAE
             encodes the batch and samples the posterior, random timesteps,
             noise, add_noise of the model's DDPM schedule, UNet with the
@@ -22,6 +23,8 @@ the VAE posterior cache and the first (warm-up) step are excluded):
   * method, encode hoisted: the same loop with the posterior (mean, std)
             computed once before the loop and sampled per step, as dinv does,
             so that the ratio of the training steps alone is visible.
+Wall and CPU (user + system) time are both reported: with one thread per
+side, CPU time is the one that other jobs on a shared machine disturb less.
 Checks: dinv's cached posterior mean (store) equals the reference VAE's
 posterior mean of the same images (relative error printed); mean losses of
 both sides are printed (random weights: they should be of the same size).
@@ -55,7 +58,7 @@ def reference_images(folder, count, resolution):
 
 
 def method_loop(unet, vae, scheduler, images, steps, tokens, hoist_encode, seed=0):
-    """The method's Stage 1 loop on one group (= one batch). Returns [(seconds, steps done)] and the losses."""
+    """The method's Stage 1 loop on one group (= one batch). Returns [(wall s, CPU s, steps done)], losses."""
     torch.manual_seed(seed)
     n, dim = images.shape[0], unet.config.cross_attention_dim
     scaling = vae.config.scaling_factor
@@ -67,7 +70,7 @@ def method_loop(unet, vae, scheduler, images, steps, tokens, hoist_encode, seed=
             posterior = vae.encode(images).latent_dist
             mean, std = posterior.mean, posterior.std
     points, losses = [], []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for step in range(steps):
         if hoist_encode:
             latents = (mean + std * torch.randn_like(mean)) * scaling
@@ -84,7 +87,7 @@ def method_loop(unet, vae, scheduler, images, steps, tokens, hoist_encode, seed=
         opt.step()
         opt.zero_grad()
         losses.append(loss.item())
-        points.append((time.perf_counter() - start, step + 1))
+        points.append((time.perf_counter() - start, time.process_time() - cpu, step + 1))
     return points, losses
 
 
@@ -98,7 +101,7 @@ def dinv_embed(dinv, model, data, store, a):
     points = benchlib.progress_times(lines, "embed (rank 0)")
     if len(points) != a.steps + 1:
         raise RuntimeError(f"expected {a.steps + 1} progress lines from dinv embed, got {len(points)}:\n" +
-                           "\n".join(l for _, l in lines))
+                           "\n".join(l for _, _, l in lines))
     return points
 
 
@@ -137,35 +140,38 @@ def main():
         images = reference_images(work / "shapes", a.batch, a.resolution)
         for rnd in range(a.rounds):
             store = work / f"store{rnd}.h5"
-            rates["dinv"].append(benchlib.rate(dinv_embed(dinv, model, work / "shapes", store, a)[1:]))
+            rates["dinv"].append(benchlib.rates(dinv_embed(dinv, model, work / "shapes", store, a)[1:]))
             with h5py.File(store) as f:
                 losses["dinv"].append(float(np.mean(f["/embeddings/loss"][:])))
                 ours_mean = torch.from_numpy(f["/embeddings/posterior_mean"][:])
             for side in sides[1:]:
                 points, l = method_loop(unet, vae, scheduler, images, a.steps + 1, a.tokens,
                                         side.endswith("hoisted"), seed=rnd)
-                rates[side].append(benchlib.rate(points[1:]))
+                rates[side].append(benchlib.rates(points[1:]))
                 losses[side].append(l[-1])
-            print(f"round {rnd}: " + ", ".join(f"{s} {rates[s][-1]:.4f} steps/s" for s in sides) +
+            print(f"round {rnd}: " + ", ".join(f"{s} {rates[s][-1][0]:.4f} steps/s ({rates[s][-1][1]:.4f} per CPU s)"
+                                               for s in sides) +
                   f"; load {benchlib.load_average()}", file=sys.stderr, flush=True)
         with torch.no_grad():
             ref_mean = vae.encode(images).latent_dist.mean
         rel = float((ours_mean - ref_mean).abs().max() / ref_mean.abs().max())
 
-    med = {s: benchlib.median(rates[s]) for s in sides}
+    wall = {s: benchlib.median([w for w, _ in rates[s]]) for s in sides}
+    cpu = {s: benchlib.median([c for _, c in rates[s]]) for s in sides}
     print(f"- {benchlib.machine()}")
-    print(f"- SD 1.5 architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
+    print(f"- {a.preset} architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
           f"{a.resolution} px, batch {a.batch}, {a.tokens} tokens; {a.rounds} alternating rounds x {a.steps} timed "
           f"steps after 1 warm-up step; medians; Python reference with malloc: {a.reference_malloc}")
     print(f"- posterior mean, dinv's cache vs diffusers' VAE on the same images: max relative error {rel:.1e}; "
           f"last loss: " + ", ".join(f"{s} {np.mean(losses[s]):.4f}" for s in sides))
     print()
-    print("| side | steps/s (median) | s/step | per round (steps/s) | dinv / side |")
-    print("|---|---|---|---|---|")
+    print("| side | steps/s, wall (median) | s/step, wall | CPU s/step (median) | per round: steps/s wall (CPU) "
+          "| dinv / side: wall, CPU |")
+    print("|---|---|---|---|---|---|")
     for s in sides:
-        print(f"| {s} | {med[s]:.4f} | {1 / med[s]:.2f} | {', '.join(f'{r:.4f}' for r in rates[s])} | "
-              f"{med['dinv'] / med[s]:.2f} |")
-
+        print(f"| {s} | {wall[s]:.4f} | {1 / wall[s]:.2f} | {1 / cpu[s]:.2f} | "
+              f"{', '.join(f'{w:.4f} ({c:.4f})' for w, c in rates[s])} | "
+              f"{wall['dinv'] / wall[s]:.2f}, {cpu['dinv'] / cpu[s]:.2f} |")
 
 if __name__ == "__main__":
     main()

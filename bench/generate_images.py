@@ -15,13 +15,16 @@ of --batch:
   * dinv:   `dinv generate` (the folder's sampler, PNDM for SD 1.x), timed from
             its "generate: N images into ..." line (model loaded, store opened)
             to its last progress line (all images sampled, decoded and resized),
-            so model loading and the store write of the chunk are excluded;
+            so model loading and the store write of the chunk are excluded
+            (wall time, and the process's CPU time read from /proc then);
   * method: diffusers' StableDiffusionPipeline as the method calls it:
             prompt_embeds / negative_prompt_embeds (the group's mean embedding),
             the folder's scheduler, the same steps, guidance and eta=1,
             height = width = --sampling, then Pillow bicubic resize to --save;
             pipeline loading excluded (it is loaded in every round, after dinv
             has finished, so that one model is in memory at a time).
+Wall and CPU (user + system) time are both reported: with one thread per
+side, CPU time is the one that other jobs on a shared machine disturb less.
 dinv runs with interpolation 0 and emb_noise 0 (the cost is the same as with
 the method's 0.1 / 0.1: one perturbation of a [T, D] tensor per image), so
 both sides see the same conditioning; the pipeline gets each sample's initial
@@ -53,18 +56,19 @@ def dinv_generate(dinv, model, store, tag, a):
            f"--sampler.guidance={a.guidance}", "--run.device=cpu", f"--run.threads={a.threads}",
            "--run.progress=lines", "--run.progress_interval=0.001"]
     lines = benchlib.run_timed_lines(cmd, env=benchlib.thread_env(a.threads))
-    start = next(t for t, l in lines if "generate: " in l and " images into " in l)
+    start = next((t, cpu, 0) for t, cpu, l in lines if "generate: " in l and " images into " in l)
     points = benchlib.progress_times(lines, GENERATE_LABEL)
-    if not points or points[-1][1] != a.images:
-        raise RuntimeError("dinv generate did not report all images:\n" + "\n".join(l for _, l in lines))
-    return benchlib.rate([(start, 0), points[-1]])
+    if not points or points[-1][2] != a.images:
+        raise RuntimeError("dinv generate did not report all images:\n" + "\n".join(l for _, _, l in lines))
+    return benchlib.rates([start, points[-1]])
 
 
 def pipeline_generate(pipe, cond, uncond, seeds, a):
-    """The method's sampling of len(cond) images in batches; returns images/s and the saved images [M, S, S, 3]."""
+    """The method's sampling of len(cond) images in batches; returns (images per wall s, per CPU s) and the
+    saved images [M, S, S, 3]."""
     h = a.sampling // pipe.vae_scale_factor
     saved = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for b in range(0, len(cond), a.batch):
         latents = torch.cat([torch.randn((1, pipe.unet.config.in_channels, h, h),
                                          generator=torch.Generator().manual_seed(int(s) & (2 ** 64 - 1)))
@@ -73,7 +77,8 @@ def pipeline_generate(pipe, cond, uncond, seeds, a):
                       latents=latents, num_inference_steps=a.steps, guidance_scale=a.guidance, eta=1.0,
                       height=a.sampling, width=a.sampling, output_type="pil").images
         saved += [np.asarray(im.resize((a.save, a.save), Image.BICUBIC)) for im in images]
-    return len(cond) / (time.perf_counter() - start), np.stack(saved)
+    return benchlib.rates([(0, 0, 0), (time.perf_counter() - start, time.process_time() - cpu, len(cond))]), \
+        np.stack(saved)
 
 
 def main():
@@ -128,24 +133,26 @@ def main():
             rate, theirs_images = pipeline_generate(pipe, cond, uncond, seeds, a)
             del pipe
             theirs.append(rate)
-            print(f"round {rnd}: dinv {ours[-1]:.4f} images/s, diffusers pipeline {theirs[-1]:.4f} images/s; "
+            print(f"round {rnd}: dinv {ours[-1][0]:.4f} images/s ({ours[-1][1]:.4f} per CPU s), diffusers pipeline "
+                  f"{theirs[-1][0]:.4f} images/s ({theirs[-1][1]:.4f} per CPU s); "
                   f"load {benchlib.load_average()}", file=sys.stderr, flush=True)
         diff = np.abs(ours_images.astype(np.int16) - theirs_images.astype(np.int16))
 
-    mo, mt = benchlib.median(ours), benchlib.median(theirs)
+    med = {name: (benchlib.median([w for w, _ in r]), benchlib.median([c for _, c in r]))
+           for name, r in (("dinv generate", ours), ("diffusers StableDiffusionPipeline", theirs))}
+    mo = med["dinv generate"]
     print(f"- {benchlib.machine()}")
-    print(f"- SD 1.5 architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
+    print(f"- {a.preset} architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
           f"{a.images} images per side and round, batch {a.batch}, {a.steps} PNDM steps, guidance {a.guidance}, "
           f"sampling {a.sampling} px, saved {a.save} px; {a.rounds} alternating round(s); medians; "
           f"Python reference with malloc: {a.reference_malloc}")
     print(f"- same images? saved {a.save} px uint8, dinv vs pipeline: max difference {int(diff.max())} grey levels, "
           f"{100 * float((diff <= 1).mean()):.2f}% of values within 1")
     print()
-    print("| side | images/s (median) | s/image | per round (images/s) | dinv / side |")
+    print("| side | images/s, wall (median) | s/image, wall | CPU s/image (median) | dinv / side: wall, CPU |")
     print("|---|---|---|---|---|")
-    for name, r, m in (("dinv generate", ours, mo), ("diffusers StableDiffusionPipeline", theirs, mt)):
-        print(f"| {name} | {m:.4f} | {1 / m:.2f} | {', '.join(f'{x:.4f}' for x in r)} | {mo / m:.2f} |")
-
+    for name, (w, c) in med.items():
+        print(f"| {name} | {w:.4f} | {1 / w:.2f} | {1 / c:.2f} | {mo[0] / w:.2f}, {mo[1] / c:.2f} |")
 
 if __name__ == "__main__":
     main()
