@@ -5,8 +5,10 @@ import datetime
 import os
 import platform
 import statistics
+import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +83,41 @@ def run_timed_lines(cmd, env=None, cwd=None):
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-4000:]}\n" +
                            "\n".join(l for _, _, l in lines[-20:]))
     return lines
+
+
+def run_cpu_sampled(cmd, env=None, interval=0.2):
+    """Runs cmd to the end, sampling its CPU time every `interval` s. Returns (stdout, CPU s spent in the last
+    `tail_wall` seconds as a function): for a tool that reports only its own wall time at the end, the CPU time of
+    that last stretch is total CPU minus the CPU sampled when it began."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    samples, stop = [(0.0, 0.0)], threading.Event()
+
+    def poll():
+        while not stop.wait(interval):
+            try:
+                samples.append((time.perf_counter() - start, process_cpu_seconds(proc.pid)))
+            except (OSError, IndexError, ValueError):
+                return
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    out, err = proc.communicate()
+    end = time.perf_counter() - start
+    stop.set()
+    poller.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{err[-4000:]}\n{out[-2000:]}")
+    total = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    def cpu_of_last(tail_wall):
+        began = end - tail_wall
+        at_start = max((c for t, c in samples if t <= began), default=0.0)
+        return total - at_start
+
+    return out, cpu_of_last
 
 
 def progress_times(lines, label):

@@ -8,18 +8,18 @@ Uses the random model folder DIR (made there with `dinv model init --preset P`
 when it is missing; without --model, in a temporary folder), then times, in
 alternating rounds,
   * dinv:      `dinv model sample` (loop + VAE decode, timed inside the process,
-               model loading excluded);
+               model loading excluded; its CPU time over that stretch is total
+               CPU minus the CPU sampled from /proc when the loop began);
   * diffusers: the same loop in this process (UNet on the concatenated
                [uncond; cond] batch, guidance, scheduler step, VAE decode, as
                StableDiffusionPipeline runs it), model loading excluded;
 with the same intra-op thread count (--threads; default: torch's default) and
 checks that both give the same final latents (relative error printed). Prints
-the per-round times and one Markdown table row (medians) for bench/RESULTS.md.
+the per-round wall and CPU times and one Markdown table row (medians) for bench/RESULTS.md.
 """
 import argparse
 import json
 import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -87,26 +87,30 @@ def main():
 
         ours, theirs = [], []
         for rnd in range(a.repeat):
-            r = subprocess.run([a.dinv, "model", "sample", str(model), "--cond", str(tmp / "cond.safetensors"),
-                                "--latents", str(tmp / "latents.safetensors"), "--sampler", a.sampler,
-                                "--steps", str(a.steps), "--guidance", "2", "--height", str(a.latent * factor),
-                                "--width", str(a.latent * factor), "--device", a.device,
-                                "--output", str(tmp / "out.safetensors")], check=True, capture_output=True, text=True,
-                               env=env)
-            ours.append(float(re.search(r"in ([0-9.e+-]+) s", r.stdout).group(1)))
-            start = time.perf_counter()
+            out, cpu_of_last = benchlib.run_cpu_sampled(
+                [a.dinv, "model", "sample", str(model), "--cond", str(tmp / "cond.safetensors"),
+                 "--latents", str(tmp / "latents.safetensors"), "--sampler", a.sampler, "--steps", str(a.steps),
+                 "--guidance", "2", "--height", str(a.latent * factor), "--width", str(a.latent * factor),
+                 "--device", a.device, "--output", str(tmp / "out.safetensors")], env=env)
+            wall = float(re.search(r"in ([0-9.e+-]+) s", out).group(1))
+            ours.append((wall, cpu_of_last(wall)))
+            start, cpu = time.perf_counter(), time.process_time()
             x = diffusers_loop(unet, vae, scheduler, cond.to(a.device), uncond.to(a.device), latents.to(a.device),
                                a.steps, 2.0)
-            theirs.append(time.perf_counter() - start)
-            print(f"round {rnd}: dinv {ours[-1]:.3f} s, diffusers {theirs[-1]:.3f} s, load {benchlib.load_average()}",
-                  flush=True)
+            theirs.append((time.perf_counter() - start, time.process_time() - cpu))
+            print(f"round {rnd}: dinv {ours[-1][0]:.3f} s (CPU {ours[-1][1]:.3f} s), diffusers {theirs[-1][0]:.3f} s "
+                  f"(CPU {theirs[-1][1]:.3f} s), load {benchlib.load_average()}", flush=True)
         ours_latents = load_file(str(tmp / "out.safetensors"))["latents"]
         rel = float((ours_latents - x.cpu()).abs().max() / x.cpu().abs().max())
 
-    t_ours, t_theirs = benchlib.median(ours), benchlib.median(theirs)
-    print(f"{benchlib.machine()}; diffusers with malloc: {a.reference_malloc}")
+    (w_ours, c_ours), (w_theirs, c_theirs) = [(benchlib.median([w for w, _ in r]), benchlib.median([c for _, c in r]))
+                                              for r in (ours, theirs)]
+    print(f"{benchlib.machine()}; diffusers with malloc: {a.reference_malloc}; {a.repeat} alternating rounds, medians")
+    print("| model | sampler | steps | batch | latents | device | dinv s: wall / CPU | diffusers s: wall / CPU | "
+          "ratio diffusers / dinv: wall, CPU | latents rel. err |")
     print(f"| {a.preset} | {a.sampler} | {a.steps} | {a.batch} | {a.latent}x{a.latent} | {a.device} "
-          f"({torch.get_num_threads()} threads) | {t_ours:.3f} | {t_theirs:.3f} | {t_theirs / t_ours:.2f} | {rel:.1e} |")
+          f"({torch.get_num_threads()} threads) | {w_ours:.1f} / {c_ours:.1f} | {w_theirs:.1f} / {c_theirs:.1f} | "
+          f"{w_theirs / w_ours:.2f}, {c_theirs / c_ours:.2f} | {rel:.1e} |")
 
 
 if __name__ == "__main__":
