@@ -31,6 +31,7 @@ both sides are printed (random weights: they should be of the same size).
 """
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -139,7 +140,7 @@ def main():
                                   "--test", "10"])
         images = reference_images(work / "shapes", a.batch, a.resolution)
         for rnd in range(a.rounds):
-            store = work / f"store{rnd}.h5"
+            store = work / f"bench-embed-{os.getpid()}-{rnd}.h5"  # own base name: see generate_images.py
             rates["dinv"].append(benchlib.rates(dinv_embed(dinv, model, work / "shapes", store, a)[1:]))
             with h5py.File(store) as f:
                 losses["dinv"].append(float(np.mean(f["/embeddings/loss"][:])))

@@ -32,6 +32,7 @@ latents drawn from the per-sample seed that dinv stores, so both compute the
 same images: the check prints how far the saved 32 px images differ.
 """
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -107,7 +108,9 @@ def main():
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        store = work / "store.h5"
+        # A name of its own: Open MPI's shared-file-pointer component keys a machine-wide semaphore on the
+        # file's base name, and a process killed while holding it blocks every later open of that name.
+        store = work / f"bench-generate-{os.getpid()}.h5"
         benchlib.run_timed_lines([dinv, "data", "shapes", "--out", work / "shapes", "--train", str(max(10, a.sources)),
                                   "--test", "10"])
         benchlib.run_timed_lines([dinv, "embed", f"--model.path={model}", f"--store.path={store}",
