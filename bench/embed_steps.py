@@ -174,5 +174,6 @@ def main():
               f"{', '.join(f'{w:.4f} ({c:.4f})' for w, c in rates[s])} | "
               f"{wall['dinv'] / wall[s]:.2f}, {cpu['dinv'] / cpu[s]:.2f} |")
 
+
 if __name__ == "__main__":
     main()

@@ -6,9 +6,9 @@ guidance, resolutions, batch size and thread count.
     python bench/generate_images.py --dinv build/dinv --model /tmp/sd15 [--images 8] [--batch 8]
                                     [--steps 25] [--sampling 128] [--save 32] [--rounds 1] [--threads 1]
 
-Set-up (not timed): the first --images images of the procedural shapes set,
+Set-up (not timed): the first --sources images of the procedural shapes set,
 one very short `dinv embed` (1 step) so that the store holds embeddings for
-this model, one group.
+this model, one group; --images / --sources samples per source image.
 
 Sides, alternating in every round, each generating --images images in batches
 of --batch:
@@ -146,7 +146,7 @@ def main():
     mo = med["dinv generate"]
     print(f"- {benchlib.machine()}")
     print(f"- {a.preset} architecture (random weights, {model}), fp32, CPU, {a.threads} intra-op thread(s) on every side; "
-          f"{a.images} images per side and round, batch {a.batch}, {a.steps} PNDM steps, guidance {a.guidance}, "
+          f"{a.images} images per side and round, batch {a.batch}, {a.steps} steps of the folder's scheduler, guidance {a.guidance}, "
           f"sampling {a.sampling} px, saved {a.save} px; {a.rounds} alternating round(s); medians; "
           f"Python reference with malloc: {a.reference_malloc}")
     print(f"- same images? saved {a.save} px uint8, dinv vs pipeline: max difference {int(diff.max())} grey levels, "
@@ -156,6 +156,7 @@ def main():
     print("|---|---|---|---|---|")
     for name, (w, c) in med.items():
         print(f"| {name} | {w:.4f} | {1 / w:.2f} | {1 / c:.2f} | {mo[0] / w:.2f}, {mo[1] / c:.2f} |")
+
 
 if __name__ == "__main__":
     main()
