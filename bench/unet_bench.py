@@ -23,8 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The same policy as dinv::core::configure_malloc, for the diffusers process.
-TUNED = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864"
+from benchlib import TUNED_MALLOC as TUNED  # dinv::core::configure_malloc's policy, for the diffusers process
 
 DIFFUSERS = r"""
 import resource, sys, time, torch
