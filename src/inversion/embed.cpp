@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"

@@ -1,6 +1,7 @@
 #include "dinv/inversion/sd_model.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "dinv/core/error.h"
 #include "dinv/diffusion/noise_schedule.h"

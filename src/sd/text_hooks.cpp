@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
