@@ -19,7 +19,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 "$dinv" --version
 step "data: procedural 10-class shapes (CIFAR-10 binary format)"
-[[ -f data/test_batch.bin ]] || "$dinv" data shapes --out data --train 200 --test 500 --seed 0
+[[ -f data/test_batch.bin ]] || "$dinv" data shapes --out data --train 1000 --test 500 --seed 0
 step "model: tiny random Stable Diffusion in the diffusers layout"
 [[ -f model/model_index.json ]] || "$dinv" model init --preset tiny model
 step "stage 1: embed"

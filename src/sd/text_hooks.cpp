@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include "config_reader.h"
 #include "dinv/core/error.h"
