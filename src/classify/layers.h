@@ -8,6 +8,7 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 
+#include "batchnorm.h"
 #include "dinv/classify/models.h"
 
 namespace dinv::classify::layers {
@@ -21,7 +22,8 @@ inline torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t ke
                                .bias(bias));
 }
 
-inline torch::nn::BatchNorm2d bn(std::int64_t channels) { return torch::nn::BatchNorm2d(channels); }
+// BatchNorm2d that synchronise_batchnorm() can switch to global batch statistics.
+inline BatchNorm bn(std::int64_t channels) { return BatchNorm(channels); }
 
 // A Sequential that can itself sit inside a Sequential: LibTorch's
 // Sequential::forward is a template, which AnyModule cannot hold; this one

@@ -20,6 +20,8 @@ void register_train_options(ConfigSchema& s) {
   s.add("train.precision", "fp32", "autocast precision on GPU: fp32, fp16 (dynamic loss scaling), bf16")
       .choices({"fp32", "fp16", "bf16"});
   s.add("train.bucket_mb", 25.0, "gradient all-reduce bucket size in MiB").greater_than(0);
+  s.add("train.sync_bn", false, "synchronised BatchNorm: batch statistics of the global batch (all ranks) "
+        "instead of each rank's own");
   s.add("train.num_evals", 20, "evaluations on the test set over the run (the last at the final step)").min(1);
   s.add("train.checkpoint_every", 1000, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)").min(0);
   s.add("train.checkpoint_dir", "checkpoints", "folder of the run's checkpoint (<run>.ckpt, removed when done)")
@@ -57,6 +59,7 @@ TrainOptions train_options(const Config& c, std::int64_t resolution, std::int64_
   o.num_evals = c.get_int("train.num_evals");
   o.precision = c.get_string("train.precision");
   o.bucket_bytes = static_cast<std::int64_t>(c.get_real("train.bucket_mb") * 1024 * 1024);
+  o.sync_batchnorm = c.get_bool("train.sync_bn");
   o.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
   o.checkpoint_every = c.get_int("train.checkpoint_every");
   o.checkpoint_path = c.get_string("train.checkpoint_dir") + "/" + run_name(c) + ".ckpt";

@@ -37,7 +37,7 @@ struct BasicBlockImpl : torch::nn::Module {
     return (out + (downsample ? downsample->forward(x) : x)).relu_();
   }
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  layers::BatchNorm bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -64,7 +64,7 @@ struct BottleneckImpl : torch::nn::Module {
     return (out + (downsample ? downsample->forward(x) : x)).relu_();
   }
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  layers::BatchNorm bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -99,7 +99,7 @@ class ResNetImpl : public ClassifierImpl {
  private:
   Stem stem_;
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  layers::BatchNorm bn1{nullptr};
   std::vector<torch::nn::Sequential> stages_;
   torch::nn::Linear fc{nullptr};
 };

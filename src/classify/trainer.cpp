@@ -114,6 +114,7 @@ Trainer::Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dis
     }
     for (auto& b : model_->buffers()) comm_->broadcast(b, 0);
   }
+  if (options_.sync_batchnorm && comm_) synchronise_batchnorm(*model_, comm_);
   state_->optimizer = make_optimizer(model_->parameters(), options_.optimizer);
   if (comm_) state_->buckets = std::make_unique<GradientBuckets>(model_->parameters(), *comm_, options_.bucket_bytes);
   if (options_.precision == "fp16" && device_.is_cuda()) state_->loss_scale = 65536.0;

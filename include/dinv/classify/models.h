@@ -15,6 +15,10 @@
 
 #include <torch/nn/module.h>
 
+namespace dinv::dist {
+class Communicator;
+}
+
 namespace dinv::classify {
 
 // Every classifier maps float images [N, 3, H, W] to logits [N, classes].
@@ -38,6 +42,13 @@ ClassifierPtr make_model(const ModelSpec& spec);
 // How the stem of a model looks at a given resolution.
 enum class Stem { cifar, strided, imagenet };
 Stem stem_for_resolution(std::int64_t resolution);
+
+// Synchronised BatchNorm (SyncBN): in training mode every BatchNorm layer of
+// `model` normalises by the mean and variance of the global batch, all ranks
+// of `comm` together, and back-propagates through them (collectives in every
+// forward and backward of a BatchNorm layer, so all ranks must run the same
+// layers). Null `comm` (or one rank): BatchNorm per rank, the default.
+void synchronise_batchnorm(torch::nn::Module& model, dist::Communicator* comm);
 
 std::int64_t parameter_count(const torch::nn::Module& module);
 

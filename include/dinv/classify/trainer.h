@@ -4,8 +4,9 @@
 // backward pass (GradientBuckets). The global data order depends only on the
 // seed and the step, never on the rank count, so k ranks with per-rank batch b
 // follow the same trajectory as one rank with batch k*b (BatchNorm aside: its
-// batch statistics are per rank; running statistics are averaged over ranks
-// before every evaluation and checkpoint).
+// batch statistics are per rank, and running statistics are averaged over
+// ranks before every evaluation and checkpoint; with sync_batchnorm they are
+// the global batch's, and the trajectory is the same again).
 //
 // Checkpoints (model, optimiser, step, loss scale, history) are
 // written atomically every `checkpoint_every` steps and when SIGTERM/SIGUSR2
@@ -52,6 +53,7 @@ struct TrainOptions {
   std::string checkpoint_path;  // "" = no checkpoints
   std::int64_t checkpoint_every = 0;
   bool batchnorm_frozen = false;  // BatchNorm in eval mode during training (tests)
+  bool sync_batchnorm = false;    // SyncBN: batch statistics over all ranks (train.sync_bn)
   std::string progress = "auto";
 };
 
