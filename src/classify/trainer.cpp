@@ -55,22 +55,6 @@ void atomic_replace(const std::string& tmp, const std::string& path) {
   if (ec) throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + ec.message());
 }
 
-// Loaded tensors can sit at other memory alignments than freshly allocated
-// ones, and CPU kernels then vectorise differently (last-bit differences): give
-// every optimiser state tensor its own fresh allocation so that a resumed run
-// is bit-identical to an uninterrupted one.
-void reallocate_optimizer_state(torch::optim::Optimizer& optimizer) {
-  for (auto& [key, state] : optimizer.state()) {
-    if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
-      if (sgd->momentum_buffer().defined()) sgd->momentum_buffer(sgd->momentum_buffer().clone());
-    } else if (auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
-      adam->exp_avg(adam->exp_avg().clone());
-      adam->exp_avg_sq(adam->exp_avg_sq().clone());
-      if (adam->max_exp_avg_sq().defined()) adam->max_exp_avg_sq(adam->max_exp_avg_sq().clone());
-    }
-  }
-}
-
 }  // namespace
 
 struct Trainer::State {
@@ -344,13 +328,18 @@ bool Trainer::load_checkpoint(TrainResult& result, std::int64_t& next_step) {
   archive.read("optimizer", optim_archive);
   restore_model(model_archive);
   state_->optimizer->load(optim_archive);
-  reallocate_optimizer_state(*state_->optimizer);
-  at::Tensor t;
-  archive.read("next_step", t);
-  next_step = t.item<std::int64_t>();
-  archive.read("loss_scale", t);
-  state_->loss_scale = t[0].item<double>();
-  state_->good_steps = static_cast<std::int64_t>(t[1].item<double>());
+  // One fresh tensor per read: InputArchive::read into a defined tensor calls
+  // set_() on it, which keeps the old dtype over the new storage (reading the
+  // float64 loss scale into the int64 step tensor gave its bit pattern,
+  // 4.6e18, and a resumed run then scaled every loss by it).
+  at::Tensor step_tensor, scale;
+  archive.read("next_step", step_tensor);
+  next_step = step_tensor.item<std::int64_t>();
+  archive.read("loss_scale", scale);
+  if (scale.scalar_type() != at::kDouble || scale.numel() != 2)
+    throw IoError("checkpoint " + options_.checkpoint_path + ": loss_scale is not two float64 values (delete it to start over)");
+  state_->loss_scale = scale[0].item<double>();
+  state_->good_steps = static_cast<std::int64_t>(scale[1].item<double>());
   at::Tensor lr, loss, evals;
   archive.read("history/lr", lr);
   archive.read("history/loss", loss);
