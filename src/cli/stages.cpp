@@ -1,5 +1,6 @@
 // `dinv embed` and `dinv generate`: configuration -> dataset, model, store ->
 // the stage drivers of the inversion and generation modules.
+#include <exception>
 #include <iostream>
 
 #include "dinv/cli/command.h"
@@ -41,7 +42,7 @@ std::string store_path(const CommandContext& ctx) {
 // outcome so that a failure ends the whole job with rank 0's message.
 int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, const std::string& store,
                   const std::string& tag) {
-  int ok = 1;
+  std::exception_ptr failure;
   if (ctx.world.is_root()) {
     try {
       generation::PreviewRequest r{store, tag, s.chunk_size, s.preview, io::resize_filter_from_string(s.resize_filter),
@@ -51,12 +52,12 @@ int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, co
                 " rows written to " + out.path);
       std::cout << "preview: " << out.path << std::endl;
     } catch (const Error&) {
-      ok = 0;
-      dist::check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, ctx.world.comm()), "MPI_Bcast");
-      throw;
+      failure = std::current_exception();
     }
   }
+  int ok = failure ? 0 : 1;
   dist::check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, ctx.world.comm()), "MPI_Bcast");
+  if (failure) std::rethrow_exception(failure);
   return ok ? 0 : 1;
 }
 
