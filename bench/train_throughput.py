@@ -10,6 +10,12 @@ training steps' wall time, data loading included, evaluation excluded); PyTorch'
 is measured the same way over the same number of steps.
 
     python bench/train_throughput.py --dinv build/dinv --steps 20 --threads 2
+    python bench/train_throughput.py --device cuda --precision bf16 --steps 300 --threads 8
+
+On a GPU (`--device cuda`) both sides move each batch from the CPU to the GPU
+every step, train with the same autocast precision (`--precision fp32|bf16`;
+TF32 convolutions as both libraries default), and the PyTorch clock stops after
+a device synchronisation; dinv trains through its NCCL communicator (1 rank).
 """
 import argparse
 import os
@@ -66,12 +72,13 @@ def read_cifar(folder):
     return torch.from_numpy(records[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(records[:, 0].astype(np.int64))
 
 
-def torch_throughput(folder, steps, batch, threads):
+def torch_throughput(folder, steps, batch, threads, device, precision):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     images, labels = read_cifar(folder)
-    model = CifarResNet18()
+    model = CifarResNet18().to(device)
     model.train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda" and precision == "bf16")
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(0)
     start = time.perf_counter()
@@ -83,20 +90,27 @@ def torch_throughput(folder, steps, batch, threads):
         x = x[:, :, dy:dy + 32, dx:dx + 32]
         if torch.rand(1, generator=gen).item() < 0.5:
             x = x.flip(3)
-        x = (x - 0.5) / 0.5
-        loss = F.cross_entropy(model(x), labels[idx])
+        x = ((x - 0.5) / 0.5).to(device)
+        with autocast:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - start)
 
 
-def dinv_throughput(dinv, folder, work, steps, batch, threads):
-    subprocess.run([dinv, "train", "--data.format=cifar10", f"--data.root={folder}", f"--data.real_bs={batch}",
-                    "--data.eval_bs=200", f"--data.workers={max(1, threads // 2)}", f"--train.steps={steps}",
-                    "--train.num_evals=1", "--train.warmup_steps=0", "--train.checkpoint_every=0",
-                    "--train.run_name=bench", f"--run.threads={threads}", "--run.progress=off", "--run.device=cpu"],
-                   cwd=work, check=True, capture_output=True)
+def dinv_throughput(dinv, folder, work, steps, batch, threads, device, precision):
+    run = subprocess.run([dinv, "train", "--data.format=cifar10", f"--data.root={folder}", f"--data.real_bs={batch}",
+                          "--data.eval_bs=200", f"--data.workers={max(1, threads // 2)}", f"--train.steps={steps}",
+                          "--train.num_evals=1", "--train.warmup_steps=0", "--train.checkpoint_every=0",
+                          "--train.run_name=bench", f"--run.threads={threads}", "--run.progress=off", f"--run.device={device}",
+                          f"--train.precision={precision}"],
+                          cwd=work, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"dinv train failed ({run.returncode}):\n{run.stderr[-4000:]}")
     with h5py.File(pathlib.Path(work) / "results" / "bench.h5") as f:
         return float(f.attrs["images_per_second"])
 
@@ -108,7 +122,11 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="autocast precision (GPU only)")
     a = p.parse_args()
+    if a.device == "cuda":
+        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, precision {a.precision}")
     dinv = os.path.abspath(a.dinv)
     with tempfile.TemporaryDirectory() as work:
         folder = pathlib.Path(work) / "shapes"
@@ -118,8 +136,8 @@ def main():
         for r in range(a.repeats):
             run_dir = pathlib.Path(work) / f"run{r}"
             run_dir.mkdir()
-            ours.append(dinv_throughput(dinv, folder, run_dir, a.steps, a.batch, a.threads))
-            theirs.append(torch_throughput(folder, a.steps, a.batch, a.threads))
+            ours.append(dinv_throughput(dinv, folder, run_dir, a.steps, a.batch, a.threads, a.device, a.precision))
+            theirs.append(torch_throughput(folder, a.steps, a.batch, a.threads, a.device, a.precision))
             print(f"repeat {r}: dinv {ours[-1]:.1f} images/s, pytorch {theirs[-1]:.1f} images/s", flush=True)
     mo, mt = float(np.median(ours)), float(np.median(theirs))
     print(f"median over {a.repeats}: dinv {mo:.1f} images/s, pytorch {mt:.1f} images/s, ratio dinv/pytorch {mo / mt:.3f}")

@@ -123,9 +123,12 @@ std::vector<BucketTiming> Trainer::last_bucket_timings() const {
 
 // One collective per step: the global mean loss and whether any rank was asked
 // to stop (so that all ranks stop after the same step).
-bool Trainer::agree_stop_and_check_loss(std::int64_t step, double local_loss, double& global_loss) {
-  at::Tensor t = at::tensor({local_loss, signals::stop_requested() ? 1.0 : 0.0}, at::kDouble);
+// The tensor lives on the rank's device: the NCCL backend reduces CUDA tensors only.
+bool Trainer::agree_stop_and_check_loss(std::int64_t step, const at::Tensor& local_loss, double& global_loss) {
+  at::Tensor t = at::cat({local_loss.detach().to(at::kDouble).reshape({1}),
+                          at::full({1}, signals::stop_requested() ? 1.0 : 0.0, local_loss.options().dtype(at::kDouble))});
   if (comm_) comm_->all_reduce(t);
+  t = t.cpu();  // the step's one host synchronisation
   const int size = comm_ ? comm_->size() : 1;
   global_loss = t[0].item<double>() / size;
   if (!std::isfinite(global_loss)) {
@@ -138,7 +141,7 @@ bool Trainer::agree_stop_and_check_loss(std::int64_t step, double local_loss, do
   return t[1].item<double>() > 0;
 }
 
-void Trainer::train_step(std::int64_t step, TrainResult& result) {
+at::Tensor Trainer::train_step(std::int64_t step, TrainResult& result) {
   const int rank = comm_ ? comm_->rank() : 0;
   // Dropout draws from the global generator: seeding it from (seed, step, rank)
   // makes every step reproducible without saving generator states.
@@ -165,17 +168,20 @@ void Trainer::train_step(std::int64_t step, TrainResult& result) {
   if (state_->buckets) state_->buckets->finish_step();
   bool finite = true;
   if (state_->loss_scale != 1.0) {  // fp16: unscale, skip steps with overflowed gradients
-    for (auto& p : model_->parameters())
-      if (p.grad().defined()) p.mutable_grad().div_(state_->loss_scale);
-    for (auto& p : model_->parameters())
-      if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) finite = false;
+    std::vector<at::Tensor> all_finite;
+    for (auto& p : model_->parameters()) {
+      if (!p.grad().defined()) continue;
+      p.mutable_grad().div_(state_->loss_scale);
+      all_finite.push_back(at::isfinite(p.grad()).all());
+    }
+    finite = all_finite.empty() || at::stack(all_finite).all().item<bool>();  // one host synchronisation
     state_->loss_scale = finite ? state_->loss_scale : state_->loss_scale / 2;
     if (finite && ++state_->good_steps % 2000 == 0) state_->loss_scale *= 2;
   }
   if (finite) state_->optimizer->step();
   result.steps.push_back(step);
   result.lr.push_back(lr);
-  result.loss.push_back(loss.item<double>());  // replaced by the global mean in run()
+  return loss.detach();
 }
 
 void Trainer::average_batchnorm_statistics() {
@@ -193,21 +199,24 @@ EvalResult Trainer::evaluate(std::int64_t step) {
   average_batchnorm_statistics();
   model_->eval();
   const std::int64_t classes = options_.model.num_classes;
-  // [correct per class, count per class, loss sum]
-  at::Tensor sums = at::zeros({2 * classes + 1}, at::kDouble);
-  batches_->for_each_eval_batch([&](const at::Tensor& images, const at::Tensor& labels) {
+  // [correct per class, count per class, loss sum], summed on the rank's device
+  // (no host synchronisation per batch; NCCL reduces device tensors).
+  at::Tensor sums = at::zeros({2 * classes + 1}, at::TensorOptions().dtype(at::kDouble).device(device_));
+  batches_->for_each_eval_batch([&](const at::Tensor& images, const at::Tensor& cpu_labels) {
     at::Tensor logits;
     {
       AutocastScope autocast(options_.precision, device_);
       logits = model_->forward(images.to(device_));
     }
-    logits = logits.to(at::kFloat).cpu();
-    sums[2 * classes] += at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
+    logits = logits.to(at::kFloat);
+    const at::Tensor labels = cpu_labels.to(device_);
+    sums.narrow(0, 2 * classes, 1).add_(at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).to(at::kDouble));
     at::Tensor correct = logits.argmax(1).eq(labels).to(at::kDouble);
     sums.narrow(0, 0, classes).index_add_(0, labels, correct);
     sums.narrow(0, classes, classes).index_add_(0, labels, at::ones_like(correct));
   });
   if (comm_) comm_->all_reduce(sums);
+  sums = sums.cpu();
   EvalResult r;
   r.step = step;
   const double total = sums.narrow(0, classes, classes).sum().item<double>();
@@ -234,10 +243,10 @@ TrainResult Trainer::run() {
   progress.set_already_done(step);
   const auto start = std::chrono::steady_clock::now();
   for (; step < options_.steps; ++step) {
-    train_step(step, result);
+    const at::Tensor local_loss = train_step(step, result);
     double global_loss = 0;
-    const bool stop = agree_stop_and_check_loss(step, result.loss.back(), global_loss);
-    result.loss.back() = global_loss;
+    const bool stop = agree_stop_and_check_loss(step, local_loss, global_loss);
+    result.loss.push_back(global_loss);
     progress.advance(1, "loss " + std::to_string(global_loss).substr(0, 6));
     const bool last = step + 1 == options_.steps;
     if ((step + 1) % eval_every == 0 || last) {

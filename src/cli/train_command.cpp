@@ -43,7 +43,8 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
   classify::TrainOptions options = classify::train_options(config, data_resolution(config, *d), d->num_classes);
   log::info("run '" + name + "': " + options.model.name + " at " + std::to_string(options.model.resolution) +
             " px, " + std::to_string(d->num_classes) + " classes, " + std::to_string(options.steps) +
-            " steps of " + std::to_string(options.batch_size) + " images on " + world.describe());
+            " steps of " + std::to_string(options.batch_size) + " images on " + world.describe() + ", gradients over " +
+            comm.backend());
   classify::RunInfo info{name, config.to_ini(), fingerprints(*d), d->test->class_names(), world.size(),
                          world.device().str(), options.batch_size};
   const std::string checkpoint = options.checkpoint_path;

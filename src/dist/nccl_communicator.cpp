@@ -1,13 +1,17 @@
 // NCCL backend of the Communicator (CUDA tensors), bootstrapped from MPI the
 // way nccl-tests does it: rank 0 makes the unique id, MPI broadcasts it, every
-// rank joins the clique on its own GPU. Collectives are enqueued on the
-// current CUDA stream, so later kernels on that stream see their results
-// without a host synchronisation.
+// rank joins the clique on its own GPU. Blocking collectives are enqueued on
+// the current CUDA stream, so later kernels on that stream see their results
+// without a host synchronisation. Asynchronous all-reduces run on a stream of
+// their own, so that they overlap the kernels that follow them on the current
+// stream (the rest of the backward pass); wait() orders the current stream
+// after them, still without a host synchronisation.
 #include <mpi.h>
 #include <nccl.h>
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -67,8 +71,9 @@ class NcclWork final : public Work {
 
 class NcclCommunicator final : public Communicator {
  public:
-  explicit NcclCommunicator(const World& world) : device_(world.device()) {
-    if (!device_.is_cuda()) throw DistError("NCCL communicator needs a CUDA device, rank is on " + device_.str());
+  explicit NcclCommunicator(const World& world)
+      : device_(checked_device(world.device())),
+        side_stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())) {
     rank_ = world.rank();
     size_ = world.size();
     ncclUniqueId id;
@@ -91,10 +96,19 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op) override {
     checked(t, "all_reduce_async");
     if (!t.is_contiguous()) throw DistError("all_reduce_async needs a contiguous tensor");
-    enqueue_all_reduce(t, op);
-    at::cuda::CUDAEvent event;
-    event.record(c10::cuda::getCurrentCUDAStream());
-    return std::make_unique<NcclWork>(std::move(event));
+    c10::cuda::CUDAGuard guard(device_);
+    at::cuda::CUDAEvent inputs_ready;  // everything queued so far that writes t
+    inputs_ready.record(c10::cuda::getCurrentCUDAStream());
+    inputs_ready.block(side_stream_);
+    // The caching allocator must not hand t's memory out again before the
+    // side stream is done with it, even if the caller drops t.
+    c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), side_stream_);
+    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), nccl_op(op), comm_.handle,
+                             side_stream_),
+               "ncclAllReduce");
+    at::cuda::CUDAEvent done;
+    done.record(side_stream_);
+    return std::make_unique<NcclWork>(std::move(done));
   }
 
   void broadcast(at::Tensor& t, int root) override {
@@ -130,6 +144,11 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
+  static c10::Device checked_device(c10::Device device) {
+    if (!device.is_cuda()) throw DistError("NCCL communicator needs a CUDA device, rank is on " + device.str());
+    return device;
+  }
+
   const at::Tensor& checked(const at::Tensor& t, const char* what) const {
     if (!t.defined()) throw DistError(std::string(what) + ": undefined tensor");
     if (t.device() != device_)
@@ -146,6 +165,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   c10::Device device_;
+  c10::cuda::CUDAStream side_stream_;  // asynchronous all-reduces
   int rank_ = 0, size_ = 1;
   NcclComm comm_;
 };

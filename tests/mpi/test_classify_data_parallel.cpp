@@ -3,6 +3,7 @@
 // by a signal on one rank stops on all and resumes to identical results.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -183,6 +184,51 @@ TEST(ClassifyDataParallel, SignalOnRankZeroStopsAllRanksAndTheRunResumesIdentica
   EXPECT_TRUE(flat_parameters(resumed_trainer.model()).equal(flat_parameters(uninterrupted.model())));
   comm->barrier();
   if (w.is_root()) std::filesystem::remove(ckpt);
+}
+
+// On a GPU: the NCCL backend (bucket all-reduces on their own stream) with k
+// ranks follows one CPU rank with batch k*b; bf16 autocast trains as well.
+// Skipped where no GPU is (CI); run on a GPU machine by hand.
+TEST(ClassifyDataParallel, NcclOnGpuFollowsOneCpuRank) {
+  auto& w = test::world();
+  if (!dist::nccl_available() || !w.device().is_cuda()) GTEST_SKIP() << "no GPU on this machine: NCCL test skipped";
+  at::globalContext().setAllowTF32CuDNN(false);  // fp32 convolutions, comparable with the CPU
+  at::globalContext().setAllowTF32CuBLAS(false);
+  auto comm = dist::make_nccl_communicator(w);
+  at::Tensor fp32_weights;
+  for (bool sync_bn : {false, true}) {
+    auto options = small_run(w.size());
+    options.batchnorm_frozen = !sync_bn;
+    options.sync_batchnorm = sync_bn;
+    if (sync_bn) options.optimizer.lr = 0.003;  // see SyncBatchNormKRanksEqualOneRankWithKTimesTheBatch
+    Trainer cpu(options, train_set(), test_set(), nullptr, c10::kCPU);
+    TrainResult expected = cpu.run();
+    Trainer gpu(options, train_set(), test_set(), comm.get(), w.device());
+    TrainResult got = gpu.run();
+    const double rel = relative_error(flat_parameters(gpu.model()).cpu(), flat_parameters(cpu.model()));
+    if (w.is_root())
+      log::info(std::string("NCCL on ") + w.device().str() + (sync_bn ? " with SyncBN" : "") + ", " +
+                std::to_string(w.size()) + " rank(s) vs 1 CPU rank: relative error of the weights " + sci(rel));
+    EXPECT_LE(rel, 1e-4) << (sync_bn ? "SyncBN" : "frozen BatchNorm");
+    ASSERT_EQ(got.loss.size(), expected.loss.size());
+    for (std::size_t i = 0; i < got.loss.size(); ++i) EXPECT_NEAR(got.loss[i], expected.loss[i], 1e-4);
+    EXPECT_NEAR(got.final_eval().accuracy, expected.final_eval().accuracy, 1.0 / 24 + 1e-12);
+    if (!sync_bn) fp32_weights = flat_parameters(cpu.model());
+  }
+  // bf16 autocast: fp32 master weights whose update follows the fp32 update
+  // to bf16's precision (about 3 significant digits; 5% allowed).
+  auto options = small_run(w.size());
+  options.precision = "bf16";
+  Trainer bf16(options, train_set(), test_set(), comm.get(), w.device());
+  const at::Tensor initial = flat_parameters(bf16.model()).cpu().clone();
+  TrainResult r = bf16.run();
+  const at::Tensor final_bf16 = flat_parameters(bf16.model()).cpu();
+  EXPECT_EQ(final_bf16.scalar_type(), at::kFloat) << "autocast keeps fp32 master weights";
+  EXPECT_TRUE(std::isfinite(r.loss.back()));
+  const double update_error = relative_error(final_bf16 - initial, fp32_weights - initial);
+  if (w.is_root()) log::info("bf16 autocast vs fp32: relative error of the weight update " + sci(update_error));
+  EXPECT_LE(update_error, 5e-2);
+  EXPECT_GT(update_error, 0.0) << "autocast was active";
 }
 
 TEST(ClassifyDataParallel, BatchNotDivisibleByRanksIsAConfigError) {

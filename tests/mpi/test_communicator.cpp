@@ -84,8 +84,15 @@ TEST(NcclCommunicator, AllReduceOnGpu) {
   at::Tensor b = at::full({3}, static_cast<float>(w.rank()), at::TensorOptions().device(w.device()));
   comm->broadcast(b, 0);
   EXPECT_TRUE(at::equal(b.cpu(), at::zeros({3})));
-  auto async = comm->all_reduce_async(b);
+  // The asynchronous all-reduce runs on a side stream: it must see the write
+  // queued before it, and the kernel queued after wait() must see its result.
+  at::Tensor c = at::zeros({1 << 20}, at::TensorOptions().device(w.device()));
+  c.fill_(static_cast<float>(w.rank() + 1));
+  auto async = comm->all_reduce_async(c);
   async->wait();
+  c.mul_(2);
+  const float sum = static_cast<float>(w.size() * (w.size() + 1) / 2);
+  EXPECT_TRUE(at::equal(c.cpu(), at::full({1 << 20}, 2 * sum)));
   comm->barrier();
 }
 

@@ -94,8 +94,9 @@ class Trainer {
  private:
   struct State;
   void check_options() const;
-  void train_step(std::int64_t step, TrainResult& result);
-  bool agree_stop_and_check_loss(std::int64_t step, double local_loss, double& global_loss);
+  // One optimiser step; returns this rank's loss (a scalar on the rank's device).
+  at::Tensor train_step(std::int64_t step, TrainResult& result);
+  bool agree_stop_and_check_loss(std::int64_t step, const at::Tensor& local_loss, double& global_loss);
   void average_batchnorm_statistics();
   void save_checkpoint(std::int64_t next_step, const TrainResult& result);
   bool load_checkpoint(TrainResult& result, std::int64_t& next_step);
