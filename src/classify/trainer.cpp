@@ -327,7 +327,9 @@ bool Trainer::load_checkpoint(TrainResult& result, std::int64_t& next_step) {
   if (options_.checkpoint_path.empty() || !std::filesystem::exists(options_.checkpoint_path)) return false;
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(options_.checkpoint_path, c10::Device(c10::kCPU));
+    // Onto the rank's device: the optimiser's state (momentum, Adam moments)
+    // must live where the parameters do.
+    archive.load_from(options_.checkpoint_path, device_);
   } catch (const c10::Error& e) {
     throw IoError("cannot read checkpoint " + options_.checkpoint_path + ": " + e.what_without_backtrace() +
                   " (delete it to start over)");

@@ -1,11 +1,15 @@
 // NCCL backend of the Communicator (CUDA tensors), bootstrapped from MPI the
 // way nccl-tests does it: rank 0 makes the unique id, MPI broadcasts it, every
-// rank joins the clique on its own GPU. Blocking collectives are enqueued on
-// the current CUDA stream, so later kernels on that stream see their results
-// without a host synchronisation. Asynchronous all-reduces run on a stream of
-// their own, so that they overlap the kernels that follow them on the current
-// stream (the rest of the backward pass); wait() orders the current stream
-// after them, still without a host synchronisation.
+// rank joins the clique on its own GPU.
+//
+// Every collective runs on the communicator's own stream, in the order it was
+// called: NCCL kernels of one communicator on several streams may be scheduled
+// in different orders on different GPUs and deadlock (SyncBN's all-reduces in
+// backward interleave with the gradient buckets'). Events order that stream
+// after the work already queued on the caller's current stream, and the
+// caller's stream after the collective, so no call waits on the host; an
+// asynchronous all-reduce overlaps the kernels queued after it (the rest of
+// the backward pass) until its wait().
 #include <mpi.h>
 #include <nccl.h>
 
@@ -73,7 +77,7 @@ class NcclCommunicator final : public Communicator {
  public:
   explicit NcclCommunicator(const World& world)
       : device_(checked_device(world.device())),
-        side_stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())) {
+        comm_stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())) {
     rank_ = world.rank();
     size_ = world.size();
     ncclUniqueId id;
@@ -89,34 +93,28 @@ class NcclCommunicator final : public Communicator {
 
   void all_reduce(at::Tensor& t, ReduceOp op) override {
     at::Tensor c = checked(t, "all_reduce").contiguous();
-    enqueue_all_reduce(c, op);
+    collective({c}, [&](cudaStream_t stream) {
+      check_nccl(ncclAllReduce(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), nccl_op(op), comm_.handle, stream),
+                 "ncclAllReduce");
+    }).block(c10::cuda::getCurrentCUDAStream());
     if (!c.is_same(t)) t.copy_(c);
   }
 
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op) override {
     checked(t, "all_reduce_async");
     if (!t.is_contiguous()) throw DistError("all_reduce_async needs a contiguous tensor");
-    c10::cuda::CUDAGuard guard(device_);
-    at::cuda::CUDAEvent inputs_ready;  // everything queued so far that writes t
-    inputs_ready.record(c10::cuda::getCurrentCUDAStream());
-    inputs_ready.block(side_stream_);
-    // The caching allocator must not hand t's memory out again before the
-    // side stream is done with it, even if the caller drops t.
-    c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), side_stream_);
-    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), nccl_op(op), comm_.handle,
-                             side_stream_),
-               "ncclAllReduce");
-    at::cuda::CUDAEvent done;
-    done.record(side_stream_);
-    return std::make_unique<NcclWork>(std::move(done));
+    return std::make_unique<NcclWork>(collective({t}, [&](cudaStream_t stream) {
+      check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), nccl_op(op), comm_.handle, stream),
+                 "ncclAllReduce");
+    }));
   }
 
   void broadcast(at::Tensor& t, int root) override {
     at::Tensor c = checked(t, "broadcast").contiguous();
-    c10::cuda::CUDAGuard guard(device_);
-    check_nccl(ncclBroadcast(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), root, comm_.handle,
-                             c10::cuda::getCurrentCUDAStream()),
-               "ncclBroadcast");
+    collective({c}, [&](cudaStream_t stream) {
+      check_nccl(ncclBroadcast(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), root, comm_.handle, stream),
+                 "ncclBroadcast");
+    }).block(c10::cuda::getCurrentCUDAStream());
     if (!c.is_same(t)) t.copy_(c);
   }
 
@@ -125,10 +123,10 @@ class NcclCommunicator final : public Communicator {
     auto shape = c.sizes().vec();
     shape.insert(shape.begin(), size_);
     at::Tensor out = at::empty(shape, c.options());
-    c10::cuda::CUDAGuard guard(device_);
-    check_nccl(ncclAllGather(c.data_ptr(), out.data_ptr(), c.numel(), nccl_type(c), comm_.handle,
-                             c10::cuda::getCurrentCUDAStream()),
-               "ncclAllGather");
+    collective({c, out}, [&](cudaStream_t stream) {
+      check_nccl(ncclAllGather(c.data_ptr(), out.data_ptr(), c.numel(), nccl_type(c), comm_.handle, stream),
+                 "ncclAllGather");
+    }).block(c10::cuda::getCurrentCUDAStream());
     return out;
   }
 
@@ -157,15 +155,26 @@ class NcclCommunicator final : public Communicator {
     return t;
   }
 
-  void enqueue_all_reduce(at::Tensor& c, ReduceOp op) {
+  // Queues `enqueue` on the communication stream after the work already
+  // queued on the current stream; returns the event that marks its end.
+  template <class Enqueue>
+  at::cuda::CUDAEvent collective(std::initializer_list<at::Tensor> tensors, Enqueue enqueue) {
     c10::cuda::CUDAGuard guard(device_);
-    check_nccl(ncclAllReduce(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), nccl_op(op), comm_.handle,
-                             c10::cuda::getCurrentCUDAStream()),
-               "ncclAllReduce");
+    at::cuda::CUDAEvent inputs_ready;
+    inputs_ready.record(c10::cuda::getCurrentCUDAStream());
+    inputs_ready.block(comm_stream_);
+    // The caching allocator must not hand these blocks out again before the
+    // communication stream is done with them, even if the caller drops them.
+    for (const at::Tensor& t : tensors)
+      c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), comm_stream_);
+    enqueue(comm_stream_.stream());
+    at::cuda::CUDAEvent done;
+    done.record(comm_stream_);
+    return done;
   }
 
   c10::Device device_;
-  c10::cuda::CUDAStream side_stream_;  // asynchronous all-reduces
+  c10::cuda::CUDAStream comm_stream_;
   int rank_ = 0, size_ = 1;
   NcclComm comm_;
 };
