@@ -80,6 +80,11 @@ class NcclCommunicator final : public Communicator {
         comm_stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index())) {
     rank_ = world.rank();
     size_ = world.size();
+    // NCCL refuses two ranks on one GPU ("invalid usage"): say why instead.
+    if (world.local_size() > static_cast<int>(at::getNumGPUs()))
+      throw DistError(std::to_string(world.local_size()) + " ranks share the " + std::to_string(at::getNumGPUs()) +
+                      " GPU(s) of this node, and NCCL needs one GPU per rank: start at most " +
+                      std::to_string(at::getNumGPUs()) + " ranks per node, or set run.device = cpu");
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, world.comm()), "MPI_Bcast(ncclUniqueId)");
