@@ -216,7 +216,8 @@ TEST(ClassifyDataParallel, NcclOnGpuFollowsOneCpuRank) {
     if (!sync_bn) fp32_weights = flat_parameters(cpu.model());
   }
   // bf16 autocast: fp32 master weights whose update follows the fp32 update
-  // to bf16's precision (about 3 significant digits; 5% allowed).
+  // to bf16's precision (8 bits of mantissa per op through 18 layers: 10%
+  // allowed; a broken autocast or a stale gradient is off by ~100%).
   auto options = small_run(w.size());
   options.precision = "bf16";
   Trainer bf16(options, train_set(), test_set(), comm.get(), w.device());
@@ -227,7 +228,7 @@ TEST(ClassifyDataParallel, NcclOnGpuFollowsOneCpuRank) {
   EXPECT_TRUE(std::isfinite(r.loss.back()));
   const double update_error = relative_error(final_bf16 - initial, fp32_weights - initial);
   if (w.is_root()) log::info("bf16 autocast vs fp32: relative error of the weight update " + sci(update_error));
-  EXPECT_LE(update_error, 5e-2);
+  EXPECT_LE(update_error, 0.1);
   EXPECT_GT(update_error, 0.0) << "autocast was active";
 }
 
