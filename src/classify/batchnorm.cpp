@@ -38,26 +38,33 @@ std::vector<std::int64_t> reduce_dims(const at::Tensor& x) {
   return d;
 }
 
+// The communicator, as autograd's saved_data holds it (IValues only); the
+// layer that made the graph owns neither, the trainer owns both.
+struct CommunicatorRef final : torch::CustomClassHolder {
+  explicit CommunicatorRef(dist::Communicator* c) : comm(c) {}
+  dist::Communicator* comm;
+};
+
 struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
-  // mean and invstd are the global batch's (computed from the detached input);
-  // the gradient through them is part of backward below.
+  // mean and invstd are the global batch's (computed from the detached input),
+  // count its number of values per channel (float64 [1], on the device: no
+  // host synchronisation); the gradient through mean and invstd is part of
+  // backward below.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& invstd,
-                            double count, dist::Communicator* comm) {
+                            const at::Tensor& count, dist::Communicator* comm) {
     const auto d = x.dim();
     at::Tensor scale = invstd * weight;
     at::Tensor y = (x - per_channel(mean, d)) * per_channel(scale, d) + per_channel(bias, d);
-    ctx->save_for_backward({x, weight, mean, invstd});
-    ctx->saved_data["count"] = count;
-    ctx->saved_data["comm"] = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(comm));
+    ctx->save_for_backward({x, weight, mean, invstd, count});
+    ctx->saved_data["comm"] = c10::IValue::make_capsule(c10::make_intrusive<CommunicatorRef>(comm));
     return y;
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3];
-    const double count = ctx->saved_data["count"].toDouble();
-    auto* comm = reinterpret_cast<dist::Communicator*>(static_cast<std::intptr_t>(ctx->saved_data["comm"].toInt()));
+    const at::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3], &count = saved[4];
+    auto* comm = c10::static_intrusive_pointer_cast<CommunicatorRef>(ctx->saved_data["comm"].toCapsule())->comm;
     const at::Tensor dy = grads[0].contiguous();
     const auto d = x.dim();
     const auto dims = reduce_dims(x);
@@ -90,17 +97,19 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
   const auto d = input.dim();
   const auto dims = reduce_dims(input);
   const auto channels = input.size(1);
-  at::Tensor mean, var;
-  double count = 0;
+  at::Tensor mean, var, count;
   {
     at::NoGradGuard no_grad;
     const at::Tensor x = input.detach();
     // Collective 1: [count, sum per channel]; collective 2: sum of squared deviations.
-    at::Tensor sums = at::cat({at::full({1}, static_cast<double>(x.numel() / channels), x.options().dtype(at::kDouble)),
+    const std::int64_t local_count = x.numel() / channels;
+    at::Tensor sums = at::cat({at::full({1}, static_cast<double>(local_count), x.options().dtype(at::kDouble)),
                                x.sum(dims, false, at::kDouble)});
     comm_->all_reduce(sums);
-    count = sums[0].item<double>();
-    if (count < 2) throw Error("synchronised BatchNorm: fewer than 2 values per channel in the global batch");
+    count = sums.narrow(0, 0, 1);
+    // Asked of the host only where this rank alone has fewer than 2 values.
+    if (local_count < 2 && count.item<double>() < 2)
+      throw Error("synchronised BatchNorm: fewer than 2 values per channel in the global batch");
     at::Tensor mean64 = sums.narrow(0, 1, channels) / count;
     at::Tensor m2 = (x.to(at::kDouble) - per_channel(mean64, d)).square().sum(dims);
     comm_->all_reduce(m2);
