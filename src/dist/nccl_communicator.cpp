@@ -65,12 +65,13 @@ struct NcclComm {
 
 class NcclWork final : public Work {
  public:
-  explicit NcclWork(at::cuda::CUDAEvent event) : event_(std::move(event)) {}
+  NcclWork(at::cuda::CUDAEvent event, c10::DeviceIndex device) : event_(std::move(event)), device_(device) {}
   // Make the caller's current stream wait for the collective (no host sync).
-  void wait() override { event_.block(c10::cuda::getCurrentCUDAStream()); }
+  void wait() override { event_.block(c10::cuda::getCurrentCUDAStream(device_)); }
 
  private:
   at::cuda::CUDAEvent event_;
+  c10::DeviceIndex device_;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -101,7 +102,7 @@ class NcclCommunicator final : public Communicator {
     collective({c}, [&](cudaStream_t stream) {
       check_nccl(ncclAllReduce(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), nccl_op(op), comm_.handle, stream),
                  "ncclAllReduce");
-    }).block(c10::cuda::getCurrentCUDAStream());
+    }).block(current_stream());
     if (!c.is_same(t)) t.copy_(c);
   }
 
@@ -111,7 +112,7 @@ class NcclCommunicator final : public Communicator {
     return std::make_unique<NcclWork>(collective({t}, [&](cudaStream_t stream) {
       check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), nccl_op(op), comm_.handle, stream),
                  "ncclAllReduce");
-    }));
+    }), device_.index());
   }
 
   void broadcast(at::Tensor& t, int root) override {
@@ -119,7 +120,7 @@ class NcclCommunicator final : public Communicator {
     collective({c}, [&](cudaStream_t stream) {
       check_nccl(ncclBroadcast(c.data_ptr(), c.data_ptr(), c.numel(), nccl_type(c), root, comm_.handle, stream),
                  "ncclBroadcast");
-    }).block(c10::cuda::getCurrentCUDAStream());
+    }).block(current_stream());
     if (!c.is_same(t)) t.copy_(c);
   }
 
@@ -131,7 +132,7 @@ class NcclCommunicator final : public Communicator {
     collective({c, out}, [&](cudaStream_t stream) {
       check_nccl(ncclAllGather(c.data_ptr(), out.data_ptr(), c.numel(), nccl_type(c), comm_.handle, stream),
                  "ncclAllGather");
-    }).block(c10::cuda::getCurrentCUDAStream());
+    }).block(current_stream());
     return out;
   }
 
@@ -143,7 +144,7 @@ class NcclCommunicator final : public Communicator {
   void barrier() override {
     at::Tensor one = at::ones({1}, at::TensorOptions().device(device_).dtype(at::kFloat));
     all_reduce(one, ReduceOp::sum);
-    c10::cuda::getCurrentCUDAStream().synchronize();
+    current_stream().synchronize();
   }
 
  private:
@@ -160,13 +161,16 @@ class NcclCommunicator final : public Communicator {
     return t;
   }
 
+  // The caller's stream on this rank's GPU (whatever the thread's current device).
+  c10::cuda::CUDAStream current_stream() const { return c10::cuda::getCurrentCUDAStream(device_.index()); }
+
   // Queues `enqueue` on the communication stream after the work already
   // queued on the current stream; returns the event that marks its end.
   template <class Enqueue>
   at::cuda::CUDAEvent collective(std::initializer_list<at::Tensor> tensors, Enqueue enqueue) {
     c10::cuda::CUDAGuard guard(device_);
     at::cuda::CUDAEvent inputs_ready;
-    inputs_ready.record(c10::cuda::getCurrentCUDAStream());
+    inputs_ready.record(current_stream());
     inputs_ready.block(comm_stream_);
     // The caching allocator must not hand these blocks out again before the
     // communication stream is done with them, even if the caller drops them.

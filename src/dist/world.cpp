@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include <ATen/Context.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
@@ -75,23 +76,28 @@ World::~World() {
 
 void World::select_device(const std::string& device) {
   const bool have_cuda = at::hasCUDA();
+  const int gpus = have_cuda ? static_cast<int>(at::getNumGPUs()) : 0;
+  const auto local_gpu = [&] { return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % gpus)); };
   if (device == "auto") {
-    device_ = have_cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
-                                                      local_rank_ % std::max<int>(1, at::getNumGPUs())))
-                        : c10::Device(c10::kCPU);
-    return;
-  }
-  if (device == "cpu") {
+    device_ = have_cuda ? local_gpu() : c10::Device(c10::kCPU);
+  } else if (device == "cpu") {
     device_ = c10::Device(c10::kCPU);
-    return;
-  }
-  if (device.rfind("cuda", 0) == 0) {
+  } else if (device.rfind("cuda", 0) == 0) {
     if (!have_cuda) throw ConfigError("run.device = '" + device + "' but no CUDA device is available to rank " + std::to_string(rank_));
-    device_ = device == "cuda" ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % at::getNumGPUs()))
-                               : c10::Device(device);
-    return;
+    try {
+      device_ = device == "cuda" ? local_gpu() : c10::Device(device);
+    } catch (const c10::Error&) {
+      throw ConfigError("run.device = '" + device + "' is not a device (allowed: auto, cpu, cuda, cuda:N)");
+    }
+    if (device_.index() >= gpus)
+      throw ConfigError("run.device = '" + device + "' but rank " + std::to_string(rank_) + "'s node has " +
+                        std::to_string(gpus) + " GPU(s) (cuda:0 to cuda:" + std::to_string(gpus - 1) + ")");
+  } else {
+    throw ConfigError("run.device = '" + device + "' is not a device (allowed: auto, cpu, cuda, cuda:N)");
   }
-  throw ConfigError("run.device = '" + device + "' is not a device (allowed: auto, cpu, cuda, cuda:N)");
+  // The rank's GPU becomes its current device (as torch.cuda.set_device does),
+  // so that work on "the current stream" or an unindexed CUDA device lands there.
+  if (device_.is_cuda()) c10::impl::VirtualGuardImpl(c10::kCUDA).setDevice(device_);
 }
 
 std::string World::describe() const {
