@@ -64,6 +64,16 @@ def test_out_of_range_and_bad_choice():
     expect_config_error(["--run.log_level=loud"], r"run.log_level = 'loud' is not one of the choices \(allowed: one of debug, info, warn, error, off\)")
 
 
+def test_bad_device():
+    expect_config_error(["--run.device=gpu"], r"run.device = 'gpu' is not a device \(allowed: auto, cpu, cuda, cuda:N\)")
+    import torch
+    if torch.cuda.is_available():
+        gpus = torch.cuda.device_count()
+        expect_config_error([f"--run.device=cuda:{gpus}"], rf"run.device = 'cuda:{gpus}' but rank 0's node has {gpus} GPU")
+    else:
+        expect_config_error(["--run.device=cuda:1"], r"run.device = 'cuda:1' but no CUDA device is available to rank 0")
+
+
 def test_unreadable_file(tmp_path):
     expect_config_error(["--config", tmp_path / "missing.ini"], r"cannot read configuration file '.*missing.ini'")
 
