@@ -6,7 +6,8 @@
 #      with frozen BatchNorm, with SyncBN, and the bf16 autocast update;
 #   2. one `dinv train` run per precision (bf16, fp32) on 1 rank through the
 #      NCCL communicator: ResNet-18 on the procedural shapes;
-#   3. bench/train_throughput.py on the GPU in fp32 and bf16 (dinv vs PyTorch).
+#   3. bench/train_throughput.py on the GPU in fp32 and bf16 (dinv vs PyTorch);
+#   4. the main job (scripts/demo.sh: embed, generate, train) on the GPU.
 # Logs go to OUTDIR; the summary lines go to standard output.
 #
 #   bench/gpu_checks.sh [--build DIR] [--steps N] [--bench-steps N] [--repeats N] OUTDIR
@@ -61,5 +62,9 @@ for precision in fp32 bf16; do
   "$PYTHON" "$SRC/bench/train_throughput.py" --dinv "$DINV" --device "$DEVICE" --precision "$precision" \
     --steps "$BENCH_STEPS" --repeats "$REPEATS" --threads "$THREADS" 2>&1 | tee "$OUTD/bench_$precision.log"
 done
+echo "== 4. the main job (scripts/demo.sh) on $DEVICE"
+DINV_SKIP_BOOTSTRAP=1 BUILD_DIR="$BUILD" DINV_DEMO_DIR="$WORK/demo" DINV_PYTHON="$PYTHON" \
+  bash "$SRC/scripts/demo.sh" --run.device="$DEVICE" > "$OUTD/demo.log" 2>&1 || tests_ok=0
+grep -E "final accuracy|^demo outputs|error" "$OUTD/demo.log" || true
 rm -rf "$WORK"
-[[ $tests_ok == 1 ]] || { echo "gpu_checks.sh: the MPI tests failed (see $OUTD/mpi_tests_np1.log)" >&2; exit 1; }
+[[ $tests_ok == 1 ]] || { echo "gpu_checks.sh: the MPI tests or the main job failed (logs in $OUTD)" >&2; exit 1; }

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The main job on the built-in default data, end to end under mpirun with 2
-# ranks: the procedural shapes dataset, a tiny random Stable Diffusion, then
+# ranks (1 on a single-GPU machine): the procedural shapes dataset, a tiny random Stable Diffusion, then
 # the method's three stages (embed, generate, train on real and on real +
 # generated images). Outputs go to $DINV_DEMO_DIR (default out/demo); a rerun
-# resumes or reuses what is there.
+# resumes or reuses what is there. Where dinv is already built (a cluster
+# module, a container), DINV_SKIP_BOOTSTRAP=1 skips the set-up, BUILD_DIR
+# names the build and DINV_PYTHON a Python with pandas and matplotlib.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$repo/scripts/bootstrap.sh"
+[[ -n "${DINV_SKIP_BOOTSTRAP:-}" ]] || "$repo/scripts/bootstrap.sh"
 dinv="${BUILD_DIR:-$repo/build}/dinv"
 out="${DINV_DEMO_DIR:-$repo/out/demo}"
-ranks="${DINV_DEMO_RANKS:-2}"
+# Two ranks, except on a machine with a single GPU: ranks on GPUs train through
+# NCCL, which needs a GPU of its own per rank.
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+ranks="${DINV_DEMO_RANKS:-$(( ${gpus:-0} == 1 ? 1 : 2 ))}"
 config="$repo/configs/demo.ini"
 mkdir -p "$out"
 cd "$out"
@@ -34,5 +39,5 @@ mpi "$dinv" train --config "$config" --data.real_bs=16 --syn.format=store --data
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'
-"${DINV_VENV:-/opt/dinv/venv}/bin/python" "$repo/analysis/sample_complexity.py" results --out results/curves.png
+"${DINV_PYTHON:-${DINV_VENV:-/opt/dinv/venv}/bin/python}" "$repo/analysis/sample_complexity.py" results --out results/curves.png
 echo "demo outputs in $out: store.h5 (embeddings, samples), results/*.h5 (accuracies)"
