@@ -14,7 +14,11 @@ namespace dinv::cli {
 void register_run_options(ConfigSchema& s) {
   s.add("run.seed", 0, "seed of every random stream of the run (each work unit derives its own)").min(0);
   s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N").non_empty();
-  s.add("run.threads", 0, "intra-op CPU threads per rank (0: cores / ranks on the node)").min(0).max(1024);
+  s.add("run.threads", 0,
+        "intra-op CPU threads per rank (0: cores / ranks on the node); CPU results depend on it, so fix it "
+        "(e.g. 1) to get the same bytes from different rank counts")
+      .min(0)
+      .max(1024);
   s.add("run.log_level", "info", "log level").choices({"debug", "info", "warn", "error", "off"});
   s.add("run.progress", "auto", "progress display: auto (bar on a terminal, lines in a file), bar, lines, off")
       .choices({"auto", "bar", "lines", "off"});
@@ -28,6 +32,12 @@ void apply_run_options(const Config& config, dist::World& world) {
   if (threads == 0) {
     const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     threads = std::max(1, cores / std::max(1, world.local_size()));
+    // CPU kernels split their sums by thread count: a rank count that changes
+    // the threads changes the last bits of every result.
+    if (!world.device().is_cuda())
+      log::debug("run.threads = 0: " + std::to_string(threads) + " intra-op threads per rank (" +
+                 std::to_string(cores) + " cores, " + std::to_string(world.local_size()) +
+                 " ranks on the node); set run.threads to get the same bytes from any rank count");
   }
   at::set_num_threads(static_cast<int>(threads));
   const auto progress = config.get_string("run.progress");
