@@ -19,7 +19,9 @@ config="$repo/configs/demo.ini"
 mkdir -p "$out"
 cd "$out"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-mpi() { mpirun --oversubscribe -np "$ranks" "$@"; }
+# Unbound ranks: mpirun would pin each of 1 or 2 ranks to a single core, and
+# dinv gives a rank as many threads as the CPUs it may run on.
+mpi() { mpirun --oversubscribe --bind-to none -np "$ranks" "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 
 "$dinv" --version

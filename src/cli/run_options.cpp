@@ -1,4 +1,8 @@
+#include <sched.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -10,13 +14,41 @@
 #include "dinv/dist/world.h"
 
 namespace dinv::cli {
+namespace {
+
+int positive_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return *end == '\0' && n > 0 && n <= 1024 ? static_cast<int>(n) : 0;
+}
+
+// The intra-op threads of a rank when run.threads = 0, and why: an explicit
+// OMP_NUM_THREADS or SLURM_CPUS_PER_TASK first; else the CPUs the launcher
+// lets this rank run on (mpirun binds 1 or 2 ranks to one core each: more
+// threads than that would time-share it), at most the node's cores divided
+// by its ranks (ranks bound to a whole socket share it).
+std::pair<int, std::string> auto_threads(const dist::World& world) {
+  for (const char* name : {"OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"})
+    if (const int n = positive_env(name)) return {n, std::string("from ") + name};
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int share = std::max(1, cores / std::max(1, world.local_size()));
+  cpu_set_t mask;
+  const int allowed = sched_getaffinity(0, sizeof mask, &mask) == 0 ? std::max(1, CPU_COUNT(&mask)) : cores;
+  return {std::min(allowed, share), std::to_string(allowed) + " CPUs this rank may run on, " + std::to_string(cores) +
+                                        " cores / " + std::to_string(world.local_size()) + " ranks on the node"};
+}
+
+}  // namespace
 
 void register_run_options(ConfigSchema& s) {
   s.add("run.seed", 0, "seed of every random stream of the run (each work unit derives its own)").min(0);
   s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N").non_empty();
   s.add("run.threads", 0,
-        "intra-op CPU threads per rank (0: cores / ranks on the node); CPU results depend on it, so fix it "
-        "(e.g. 1) to get the same bytes from different rank counts")
+        "intra-op CPU threads per rank (0: OMP_NUM_THREADS, else SLURM_CPUS_PER_TASK, else the CPUs the "
+        "rank is bound to, at most cores / ranks on the node); CPU results depend on it, so fix it (e.g. 1) to "
+        "get the same bytes from different rank counts")
       .min(0)
       .max(1024);
   s.add("run.log_level", "info", "log level").choices({"debug", "info", "warn", "error", "off"});
@@ -30,14 +62,12 @@ void apply_run_options(const Config& config, dist::World& world) {
   world.select_device(config.get_string("run.device"));
   auto threads = config.get_int("run.threads");
   if (threads == 0) {
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = std::max(1, cores / std::max(1, world.local_size()));
+    const auto [n, why] = auto_threads(world);
+    threads = n;
     // CPU kernels split their sums by thread count: a rank count that changes
     // the threads changes the last bits of every result.
-    if (!world.device().is_cuda())
-      log::debug("run.threads = 0: " + std::to_string(threads) + " intra-op threads per rank (" +
-                 std::to_string(cores) + " cores, " + std::to_string(world.local_size()) +
-                 " ranks on the node); set run.threads to get the same bytes from any rank count");
+    log::debug("run.threads = 0: " + std::to_string(threads) + " intra-op threads per rank (" + why +
+               "); set run.threads to get the same bytes from any rank count");
   }
   at::set_num_threads(static_cast<int>(threads));
   const auto progress = config.get_string("run.progress");

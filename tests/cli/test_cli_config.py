@@ -1,5 +1,6 @@
 """The real `dinv` CLI: help, version, and every kind of configuration error
 gives exit code 2 and one message naming the key, value, file and line."""
+import os
 import re
 
 from conftest import DINV, mpirun_cmd, run
@@ -72,6 +73,20 @@ def test_bad_device():
         expect_config_error([f"--run.device=cuda:{gpus}"], rf"run.device = 'cuda:{gpus}' but rank 0's node has {gpus} GPU")
     else:
         expect_config_error(["--run.device=cuda:1"], r"run.device = 'cuda:1' but no CUDA device is available to rank 0")
+
+
+def test_automatic_threads_follow_the_environment_and_the_binding():
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK")}
+    debug = ["info", "--run.log_level=debug"]
+    r = run([DINV, *debug], env=dict(base, OMP_NUM_THREADS="3", SLURM_CPUS_PER_TASK="2"))
+    assert "run.threads = 0: 3 intra-op threads per rank (from OMP_NUM_THREADS)" in r.stdout, r.stdout
+    r = run([DINV, *debug], env=dict(base, SLURM_CPUS_PER_TASK="2"))
+    assert "run.threads = 0: 2 intra-op threads per rank (from SLURM_CPUS_PER_TASK)" in r.stdout, r.stdout
+    # Bound to one CPU (as mpirun binds 1 or 2 ranks), a rank runs one thread, not one per core of the node.
+    r = run(["taskset", "-c", "0", DINV, *debug], env=base)
+    assert "run.threads = 0: 1 intra-op threads per rank (1 CPUs this rank may run on" in r.stdout, r.stdout
+    r = run([DINV, *debug, "--run.threads=2"], env=base)
+    assert "intra-op threads per rank" not in r.stdout, "an explicit run.threads is used as it is"
 
 
 def test_unreadable_file(tmp_path):
