@@ -213,6 +213,15 @@ def expected_preview(store, data, n):
     return grid
 
 
+def assert_preview(png, store, data, n, rows, columns):
+    """The PNG equals the grid built from the store, pixel for pixel: `rows` sources
+    of 16 px tiles (1 px separators, a 3 px gap after the source), `columns` samples each."""
+    got = np.asarray(Image.open(png).convert("RGB"))
+    want = expected_preview(store, data, n)
+    assert got.shape == (1 + rows * 17, 1 + 16 + 3 + columns * 17, 3) == want.shape
+    assert (got == want).all()
+
+
 def test_preview_after_generation(config, reference, tmp_path):
     """On a finished tag: no sampling, the PNG's tiles are the stored samples and
     the resized source images, pixel for pixel; only rank 0 writes it."""
@@ -225,10 +234,7 @@ def test_preview_after_generation(config, reference, tmp_path):
         assert before[k].tobytes() == after[k].tobytes(), k
     png = tmp_path / "store.h5.preview" / f"{tag}.png"
     assert r.stdout.count("preview: ") == 1 and f"preview: store.h5.preview/{tag}.png" in r.stdout
-    got = np.asarray(Image.open(png).convert("RGB"))
-    want = expected_preview(tmp_path / "store.h5", config.parent / "data", 7)
-    assert got.shape == (1 + 4 * 17, 1 + 16 + 3 + 2 * 17, 3) == want.shape
-    assert (got == want).all()
+    assert_preview(png, tmp_path / "store.h5", config.parent / "data", 7, rows=4, columns=2)
 
 
 def test_preview_while_generating_into_a_chosen_file(config, embedded, tmp_path):
@@ -237,10 +243,7 @@ def test_preview_while_generating_into_a_chosen_file(config, embedded, tmp_path)
     r = dinv_stage(1, "generate", config, work, "--embed.steps=10", "--generate.num_samples=9",
                    "--sampler.steps=2", "--preview=12", "--preview-out", "look/here.png")
     assert r.returncode == 0, r.stderr
-    got = np.asarray(Image.open(work / "look" / "here.png").convert("RGB"))
-    want = expected_preview(work / "store.h5", config.parent / "data", 12)
-    assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 8 * 17, 3) == want.shape
-    assert (got == want).all()
+    assert_preview(work / "look" / "here.png", work / "store.h5", config.parent / "data", 12, rows=3, columns=8)
 
 
 def test_preview_of_per_class_prompts(config, embedded, tmp_path):
@@ -250,10 +253,8 @@ def test_preview_of_per_class_prompts(config, embedded, tmp_path):
                    "--generate.prompt_per=class", "--preview=5")
     assert r.returncode == 0, r.stderr
     tag, _, _ = samples(work / "store.h5")
-    got = np.asarray(Image.open(work / "store.h5.preview" / f"{tag}.png").convert("RGB"))
-    want = expected_preview(work / "store.h5", config.parent / "data", 5)
-    assert got.shape == (1 + 3 * 17, 1 + 16 + 3 + 2 * 17, 3) == want.shape
-    assert (got == want).all()
+    assert_preview(work / "store.h5.preview" / f"{tag}.png", work / "store.h5", config.parent / "data", 5,
+                   rows=3, columns=2)
 
 
 @pytest.mark.parametrize("args,code,message", [
