@@ -20,6 +20,7 @@ apt_packages=(
   libboost-program-options-dev libgtest-dev
   libpng-dev libjpeg62-turbo-dev zlib1g-dev nlohmann-json3-dev
   python3 python3-venv
+  environment-modules
 )
 
 install_apt() {

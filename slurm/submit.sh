@@ -13,7 +13,19 @@ for a in "$@"; do
   if [[ $a == --dry-run ]]; then dry=1; else sbatch_opts+=("$a"); fi
 done
 [[ -r "$config" ]] || { echo "submit.sh: cannot read config '$config'" >&2; exit 2; }
-export DINV="${DINV:-$(cd "$here/.." && pwd)/build/dinv}"
+# The dinv to run: $DINV, else the one installed with this script
+# (<prefix>/share/dinv/slurm -> <prefix>/bin/dinv), else the repository's build,
+# else dinv on PATH (a loaded module).
+find_dinv() {
+  local c
+  for c in "$here/../../../bin/dinv" "$here/../build/dinv"; do
+    [[ -x $c ]] && { (cd "$(dirname "$c")" && echo "$PWD/dinv"); return; }
+  done
+  command -v dinv || { echo "submit.sh: no dinv found: set DINV, load the dinv module or build it" >&2; exit 2; }
+}
+[[ -n ${DINV:-} ]] || DINV=$(find_dinv)
+export DINV
+echo "dinv: $DINV" >&2
 
 submit() {  # submit STAGE [dependency]
   local stage=$1 dep=${2:-}

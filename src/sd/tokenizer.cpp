@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dinv/core/error.h"
+#include "dinv/io/data_files.h"
 #include "dinv/io/json.h"
 #include "unicode.h"
 
@@ -461,9 +462,6 @@ void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string
   write_file(out_dir + "/special_tokens_map.json", specials.dump(2) + "\n");
 }
 
-std::string default_clip_merges_path() {
-  if (const char* env = std::getenv("DINV_CLIP_MERGES"); env && *env) return env;
-  return DINV_CLIP_MERGES_DEFAULT;
-}
+std::string default_clip_merges_path() { return io::data_file_path(io::kClipMerges); }
 
 }  // namespace dinv::sd

@@ -74,13 +74,13 @@ class ClipTokenizer {
 
 // Writes a complete diffusers `tokenizer/` folder (vocab.json, merges.txt,
 // tokenizer_config.json, special_tokens_map.json) from OpenAI's CLIP merge list
-// (`bpe_simple_vocab_16e6.txt.gz`, see ../shared/data/clip/README.md): 49,408
+// (`bpe_simple_vocab_16e6.txt.gz`, see src/sd/clip/README.md): 49,408
 // tokens, the used 48,894 merges. `pad_token` is "<|endoftext|>" (SD 1.x) or "!" (SD 2.x).
 void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string& out_dir,
                                  const std::string& pad_token = "<|endoftext|>");
 
-// The merge list shipped with the project: $DINV_CLIP_MERGES, else the path
-// configured at build time (../shared/data/clip/bpe_simple_vocab_16e6.txt.gz).
+// The merge list shipped with dinv, from its data directory (io/data_files.h),
+// checked against its sha256.
 std::string default_clip_merges_path();
 
 }  // namespace dinv::sd
