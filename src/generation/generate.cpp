@@ -29,8 +29,10 @@ void register_generate_options(ConfigSchema& s) {
   s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1);
   s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"});
-  s.add("generate.batch_size", 8, "samples per sampling batch (does not change the output)").min(1);
-  s.add("generate.chunk_size", 40, "samples per work unit (resume granularity; does not change the output)").min(1);
+  s.add("generate.batch_size", 8, "samples per sampling batch: any rank count gives the same bytes for the same batch_size and chunk_size; "
+        "another value gives the same samples within 1 of 255 per pixel value (CPU kernels may round by batch shape)").min(1);
+  s.add("generate.chunk_size", 40, "samples per work unit (resume granularity); batches are cut within units, so like batch_size "
+        "another value may change pixel values by at most 1").min(1);
   s.add("generate.uncond", "group_mean", "unconditional branch: the group's mean embedding (the method) or the empty prompt")
       .choices({"group_mean", "empty_prompt"});
   s.add("generate.prompt", "a photo of a {}", "prompt template of prompt mode ({} is the class name)");

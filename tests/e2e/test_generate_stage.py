@@ -1,8 +1,9 @@
 """`dinv generate` through the real CLI on the tiny model: the documented
-layout, identical /samples/<tag> bytes on 1, 2 and 4 ranks and for two batch
-sizes, SIGKILL then rerun identical, equality with `dinv model sample` when
-the perturbation is off, the --preview PNG, a full disk while writing, and
-clear errors for bad input."""
+layout, identical /samples/<tag> bytes on 1, 2 and 4 ranks for the same batch
+settings and within 1 of 255 for another batch size (CPU kernels may round by
+batch shape: docs/architecture.md), SIGKILL then rerun identical, agreement
+with `dinv model sample` when the perturbation is off, the --preview PNG, a
+full disk while writing, and clear errors for bad input."""
 import os
 import random
 import shutil
@@ -68,15 +69,37 @@ def test_layout(reference):
     assert s["images"].std() > 5, "images are flat"
 
 
-@pytest.mark.parametrize("ranks,batch", [(2, 4), (4, 4), (1, 5)])
-def test_rank_count_and_batch_size_give_identical_samples(config, embedded, reference, tmp_path, ranks, batch):
+def assert_within_one(a, b):
+    """The promise across batch shapes: every value within 1, nearly all equal."""
+    assert a.shape == b.shape
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    assert diff.max() <= 1, f"differ by up to {diff.max()}"
+    assert (diff > 0).mean() < 0.01, f"{(diff > 0).mean():.2%} of values differ"
+
+
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_rank_count_gives_identical_samples(config, embedded, reference, tmp_path, ranks):
     work = fresh(embedded, tmp_path)
-    r = dinv_stage(ranks, "generate", config, work, "--embed.steps=10", f"--generate.batch_size={batch}")
+    r = dinv_stage(ranks, "generate", config, work, "--embed.steps=10")
     assert r.returncode == 0, r.stderr
     _, a, _ = samples(reference)
     _, b, _ = samples(work / "store.h5")
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_another_batch_size_gives_the_same_samples_within_one(config, embedded, reference, tmp_path):
+    # Batch size 5 against the reference's 4: the same samples (sources,
+    # partners, seeds), images within 1 of 255 per value.
+    work = fresh(embedded, tmp_path)
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10", "--generate.batch_size=5")
+    assert r.returncode == 0, r.stderr
+    _, a, _ = samples(reference)
+    _, b, _ = samples(work / "store.h5")
+    for k in a:
+        if k != "images":
+            assert a[k].tobytes() == b[k].tobytes(), k
+    assert_within_one(a["images"], b["images"])
 
 
 def test_sigkill_then_rerun_is_identical(config, embedded, tmp_path):
@@ -128,7 +151,8 @@ def test_without_perturbation_equals_model_sample(config, embedded, tmp_path):
     assert r.returncode == 0, r.stderr
     images = load_file(str(tmp_path / "out.safetensors"))["images"].numpy()
     assert images.shape == (10, 32, 32, 3)
-    assert (images == s["images"][:10]).all()
+    # One batch of 10 against generate's batches of 4: within 1 of 255.
+    assert_within_one(images, s["images"][:10])
 
 
 def test_rerun_with_another_chunk_size_resumes_with_the_tags_own(config, reference, tmp_path):

@@ -1,8 +1,10 @@
 // `dinv generate`: stage 2. The (source image, sample index) pairs are cut
 // into fixed chunks (global units), spread over ranks by blocks, and sampled
 // in batches; each sample's randomness comes from generators seeded from
-// (run seed, source, sample index), so the output does not depend on rank
-// count or batch size. Output: /samples/<tag> in the experiment store,
+// (run seed, source, sample index): any rank count writes the same bytes for
+// the same batch settings, and another batch size the same samples within 1
+// of 255 per pixel value (docs/architecture.md, "Same bytes on any rank
+// count"). Output: /samples/<tag> in the experiment store,
 // created up front at its final size, resumable per chunk.
 #pragma once
 
