@@ -8,7 +8,23 @@
 # names the build and DINV_PYTHON a Python with pandas and matplotlib.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-[[ -n "${DINV_SKIP_BOOTSTRAP:-}" ]] || "$repo/scripts/bootstrap.sh"
+# Each step is timed for the summary at the end.
+summary=()
+step_name="" step_start=0
+step() {
+  finish_step
+  step_name="$*" step_start=$SECONDS
+  printf '\n== %s\n' "$*"
+}
+finish_step() {
+  if [[ -n $step_name ]]; then summary+=("$(printf '%6d s  %s' $((SECONDS - step_start)) "$step_name")"); fi
+  step_name=""
+}
+
+if [[ -z "${DINV_SKIP_BOOTSTRAP:-}" ]]; then
+  step "set-up: Debian packages, Python environment, build (scripts/bootstrap.sh)"
+  "$repo/scripts/bootstrap.sh"
+fi
 dinv="${BUILD_DIR:-$repo/build}/dinv"
 out="${DINV_DEMO_DIR:-$repo/out/demo}"
 # Two ranks, except on a machine with a single GPU: ranks on GPUs train through
@@ -22,8 +38,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 # Unbound ranks: mpirun would pin each of 1 or 2 ranks to a single core, and
 # dinv gives a rank as many threads as the CPUs it may run on.
 mpi() { mpirun --oversubscribe --bind-to none -np "$ranks" "$@"; }
-step() { printf '\n== %s\n' "$*"; }
-
 "$dinv" --version
 step "data: procedural 10-class shapes (CIFAR-10 binary format)"
 [[ -f data/test_batch.bin ]] || "$dinv" data shapes --out data --train 1000 --test 500 --seed 0
@@ -42,4 +56,16 @@ mpi "$dinv" train --config "$config" --data.real_bs=16 --syn.format=store --data
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'
 "${DINV_PYTHON:-${DINV_VENV:-/opt/dinv/venv}/bin/python}" "$repo/analysis/sample_complexity.py" results --out results/curves.png
-echo "demo outputs in $out: store.h5 (embeddings, samples), results/*.h5 (accuracies)"
+finish_step
+
+printf '\n== summary: %d s in all\n' "$SECONDS"
+printf '%s\n' "${summary[@]}"
+cat <<EOF
+outputs in $out:
+  data/                          the real images (CIFAR-10 binary format)
+  model/                         the Stable Diffusion folder (diffusers layout)
+  store.h5                       /embeddings (stage 1), /samples/demo (stage 2)
+  results/real.h5                the classifier trained on real images
+  results/real_plus_generated.h5 the classifier trained on real + generated images
+  results/curves.png             test accuracy per source
+EOF
