@@ -15,7 +15,7 @@ taken from the end of step 1 to the end of the last step, so model loading,
 the VAE posterior cache and the first (warm-up) step are excluded):
   * dinv:   `dinv embed`, timed from the arrival of its per-step progress lines
             (wall time, and the process's CPU time read from /proc then);
-  * method: the method's loop as written (METHOD.md, Stage 1): per step the VAE
+  * method: the method's loop as written (docs/method.md, stage 1): per step the VAE
             encodes the batch and samples the posterior, random timesteps,
             noise, add_noise of the model's DDPM schedule, UNet with the
             embeddings (a bias-free Linear on one-hot ids) as

@@ -11,7 +11,7 @@
 namespace dinv::classify {
 
 namespace {
-constexpr double kFloor = 0.001;  // METHOD.md: warm-up from and decay to 0.001x
+constexpr double kFloor = 0.001;  // docs/method.md, stage 3: warm-up from and decay to 0.001x
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<at::Tensor>& params,

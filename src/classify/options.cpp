@@ -10,7 +10,7 @@ namespace dinv::classify {
 
 void register_train_options(ConfigSchema& s) {
   s.add("train.model", "resnet18", "classifier architecture").choices(model_names());
-  s.add("train.steps", 50000, "training steps (METHOD.md: 50,000)").min(1);
+  s.add("train.steps", 50000, "training steps (the method's 50,000: docs/method.md)").min(1);
   s.add("train.optimizer", "sgd", "optimiser: sgd (momentum, weight decay) or adamw").choices({"sgd", "adamw"});
   s.add("train.lr", 0.1, "base learning rate").greater_than(0);
   s.add("train.momentum", 0.9, "SGD momentum (AdamW: beta1)").min(0).max(0.999999);

@@ -1,4 +1,4 @@
-// Data-parallel gradient synchronisation (DESIGN.md decision 7): parameters
+// Data-parallel gradient synchronisation (docs/architecture.md, "Collectives"): parameters
 // are grouped, in reverse registration order (roughly the order backward
 // produces their gradients), into buckets of about `bucket_bytes`. A
 // post-accumulate-grad hook on every parameter copies its gradient into the

@@ -1,4 +1,4 @@
-// Image classifiers of Stage 3 (METHOD.md): ResNet-18/50, VGG-16 (BN),
+// Image classifiers of Stage 3 (docs/method.md, stage 3): ResNet-18/50, VGG-16 (BN),
 // MobileNetV2, EfficientNet-B0 and ShuffleNetV2 0.5x, with torchvision-style
 // module names and parameter counts, and a resolution-aware stem:
 //   resolution <= 32        3x3 stride-1 stem, no max-pool (CIFAR style)

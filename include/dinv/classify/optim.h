@@ -1,4 +1,4 @@
-// Optimisers and the learning-rate schedule of Stage 3 (METHOD.md): SGD with
+// Optimisers and the learning-rate schedule of Stage 3 (docs/method.md, stage 3): SGD with
 // momentum and weight decay (the default) or AdamW; linear warm-up from
 // 0.001x over `warmup_steps`, multiplied by a cosine decay to 0.001x over all
 // steps.

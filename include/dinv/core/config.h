@@ -1,4 +1,4 @@
-// Configuration (DESIGN.md decision 8): one schema of typed keys
+// Configuration (docs/architecture.md, "Configuration"): one schema of typed keys
 // "section.key", INI files (several, later wins) and `--section.key=value`
 // command-line overrides on top. Unknown keys, bad types, out-of-range values,
 // missing required keys and unreadable files are ConfigErrors (exit code 2) that

@@ -1,4 +1,4 @@
-// Seeds of independent random streams (DESIGN.md decision 1): every work unit
+// Seeds of independent random streams (docs/architecture.md, "Same bytes on any rank count"): every work unit
 // draws from its own generator seeded from (run seed, stage, unit id, ...), so
 // results never depend on how units are spread over ranks or batched.
 #pragma once

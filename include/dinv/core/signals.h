@@ -1,4 +1,4 @@
-// Graceful pre-emption (DESIGN.md decision 2): SIGTERM and SIGUSR2 (what Slurm
+// Graceful pre-emption (docs/architecture.md, "Pre-emption"): SIGTERM and SIGUSR2 (what Slurm
 // sends before it pre-empts or requeues a job) only raise a flag; the stages
 // poll it between steps, finish the current step, checkpoint, flush and exit 0.
 #pragma once

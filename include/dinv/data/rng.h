@@ -18,7 +18,7 @@ inline std::uint64_t splitmix64(std::uint64_t& state) {
 }
 
 // One 64-bit seed from several parts, e.g. (run seed, epoch, example index):
-// every unit of work gets its own stream (DESIGN.md decision 1).
+// every unit of work gets its own stream (docs/architecture.md, "Same bytes on any rank count").
 inline std::uint64_t mix_seed(std::initializer_list<std::uint64_t> parts) {
   std::uint64_t state = 0x243F6A8885A308D3ull;
   std::uint64_t out = 0;

@@ -1,4 +1,4 @@
-// Distributed sampling (DESIGN.md decision 1: same answer on any rank count).
+// Distributed sampling (docs/architecture.md, "Same bytes on any rank count").
 //
 // Epoch e visits the dataset in one global order: a permutation of [0, n)
 // drawn from (seed, e) (identity without shuffling). Step s covers positions

@@ -32,7 +32,7 @@ DatasetPtr apply_subset_options(DatasetPtr base, const Config& config);
 struct MeanStd {
   std::array<float, 3> mean{0.5f, 0.5f, 0.5f}, std{0.5f, 0.5f, 0.5f};
 };
-// METHOD.md's table: cifar10, cifar100, stl10, imagenette, imagenet, medmnist;
+// The method's table (docs/method.md): cifar10, cifar100, stl10, imagenette, imagenet, medmnist;
 // shapes (the procedural set) uses 0.5 / 0.5 like MedMNIST. Unknown names are a ConfigError.
 MeanStd mean_std(const std::string& dataset);
 

@@ -1,4 +1,4 @@
-// Collectives behind one small interface (DESIGN.md decision 7): an MPI backend
+// Collectives behind one small interface (docs/architecture.md, "Collectives"): an MPI backend
 // for CPU tensors and an NCCL backend for CUDA tensors (bootstrapped from MPI).
 // Every call is collective: all ranks call it in the same order.
 #pragma once

@@ -1,4 +1,4 @@
-// Work distribution (DESIGN.md decision 1). Work is cut into global units whose
+// Work distribution (docs/architecture.md, "Same bytes on any rank count"). Work is cut into global units whose
 // boundaries depend only on the problem (never on the rank count); ranks then
 // take contiguous, balanced blocks of units. Contiguous blocks keep each rank's
 // HDF5 hyperslabs contiguous too.

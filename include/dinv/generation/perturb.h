@@ -1,4 +1,4 @@
-// The method's perturbation of learned conditioning (METHOD.md, stage 2):
+// The method's perturbation of learned conditioning (docs/method.md, stage 2):
 // partners drawn from the source image's group, interpolation towards the
 // partner, Gaussian noise, and the group's mean embedding as the
 // unconditional branch. Every draw comes from a generator seeded from

@@ -1,4 +1,4 @@
-// The experiment store (DESIGN.md "Store layout"): one parallel HDF5 file per
+// The experiment store (docs/architecture.md, "Store layout"): one parallel HDF5 file per
 // experiment, self-describing (schema version, dinv version, configuration,
 // fingerprints as attributes) and safe against crashes: stages create their
 // groups and fixed-size datasets up front, flush the metadata, and from then
