@@ -14,6 +14,9 @@
 #             UCX, libfabric and OpenSHMEM ones: a single node needs none of them)
 #   compat/   libstdc++ and libgcc_s of this machine: env.sh puts them on the
 #             library path only where the image's own are older than dinv needs
+#   glibc/    this machine's glibc (loader, libc, libm, ...): env.sh starts the
+#             executables through it where the image's glibc is older than the
+#             bundle needs (Debian 12's libevent needs 2.36; Ubuntu 22.04 has 2.35)
 #   share/, etc/  Open MPI's and PMIx's help texts and default parameters
 #   env.sh    source it: PATH, LD_LIBRARY_PATH (the bundle, then torch's lib
 #             folder found through PYTHON), OPAL_* / PMIX_* so that mpirun runs
@@ -22,8 +25,8 @@
 #   wheels/   with --wheels DIR: the *.whl files of DIR (pure-Python packages
 #             the checks import and the image may lack); none by default
 # Nothing of the torch wheel is copied (libtorch*, libc10*, CUDA, cuDNN, NCCL):
-# the GPU image has them. glibc is not copied either: the binaries need the
-# glibc of Debian 12 or newer (run_checks.sh says so when the image's is older).
+# the GPU image has them. The image's glibc is used where it is as new as the
+# bundle needs (BUNDLE.txt), else the bundle's (glibc/).
 # The script fails when the bundle plus the repository's tracked files exceed
 # --limit-mib (64: what the GPU machine takes).
 set -euo pipefail
@@ -49,14 +52,14 @@ die() { printf 'gpu_bundle.sh: %s\n' "$*" >&2; exit 1; }
 for f in dinv tests/dinv_mpi_tests; do [[ -x $build/$f ]] || die "$build/$f is missing: build first (cmake --build $build)"; done
 orterun=$(command -v orterun || true)
 [[ -n $orterun ]] || die "orterun (Open MPI's mpirun) not found: install openmpi-bin"
-ompi_libdir=$(dirname "$(readlink -f "$(ldconfig -p | awk '/libmpi\.so\.40 /{print $NF; exit}')")")
+ompi_libdir=$(dirname "$(readlink -f "$(ldconfig -p | awk '/libmpi\.so\.40 / && !f {print $NF; f = 1}')")")
 ompi_plugins=$(ompi_info --parsable --path pkglibdir 2>/dev/null | sed -n 's/^path:pkglibdir://p')
 ompi_plugins=${ompi_plugins:-$ompi_libdir/openmpi3}
 ompi_data=$(ompi_info --parsable --path pkgdatadir 2>/dev/null | sed -n 's/^path:pkgdatadir://p')
 ompi_data=${ompi_data:-/usr/share/openmpi}
 ompi_etc=$(ompi_info --parsable --path sysconfdir 2>/dev/null | sed -n 's/^path:sysconfdir://p')
 ompi_etc=${ompi_etc:-/etc/openmpi}
-pmix_root=$(dirname "$(dirname "$(readlink -f "$(ldconfig -p | awk '/libpmix\.so\.2 /{print $NF; exit}')")")")
+pmix_root=$(dirname "$(dirname "$(readlink -f "$(ldconfig -p | awk '/libpmix\.so\.2 / && !f {print $NF; f = 1}')")")")
 # Where the torch wheel's libraries live (torch/lib and the nvidia-* wheels):
 # anything ldd resolves under this site-packages folder stays out of the bundle.
 site=$("$python" -c 'import torch, os; print(os.path.dirname(os.path.dirname(os.path.realpath(torch.__file__))))') ||
@@ -119,6 +122,17 @@ for f in "${elfs[@]}"; do
 done
 ((${#missing[@]} == 0)) || die "unresolved libraries on this machine: ${missing[*]}"
 
+# Debian 12's glibc, for images whose own is older (env.sh starts the
+# executables through this loader then; never stripped, never on LD_LIBRARY_PATH).
+mkdir -p "$out/glibc"
+for lib in ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libmvec.so.1 libpthread.so.0 libdl.so.2 librt.so.1 libutil.so.1 \
+           libresolv.so.2 libanl.so.1; do
+  p=$(ldconfig -p | awk -v n="$lib" '$1 == n && /x86-64/ && !f {print $NF; f = 1}')
+  if [[ -n $p ]]; then cp "$(readlink -f "$p")" "$out/glibc/$lib"; fi
+done
+[[ -x $out/glibc/ld-linux-x86-64.so.2 ]] || cp "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$out/glibc/ld-linux-x86-64.so.2"
+chmod +x "$out/glibc/ld-linux-x86-64.so.2"
+
 log "stripping"
 find "$out/bin" "$out/lib" "$out/compat" -type f -exec strip --strip-unneeded {} + 2>/dev/null || true
 chmod -R u+w "$out"
@@ -137,6 +151,7 @@ fi
   echo "dinv GPU bundle, made $(date -u '+%Y-%m-%d %H:%M UTC') on $(. /etc/os-release && echo "$PRETTY_NAME")"
   echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
   echo "build: $build"
+  echo "glibc: $(getconf GNU_LIBC_VERSION | awk '{print $2}') (glibc/, used where the image's is older)"
   echo "torch of the build: $("$python" -c 'import torch; print(torch.__version__)')"
   echo "needs: glibc >= $(objdump -T "$out"/bin/* "$out"/lib/*.so* 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1 | cut -d_ -f2)," \
        "libstdc++ GLIBCXX $(objdump -T "$out"/bin/* "$out"/lib/*.so* 2>/dev/null | grep -o 'GLIBCXX_[0-9.]*' | sort -uV | tail -1 | cut -d_ -f2) (compat/ has it)"

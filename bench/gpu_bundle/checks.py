@@ -150,7 +150,7 @@ def main(argv):
         print("-+-".join("-" * w for w in widths))
         for r in rows:
             print(line(r))
-        counts = {k: sum(1 for r in rows if len(r) > 3 and r[3] == k) for k in ("PASS", "FAIL", "SKIP")}
+        counts = {k: sum(1 for r in rows if len(r) > 3 and r[3].startswith(k)) for k in ("PASS", "FAIL", "SKIP")}
         print(f"{counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['SKIP']} SKIP")
     else:
         print(__doc__, file=sys.stderr)

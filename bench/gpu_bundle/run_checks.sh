@@ -48,7 +48,10 @@ run() {
 why() {  # a short reason from a failed check's log
   local rc=$1 log=$2
   if [[ $rc == 124 || $rc == 137 ]]; then echo "timed out (logs/$(basename "$log"))"
-  else echo "exit $rc: $(grep -iE "error|fail|what\(\)|not found|Traceback|exception" "$log" | grep -v '^+ ' | tail -1 | cut -c1-100) (logs/$(basename "$log"))"
+  else
+    local line; line=$(grep -iE "error|fail|what\(\)|not found|Traceback|exception|out of range" "$log" | grep -v '^+ ' | tail -1)
+    [[ -n $line ]] || line=$(grep -v '^+ ' "$log" | tail -1)
+    echo "exit $rc: $(cut -c1-100 <<< "$line") (logs/$(basename "$log"))"
   fi
 }
 py() { "$PYTHON" "$B/checks.py" "$@"; }
@@ -60,7 +63,7 @@ echo "== environment"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"; echo "host: $(uname -srm)"; cat /etc/os-release 2>/dev/null | grep PRETTY
   echo "glibc: $(getconf GNU_LIBC_VERSION 2>/dev/null)"; cat "$B/BUNDLE.txt"
   echo "python: $PYTHON ($("$PYTHON" -V 2>&1)), torch lib: $TORCH_LIB"
-  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; echo "glibc used by the bundle: $DINV_GLIBC"
   nvidia-smi 2>&1 | head -20
 } > "$LOGS/environment.log" 2>&1
 if [[ -n $DINV_ENV_ERROR ]]; then
@@ -68,9 +71,9 @@ if [[ -n $DINV_ENV_ERROR ]]; then
   py table "$RESULTS" 2>/dev/null || cat "$RESULTS"
   exit 1
 fi
-DINV=$B/bin/dinv
+DINV=$DINV_BIN/dinv
 "$DINV" --version > "$LOGS/version.log" 2>&1
-row "bundle: dinv starts" "$(head -1 "$LOGS/version.log" | cut -c1-60)" "starts" "PASS"
+row "bundle: dinv starts" "$(head -1 "$LOGS/version.log" | cut -c1-40); glibc: $DINV_GLIBC" "starts" "PASS"
 if [[ $DEVICE == cuda ]]; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   cuda_ok=$("$PYTHON" -c 'import torch; print(torch.cuda.is_available())' 2>/dev/null)
@@ -88,7 +91,7 @@ fi
 has() { "$PYTHON" -c "import $1" 2> /dev/null; }
 
 echo "== 1. MPI tests on 1 rank: NCCL all-reduce, NCCL training against one CPU rank (bf16 autocast)"
-run mpi_tests 180 mpirun -np 1 "$B/bin/dinv_mpi_tests" --gtest_color=no \
+run mpi_tests 180 mpirun -np 1 "$DINV_BIN/dinv_mpi_tests" --gtest_color=no \
   --gtest_filter='NcclCommunicator.*:ClassifyDataParallel.NcclOnGpuFollowsOneCpuRank:World.*:MpiCommunicator.AllReduceEqualsSerialSum'
 rc=$?
 summary=$(grep -E "^\[  (PASSED|FAILED)  \]|^\[  SKIPPED \] [0-9]" "$LOGS/mpi_tests.log" | tr -s ' ' | tr '\n' ' ')
@@ -166,7 +169,7 @@ fi
 
 echo "== 5. stage 1 (embed) and stage 2 (generate) on $DEVICE vs CPU (tiny model)"
 if [[ $rc_tiny == 0 ]]; then
-  run data_small 60 "$DINV" data shapes --out "$WORK/shapes_small" --train 16 --test 8 --seed 0
+  run data_small 60 "$DINV" data shapes --out "$WORK/shapes_small" --train 16 --test 10 --seed 0
   embed() {  # tag device dtype [env...]
     local tag=$1 dev=$2 dtype=$3
     shift 3
@@ -174,7 +177,7 @@ if [[ $rc_tiny == 0 ]]; then
     (cd "$WORK/embed_$tag" && run "embed.$tag" 180 env "$@" "$DINV" embed --model.path="$WORK/tiny" --store.path=store.h5 \
       --data.format=cifar10 --data.root="$WORK/shapes_small" --embed.num_images=16 --embed.group_size=8 \
       --embed.batch_size=8 --embed.steps=30 --embed.resolution=64 --embed.checkpoint_every=1000 --embed.dtype="$dtype" \
-      --run.device="$dev" --run.threads="$THREADS" --run.progress=lines --run.progress_interval=0)
+      --run.device="$dev" --run.threads="$THREADS" --run.progress=lines --run.progress_interval=0.001)
   }
   embed cpu cpu fp32
   rc=$?

@@ -58,7 +58,7 @@ def dinv_stage2(a, store, batch):
            "--generate.sampling_resolution=128", "--generate.save_resolution=32", f"--generate.batch_size={batch}",
            f"--generate.chunk_size={images}", f"--sampler.steps={a.steps}", "--sampler.guidance=2",
            f"--generate.dtype={a.dtype}", f"--run.device={a.device}", f"--run.threads={a.threads}",
-           "--run.progress=lines", "--run.progress_interval=0"]
+           "--run.progress=lines", "--run.progress_interval=0.001"]
     lines = benchlib.run_timed_lines(cmd)
     points = benchlib.progress_times(lines, "generate (rank 0)")
     if len(points) < 2 or points[-1][2] != images:
@@ -120,7 +120,7 @@ def dinv_stage1(a, data, batch, steps):
            f"--data.root={data}", f"--embed.num_images={batch}", f"--embed.group_size={batch}",
            f"--embed.batch_size={batch}", f"--embed.steps={steps + 1}", "--embed.resolution=128",
            "--embed.checkpoint_every=1000000", f"--run.device={a.device}", f"--run.threads={a.threads}",
-           "--run.progress=lines", "--run.progress_interval=0"]
+           "--run.progress=lines", "--run.progress_interval=0.001"]
     points = benchlib.progress_times(benchlib.run_timed_lines(cmd), "embed (rank 0)")
     if len(points) != steps + 1:
         raise RuntimeError(f"expected {steps + 1} progress lines from dinv embed, got {len(points)}")
@@ -177,7 +177,7 @@ def main():
     gpu = a.device == "cuda"
     diffusers_ok = have("diffusers")
     data = Path(a.work) / "shapes"
-    subprocess.run([a.dinv, "data", "shapes", "--out", str(data), "--train", str(max(a.embed_batch, 8)), "--test", "8"],
+    subprocess.run([a.dinv, "data", "shapes", "--out", str(data), "--train", str(max(a.embed_batch, 10)), "--test", "10"],
                    check=True, capture_output=True)
     # embeddings for stage 2: one embed step on 8 images
     store = Path(a.work) / "store.h5"
