@@ -12,19 +12,24 @@
 #            after that SKIPs, and each check's timeout is cut to what is left
 #   PRESET   the model of the component and speed checks (default sd15 on cuda,
 #            tiny on cpu: random weights, `dinv model init`)
+#   KEEP_WORK=1  keep the work folder (models, data, stores; under TMPDIR)
 # Every check writes its log under OUTDIR/logs; OUTDIR/results.tsv and the
 # table printed at the end hold one row per check: check, value,
 # tolerance / goal, PASS / FAIL / SKIP. Exit status 0 when no row FAILs.
 set -uo pipefail
 B=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-[[ $# -eq 1 ]] || { sed -n 2,19p "$0" >&2; exit 2; }
+[[ $# -eq 1 ]] || { sed -n 2,18p "$0" >&2; exit 2; }
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-480}
 [[ $DEVICE == cpu ]] && PRESET=${PRESET:-tiny} || PRESET=${PRESET:-sd15}
-LOGS=$OUT/logs WORK=$OUT/work RESULTS=$OUT/results.tsv
-rm -rf "$LOGS" "$WORK"
-mkdir -p "$LOGS" "$WORK"
+# Models (sd15: 4 GB), data and stores go to WORK, outside OUTDIR (whose files
+# the GPU machine sends back): removed at the end unless KEEP_WORK=1.
+LOGS=$OUT/logs RESULTS=$OUT/results.tsv
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dinv-checks.XXXXXX")
+[[ ${KEEP_WORK:-0} == 1 ]] || trap 'rm -rf "$WORK"' EXIT
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
 : > "$RESULTS"
 START=$SECONDS
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
@@ -169,7 +174,7 @@ fi
 
 echo "== 5. stage 1 (embed) and stage 2 (generate) on $DEVICE vs CPU (tiny model)"
 if [[ $rc_tiny == 0 ]]; then
-  run data_small 60 "$DINV" data shapes --out "$WORK/shapes_small" --train 16 --test 10 --seed 0
+  run data_small 60 "$DINV" data shapes --out "$WORK/shapes_small" --train 50 --test 10 --seed 0
   embed() {  # tag device dtype [env...]
     local tag=$1 dev=$2 dtype=$3
     shift 3

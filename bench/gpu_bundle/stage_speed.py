@@ -67,7 +67,7 @@ def dinv_stage2(a, store, batch):
 
 
 def diffusers_stage2(a, batch, models):
-    from diffusers import AutoencoderKL, UNet2DConditionModel, DiffusionPipeline  # noqa: F401
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.schedulers import PNDMScheduler
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     dev = torch.device(a.device)
@@ -81,6 +81,7 @@ def diffusers_stage2(a, batch, models):
     except ImportError:
         Image = None
     dim = unet.config.cross_attention_dim
+    latent = 128 // 2 ** (len(vae.config.block_out_channels) - 1)  # sampling at 128 px, as dinv does
     g = torch.Generator().manual_seed(0)
     cond = torch.randn(batch, 5, dim, generator=g).to(dev, dtype)
     uncond = cond.mean(0, keepdim=True).expand_as(cond)
@@ -88,7 +89,7 @@ def diffusers_stage2(a, batch, models):
 
     @torch.no_grad()
     def one_batch():
-        latents = torch.randn(batch, unet.config.in_channels, 16, 16, generator=g).to(dev, dtype)
+        latents = torch.randn(batch, unet.config.in_channels, latent, latent, generator=g).to(dev, dtype)
         scheduler.set_timesteps(a.steps)
         latents = latents * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
