@@ -39,7 +39,7 @@ while [[ $# -gt 1 ]]; do
   esac
   shift 2
 done
-[[ $# -eq 1 ]] || { sed -n 2,30p "$0" >&2; exit 2; }
+[[ $# -eq 1 ]] || { sed -n 2,31p "$0" >&2; exit 2; }
 out=$1
 build=$(cd "$build" && pwd)
 if [[ -z $python ]]; then

@@ -180,8 +180,8 @@ if [[ $rc_tiny == 0 ]]; then
     shift 3
     mkdir -p "$WORK/embed_$tag"
     (cd "$WORK/embed_$tag" && run "embed.$tag" 180 env "$@" "$DINV" embed --model.path="$WORK/tiny" --store.path=store.h5 \
-      --data.format=cifar10 --data.root="$WORK/shapes_small" --embed.num_images=16 --embed.group_size=8 \
-      --embed.batch_size=8 --embed.steps=30 --embed.resolution=64 --embed.checkpoint_every=1000 --embed.dtype="$dtype" \
+      --data.format=cifar10 --data.root="$WORK/shapes_small" --embed.num_images=8 --embed.group_size=8 \
+      --embed.batch_size=8 --embed.steps=20 --embed.resolution=64 --embed.checkpoint_every=1000 --embed.dtype="$dtype" \
       --run.device="$dev" --run.threads="$THREADS" --run.progress=lines --run.progress_interval=0.001)
   }
   embed cpu cpu fp32
@@ -204,7 +204,7 @@ if [[ $rc_tiny == 0 ]]; then
       shift 3
       cp "$WORK/embed_cpu/store.h5" "$WORK/gen_$tag.h5"
       run "generate.$tag" 180 env "$@" "$DINV" generate --model.path="$WORK/tiny" --store.path="$WORK/gen_$tag.h5" \
-        --generate.tag=check --generate.num_samples=2 --generate.sampling_resolution=64 --generate.save_resolution=32 \
+        --generate.tag=check --generate.num_samples=1 --generate.sampling_resolution=64 --generate.save_resolution=32 \
         --generate.batch_size=8 --sampler.steps=20 --generate.dtype="$dtype" --run.device="$dev" --run.threads="$THREADS" \
         --run.progress=off
     }
