@@ -17,7 +17,8 @@
 #   glibc/    this machine's glibc (loader, libc, libm, ...): env.sh starts the
 #             executables through it where the image's glibc is older than the
 #             bundle needs (Debian 12's libevent needs 2.36; Ubuntu 22.04 has 2.35)
-#   share/, etc/  Open MPI's and PMIx's help texts and default parameters
+#   share/, etc/  Open MPI's and PMIx's help texts and default parameters;
+#             share/dinv: dinv's data directory where the build has one
 #   env.sh    source it: PATH, LD_LIBRARY_PATH (the bundle, then torch's lib
 #             folder found through PYTHON), OPAL_* / PMIX_* so that mpirun runs
 #             from here
@@ -140,6 +141,12 @@ chmod -R u+w "$out"
 log "check scripts"
 cp "$repo"/bench/gpu_bundle/run_checks.sh "$repo"/bench/gpu_bundle/env.sh "$repo"/bench/gpu_bundle/checks.py \
    "$repo"/bench/gpu_bundle/stage_speed.py "$out/"
+# dinv's data directory (the CLIP merge list, ...), where this dinv looks for it:
+# <bin>/../share/dinv, the layout of an install; a build tree links it as <build>/share/dinv.
+if [[ -d $build/share/dinv ]]; then
+  mkdir -p "$out/share/dinv"
+  cp -rL "$build/share/dinv"/. "$out/share/dinv/"
+fi
 cp "$repo"/bench/*.py "$out/bench/"
 cp "$repo"/configs/*.ini "$out/configs/"
 chmod +x "$out/run_checks.sh"
