@@ -92,7 +92,8 @@ def tag_grid(f, tag, out, sources, per_class=2):
         for src in chosen:
             rows_of = s["row"][in_class & (s["source"] == src)][:per_source]
             tiles = [_tile_source(sources, src, size), np.full((size[0], 2, 3), 255, np.uint8)]
-            tiles += [images[int(r)] for r in rows_of]
+            for r in rows_of:
+                tiles += [images[int(r)], np.full((size[0], 1, 3), 255, np.uint8)]
             blocks.append(np.concatenate(tiles, axis=1))
             blocks.append(np.full((size[0], GAP, 3), 255, np.uint8))
             shown += 1
