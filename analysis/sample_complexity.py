@@ -2,82 +2,83 @@
 """Sample-complexity curves and a table from dinv training results.
 
 Reads every results/<run>.h5 written by `dinv train` / `dinv sweep`, groups
-runs by (model, source, num_data) and reports the mean and standard deviation
-over seeds of the final and best test accuracy:
+runs by (model, source, real images, synthetic images) and reports the mean and
+standard deviation over seeds (n runs) of the final and best test accuracy:
 
     python analysis/sample_complexity.py results/ --out curves.png --table table.csv
+
+The figure has one curve per model x source with error bars of one standard
+deviation over seeds (n at each point): accuracy against the number of real
+images (real and mixed runs) and, when runs used synthetic images, against the
+number of synthetic images (synthetic and mixed runs; the count is every sample
+of syn.tags, the n= of the results' fingerprint.synthetic).
 """
 import argparse
-import configparser
 import pathlib
-import re
+import sys
 
-import h5py
-import numpy as np
-import pandas as pd
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-
-def real_images(attrs, num_data):
-    """Real images the run trained on: num_data, or with num_data = 0 (the
-    whole dataset) the n= of the real data's fingerprint; 0 for synthetic-only runs."""
-    if num_data > 0:
-        return num_data
-    match = re.search(r":n=(\d+)", str(attrs.get("fingerprint.real", "")).split("|")[0])
-    return int(match.group(1)) if match else 0
-
-
-def read_run(path):
-    with h5py.File(path, "r") as f:
-        if int(f.attrs.get("complete", 0)) != 1:
-            return None
-        config = configparser.ConfigParser()
-        config.read_string(f.attrs["config"])
-        real_bs, syn_bs = config.getint("data", "real_bs"), config.getint("data", "syn_bs")
-        return {
-            "run": f.attrs["run"],
-            "model": config.get("train", "model"),
-            "source": "real" if syn_bs == 0 else "synthetic" if real_bs == 0 else "mixed",
-            "num_data": real_images(f.attrs, config.getint("data", "num_data")),
-            "seed": config.getint("run", "seed"),
-            "final_accuracy": float(f.attrs["final_accuracy"]),
-            "best_accuracy": float(f.attrs["best_accuracy"]),
-            "steps": int(f.attrs["steps"]),
-        }
+import dinv_read  # noqa: E402  (sibling module, found from the script's own folder)
+from dinv_read import InputError, real_images, summarise  # noqa: E402,F401  (real_images: kept for importers)
 
 
 def load(folder):
-    rows = [r for p in sorted(pathlib.Path(folder).glob("*.h5")) if (r := read_run(p)) is not None]
-    if not rows:
-        raise SystemExit(f"no complete results files in {folder}")
-    return pd.DataFrame(rows)
+    return dinv_read.load_results(folder)
 
 
-def summarise(runs):
-    grouped = runs.groupby(["model", "source", "num_data"])
-    table = grouped[["final_accuracy", "best_accuracy"]].agg(["mean", "std", "count"])
-    table.columns = ["_".join(c) for c in table.columns]
-    return table.reset_index()
+def _axis(ax, table, x, xlabel, line_keys, label):
+    """One panel: a curve per line_keys group, mean +- std over seeds, n at each point."""
+    for keys, part in table.groupby(line_keys):
+        part = part.sort_values(x)
+        bar = ax.errorbar(part[x], 100 * part["final_accuracy_mean"], yerr=100 * part["final_accuracy_std"].fillna(0),
+                          marker="o", capsize=3, label=label(dict(zip(line_keys, keys))))
+        for _, row in part.iterrows():
+            ax.annotate(f"n={int(row['final_accuracy_count'])}", (row[x], 100 * row["final_accuracy_mean"]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=6, color=bar[0].get_color())
+    if len(table) and (table[x] > 0).all() and table[x].max() > 2 * table[x].min():
+        ax.set_xscale("log")  # sample-complexity curves span decades
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
-def plot(table, out):
+def synthetic_line_keys(part):
+    """Curves of the synthetic panel: per model x source, split by the number of
+    real images where one synthetic count has several (mixed runs of a sweep)."""
+    ambiguous = (part.groupby(["model", "source", "num_synthetic"])["num_data"].nunique() > 1).any()
+    return ["model", "source", "num_data"] if ambiguous else ["model", "source"]
+
+
+def plot(table, out, title=None):
+    """The sample-complexity figure; returns the panels drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for (model, source), part in table.groupby(["model", "source"]):
-        part = part.sort_values("num_data")
-        ax.errorbar(part["num_data"], 100 * part["final_accuracy_mean"], yerr=100 * part["final_accuracy_std"].fillna(0),
-                    marker="o", capsize=3, label=f"{model} {source}")
-    if (table["num_data"] > 0).all():
-        ax.set_xscale("log")  # sample-complexity curves span decades; a 0 (synthetic only) cannot be on a log axis
-    ax.set_xlabel("real images (num_data)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    vs_real = table[table["num_data"] > 0]
+    vs_syn = table[table["num_synthetic"] > 0]
+    panels = [p for p, part in (("real", vs_real), ("synthetic", vs_syn)) if len(part)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "real":
+            _axis(ax, vs_real, "num_data", "real images", ["model", "source"],
+                  lambda k: f"{k['model']} {k['source']}")
+            ax.set_title("against real images (real, mixed)", fontsize=9)
+        else:
+            keys = synthetic_line_keys(vs_syn)
+            _axis(ax, vs_syn, "num_synthetic", "synthetic images (samples of syn.tags)", keys,
+                  lambda k: f"{k['model']} {k['source']}" + (f" ({k['num_data']} real)" if "num_data" in k and
+                                                              k["num_data"] else ""))
+            ax.set_title("against synthetic images (synthetic, mixed)", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return panels
 
 
 def main():
@@ -95,4 +96,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    dinv_read.run_main(main)
