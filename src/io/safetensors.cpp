@@ -109,6 +109,11 @@ Json parse_header(const std::string& text, const std::string& path) {
     }
     return true;
   };
+  try {
+    check_json_depth(text, "header");
+  } catch (const IoError& e) {
+    bad(path, e.what());
+  }
   Json j;
   try {
     j = Json::parse(text, cb);
