@@ -95,6 +95,8 @@ boost::any parse_value(const OptionSpec& spec, const po::options_description& de
     desc.find(spec.key, false).semantic()->parse(v, {text}, true);
   } catch (const po::error&) {
     fail_value(spec, text, origin, "is not " + kind_name(spec.kind));
+  } catch (const std::logic_error&) {  // Boost's UTF-8 conversion: "character conversion failed"
+    throw ConfigError(origin + ": " + spec.key + " is not valid UTF-8 text (allowed: " + spec.allowed() + ")");
   }
   if (spec.kind == ValueKind::integer || spec.kind == ValueKind::real) {
     const double x = spec.kind == ValueKind::integer
@@ -283,7 +285,7 @@ std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name
 std::vector<IniEntry> read_ini(const std::string& path) {
   // open(2) then fstat: a directory or a FIFO opens fine as a stream and
   // reads as empty, which would silently run with every default.
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
   if (fd < 0) throw ConfigError("cannot read configuration file '" + path + "': " + std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0) {

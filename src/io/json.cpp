@@ -36,7 +36,7 @@ Json parse_json(const std::string& text, const std::string& what) {
   check_json_depth(text, what);
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for numbers such as 2e505
     throw IoError(what + ": invalid JSON: " + e.what());
   }
 }
