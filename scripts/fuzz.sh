@@ -3,6 +3,7 @@
 # build-fuzz/ and run each for SECONDS (default 60) from its seed corpus.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: json ini safetensors npz image cifar tokenizer
+#   (SECONDS = 0 only builds)
 #
 #   BUILD_DIR  build folder (default build-fuzz/ in the checkout)
 #   CLANG      clang version suffix (default 14: clang-14 / clang++-14 from Debian)
@@ -38,6 +39,11 @@ if [[ -x "$dinv" && ! -f "$build/model/tokenizer/vocab.json" ]]; then
     "$dinv" model init --preset tiny "$build/model" >/dev/null 2>&1 || true
 fi
 [[ -f "$build/model/tokenizer/vocab.json" ]] && export DINV_FUZZ_TOKENIZER="$build/model/tokenizer"
+
+if [[ "$seconds" == 0 ]]; then
+  echo "fuzz.sh: built ${targets[*]} in $build (0 seconds: no runs)"
+  exit 0
+fi
 
 status=0
 for t in "${targets[@]}"; do

@@ -52,20 +52,21 @@ void check_partner_groups(std::int64_t images, std::int64_t group_size, std::int
   if (images < 1 || group_size < 1) return;
   const std::int64_t groups = (images + group_size - 1) / group_size;
   const std::int64_t last = images - (groups - 1) * group_size;
-  const std::int64_t smallest = groups > 1 ? std::min(group_size, last) : last;
-  if (smallest > count) return;
-  const std::int64_t first = images - last;
+  const bool all_too_small = groups > 1 && group_size <= count;
+  if (!all_too_small && last > count) return;
   std::string msg = stage + ": generate.num_samples = " + std::to_string(count) + " distinct partners per image need " +
                     "groups of at least " + std::to_string(count + 1) + " images, but ";
-  if (smallest == last && (groups == 1 || last < group_size))
+  if (all_too_small) {
+    msg += "embed.group_size is " + std::to_string(group_size) + ". Choose a larger embed.group_size";
+  } else {
+    const std::int64_t first = images - last;
     msg += "the last embedding group (images " + std::to_string(first) + ".." + std::to_string(images - 1) + " of " +
            std::to_string(images) + " with embed.group_size = " + std::to_string(group_size) + ") holds only " +
-           std::to_string(last) + (last == 1 ? " image" : " images");
-  else
-    msg += "embed.group_size is " + std::to_string(group_size);
-  msg += ". Embed a multiple of embed.group_size images (embed.num_images";
-  if (images / group_size > 0 && smallest == last) msg += " = " + std::to_string(images / group_size * group_size);
-  msg += "), choose another embed.group_size, or lower generate.num_samples";
+           std::to_string(last) + (last == 1 ? " image" : " images") + ". Embed a multiple of embed.group_size images";
+    if (first > 0) msg += " (embed.num_images = " + std::to_string(first) + ")";
+    msg += ", choose another embed.group_size";
+  }
+  msg += ", or lower generate.num_samples";
   if (stage == "embed") msg += " (checked before embedding, so that no work is spent on a store generate would refuse)";
   throw ConfigError(msg);
 }
