@@ -8,10 +8,11 @@
 #   BUILD_DIR  build folder (default build-fuzz/ in the checkout)
 #   CLANG      clang version suffix (default 14: clang-14 / clang++-14 from Debian)
 #   DINV_VENV  Python environment with torch (default /opt/dinv/venv)
-#   DINV       a built dinv, used to make a tokenizer folder (default build/dinv)
+#   DINV_FUZZ_TOKENIZER  a tokenizer/ folder for prompt fuzzing (optional)
 #
 # The corpus a run grows is kept in BUILD_DIR/corpus/<target> (the seeds in
-# tests/fuzz/seeds/ are never changed); crashes, timeouts and allocations over
+# tests/fuzz/seeds/ and the inputs that once failed, tests/fuzz/regressions/,
+# are read, never changed); crashes, timeouts and allocations over
 # the limit go to BUILD_DIR/crashes/<target>/, and the script exits 1 if any
 # target found one. Limits: 10 s per input, one allocation at most 2 GiB,
 # 6 GiB of memory in all.
@@ -25,7 +26,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${DINV_VENV:-/opt/dinv/venv}"
 build="${BUILD_DIR:-$repo/build-fuzz}"
 v="${CLANG:-14}"
-dinv="${DINV:-$repo/build/dinv}"
 
 if [[ ! -f "$build/CMakeCache.txt" ]]; then
   CC="clang-$v" CXX="clang++-$v" "$venv/bin/cmake" -S "$repo/tests/fuzz" -B "$build" -G Ninja \
@@ -33,12 +33,12 @@ if [[ ! -f "$build/CMakeCache.txt" ]]; then
 fi
 "$venv/bin/cmake" --build "$build" --parallel "${JOBS:-2}" --target $(printf 'fuzz_%s ' "${targets[@]}")
 
-# The tokenizer target reads prompts with a real CLIP tokenizer folder.
-if [[ -x "$dinv" && ! -f "$build/model/tokenizer/vocab.json" ]]; then
-  "$dinv" model init --preset tiny --configs-only "$build/model" >/dev/null 2>&1 ||
-    "$dinv" model init --preset tiny "$build/model" >/dev/null 2>&1 || true
+# The tokenizer target fuzzes prompt text only with a real CLIP tokenizer
+# folder (DINV_FUZZ_TOKENIZER=DIR/tokenizer); without one it fuzzes vocab.json.
+if [[ -n "${DINV_FUZZ_TOKENIZER:-}" && ! -f "$DINV_FUZZ_TOKENIZER/vocab.json" ]]; then
+  echo "fuzz.sh: DINV_FUZZ_TOKENIZER=$DINV_FUZZ_TOKENIZER has no vocab.json" >&2
+  exit 2
 fi
-[[ -f "$build/model/tokenizer/vocab.json" ]] && export DINV_FUZZ_TOKENIZER="$build/model/tokenizer"
 
 if [[ "$seconds" == 0 ]]; then
   echo "fuzz.sh: built ${targets[*]} in $build (0 seconds: no runs)"
@@ -50,7 +50,10 @@ for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t" "$build/crashes/$t"
   start=$(date +%s)
   rc=0
-  "$build/fuzz_$t" "$build/corpus/$t" "$repo/tests/fuzz/seeds/$t" -max_total_time="$seconds" -timeout=10 \
+  # Inputs that once crashed (tests/fuzz/regressions/) run first, every time.
+  regress=()
+  [[ -d "$repo/tests/fuzz/regressions/$t" ]] && regress=("$repo/tests/fuzz/regressions/$t")
+  "$build/fuzz_$t" "$build/corpus/$t" "$repo/tests/fuzz/seeds/$t" "${regress[@]}" -max_total_time="$seconds" -timeout=10 \
     -malloc_limit_mb=2048 -rss_limit_mb=6144 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$build/crashes/$t/" >"$build/crashes/$t.log" 2>&1 || rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$build/crashes/$t.log" | grep -o '[0-9]*$' || echo "?")

@@ -80,6 +80,7 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!info) throw IoError("'" + name + "': libpng could not allocate its state");
   at::Tensor image;  // declared before setjmp: survives the jump
+  std::vector<png_bytep> rows;  // likewise (a longjmp skips destructors: fuzz_image found it leaking)
   png_uint_32 width = 0, height = 0;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
@@ -110,7 +111,7 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   png_read_update_info(png, info);
   if (png_get_rowbytes(png, info) != width * 3) png_error(png, "unexpected row size after conversion to RGB");
   image = at::empty({static_cast<std::int64_t>(height), static_cast<std::int64_t>(width), 3}, at::kByte);
-  std::vector<png_bytep> rows(height);
+  rows.resize(height);
   for (png_uint_32 y = 0; y < height; ++y) rows[y] = image.data_ptr<std::uint8_t>() + std::size_t(y) * width * 3;
   png_read_image(png, rows.data());
   png_read_end(png, nullptr);
