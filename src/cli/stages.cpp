@@ -11,6 +11,7 @@
 #include "dinv/dist/world.h"
 #include "dinv/io/resize.h"
 #include "dinv/generation/generate.h"
+#include "dinv/generation/perturb.h"
 #include "dinv/generation/preview.h"
 #include "dinv/generation/sd_model.h"
 #include "dinv/inversion/embed.h"
@@ -67,6 +68,12 @@ int run_embed(CommandContext& ctx) {
   const auto settings = inversion::embed_settings(ctx.config);
   const auto store = store_path(ctx);
   const auto dataset = data::make_dataset(ctx.config);
+  // A group too small for generate's partners would embed fine and then make
+  // generate refuse the store: refuse now, before any work.
+  const auto wanted = ctx.config.get_int("embed.num_images");
+  const auto images = wanted > 0 ? wanted : dataset->size();
+  if (images <= dataset->size() && ctx.config.get_string("generate.mode") == "embedding")
+    generation::check_partner_groups(images, settings.group_size, ctx.config.get_int("generate.num_samples"), "embed");
   const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));
   const auto out = inversion::run_embed(ctx.world, settings, *dataset, ctx.config.get_int("embed.num_images"), model,
                                         store, ctx.config.to_ini());

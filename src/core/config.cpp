@@ -6,7 +6,12 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 
@@ -78,11 +83,20 @@ std::string canonical(const OptionSpec& spec, const boost::any& v) {
 // Parse `text` with the Boost semantic of the key, then check bounds/choices.
 boost::any parse_value(const OptionSpec& spec, const po::options_description& desc,
                        const std::string& text, const std::string& origin) {
+  // Boost's conversion is quadratic in the length of the text (a 4 MB number
+  // takes minutes): refuse long values before converting them.
+  const std::size_t limit = spec.kind == ValueKind::string ? kMaxConfigValue : kMaxNumberText;
+  if (text.size() > limit)
+    throw ConfigError(origin + ": " + spec.key + " has a value of " + std::to_string(text.size()) +
+                      " characters, more than the " + std::to_string(limit) + " allowed for " +
+                      kind_name(spec.kind) + " (allowed: " + spec.allowed() + ")");
   boost::any v;
   try {
     desc.find(spec.key, false).semantic()->parse(v, {text}, true);
   } catch (const po::error&) {
     fail_value(spec, text, origin, "is not " + kind_name(spec.kind));
+  } catch (const std::logic_error&) {  // Boost's UTF-8 conversion: "character conversion failed"
+    throw ConfigError(origin + ": " + spec.key + " is not valid UTF-8 text (allowed: " + spec.allowed() + ")");
   }
   if (spec.kind == ValueKind::integer || spec.kind == ValueKind::real) {
     const double x = spec.kind == ValueKind::integer
@@ -229,12 +243,16 @@ std::string ConfigSchema::help(const std::vector<std::string>& sections) const {
 
 std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name) {
   std::vector<IniEntry> entries;
+  std::map<std::string, std::string> first_line;  // key -> origin of its first setting
   std::istringstream in(text);
   std::string line, section;
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
     const std::string origin = name + ":" + std::to_string(lineno);
+    if (line.size() > kMaxConfigLine)
+      throw ConfigError(origin + ": line of " + std::to_string(line.size()) + " characters, more than the " +
+                        std::to_string(kMaxConfigLine) + " a configuration line may have");
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#' || t[0] == ';') continue;
     if (t.front() == '[') {
@@ -253,17 +271,58 @@ std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name
         throw ConfigError(origin + ": key '" + key + "' is outside any [section]");
       key = section + "." + key;
     }
+    // One file sets a key once: a second setting is almost always an edit
+    // that forgot the first (later files and the command line still win).
+    const auto [it, fresh] = first_line.emplace(key, origin);
+    if (!fresh)
+      throw ConfigError(origin + ": " + key + " is set a second time in this file (first at " + it->second +
+                        "); remove one of the two lines");
     entries.push_back({key, trim(t.substr(eq + 1)), origin});
   }
   return entries;
 }
 
 std::vector<IniEntry> read_ini(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError("cannot read configuration file '" + path + "': " + std::strerror(errno));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return parse_ini(buf.str(), path);
+  // open(2) then fstat: a directory or a FIFO opens fine as a stream and
+  // reads as empty, which would silently run with every default.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
+  if (fd < 0) throw ConfigError("cannot read configuration file '" + path + "': " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw ConfigError("cannot read configuration file '" + path + "': " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw ConfigError("cannot read configuration file '" + path + "': " +
+                      (S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file"));
+  }
+  if (st.st_size > static_cast<off_t>(kMaxConfigFile)) {
+    ::close(fd);
+    throw ConfigError("configuration file '" + path + "' has " + std::to_string(st.st_size) +
+                      " bytes, more than the " + std::to_string(kMaxConfigFile) + " a configuration file may have");
+  }
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw ConfigError("cannot read configuration file '" + path + "': " + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxConfigFile) {
+      ::close(fd);
+      throw ConfigError("configuration file '" + path + "' is larger than the " + std::to_string(kMaxConfigFile) +
+                        " bytes a configuration file may have");
+    }
+  }
+  ::close(fd);
+  return parse_ini(text, path);
 }
 
 // ------------------------------------------------------------------ Config

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
 #include <csetjmp>
@@ -49,6 +50,26 @@ void jpeg_error_exit(j_common_ptr info) {
   std::longjmp(err->jump, 1);
 }
 
+// libjpeg reports damaged data as warnings and decodes on (a truncated file
+// gets grey rows after a fake end-of-image marker). Pillow refuses such
+// files; so do we: the warnings about missing or corrupt data are errors.
+// Others (an unknown JFIF revision, extraneous bytes between markers, which
+// cameras write) stay warnings and are ignored, as Pillow ignores them.
+void jpeg_emit_message(j_common_ptr info, int level) {
+  if (level != -1) return;  // trace messages
+  switch (info->err->msg_code) {
+    case JWRN_JPEG_EOF:          // Premature end of JPEG file
+    case JWRN_HIT_MARKER:        // Corrupt JPEG data: premature end of data segment
+    case JWRN_HUFF_BAD_CODE:     // Corrupt JPEG data: bad Huffman code
+    case JWRN_MUST_RESYNC:       // Corrupt JPEG data: found marker instead of RST
+    case JWRN_NOT_SEQUENTIAL:    // Invalid SOS parameters for sequential JPEG
+    case JWRN_BOGUS_PROGRESSION: // Inconsistent progression sequence
+      jpeg_error_exit(info);
+    default:
+      info->err->num_warnings++;
+  }
+}
+
 }  // namespace
 
 at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string& name) {
@@ -59,6 +80,7 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!info) throw IoError("'" + name + "': libpng could not allocate its state");
   at::Tensor image;  // declared before setjmp: survives the jump
+  std::vector<png_bytep> rows;  // likewise (a longjmp skips destructors: fuzz_image found it leaking)
   png_uint_32 width = 0, height = 0;
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
@@ -66,9 +88,18 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   }
   png_set_read_fn(png, &state, png_read_from_memory);
   png_set_sig_bytes(png, 8);
+  // Header sizes are checked before anything is allocated for them.
+  png_set_user_limits(png, static_cast<png_uint_32>(kMaxImageSide), static_cast<png_uint_32>(kMaxImageSide));
+  png_set_chunk_malloc_max(png, 64u << 20);
   png_read_info(png, info);
   width = png_get_image_width(png, info);
   height = png_get_image_height(png, info);
+  if (std::uint64_t(width) * height > kMaxImagePixels) {
+    std::snprintf(state.message, sizeof state.message, "%ux%u pixels, more than the %llu dinv decodes",
+                  static_cast<unsigned>(width), static_cast<unsigned>(height),
+                  static_cast<unsigned long long>(kMaxImagePixels));
+    png_longjmp(png, 1);
+  }
   const int color = png_get_color_type(png, info);
   // Pillow's convert("RGB"): palette and gray expanded, alpha dropped, 16 -> 8 bits by the high byte.
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -80,7 +111,7 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   png_read_update_info(png, info);
   if (png_get_rowbytes(png, info) != width * 3) png_error(png, "unexpected row size after conversion to RGB");
   image = at::empty({static_cast<std::int64_t>(height), static_cast<std::int64_t>(width), 3}, at::kByte);
-  std::vector<png_bytep> rows(height);
+  rows.resize(height);
   for (png_uint_32 y = 0; y < height; ++y) rows[y] = image.data_ptr<std::uint8_t>() + std::size_t(y) * width * 3;
   png_read_image(png, rows.data());
   png_read_end(png, nullptr);
@@ -93,6 +124,7 @@ at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string
   JpegError err;
   info.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = jpeg_error_exit;
+  err.mgr.emit_message = jpeg_emit_message;
   at::Tensor image;
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&info);
@@ -101,6 +133,15 @@ at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string
   jpeg_create_decompress(&info);
   jpeg_mem_src(&info, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&info, TRUE);
+  // Sizes from the header, before start_decompress allocates for them.
+  if (std::uint64_t(info.image_width) * info.image_height > kMaxImagePixels || info.image_width > kMaxImageSide ||
+      info.image_height > kMaxImageSide) {
+    std::snprintf(err.message, sizeof err.message, "%ux%u pixels, more than the %lldx%lld (%llu pixels) dinv decodes",
+                  static_cast<unsigned>(info.image_width), static_cast<unsigned>(info.image_height),
+                  static_cast<long long>(kMaxImageSide), static_cast<long long>(kMaxImageSide),
+                  static_cast<unsigned long long>(kMaxImagePixels));
+    std::longjmp(err.jump, 1);
+  }
   if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
     std::snprintf(err.message, sizeof err.message, "CMYK JPEG is not supported, expected RGB/YCbCr or grayscale");
     std::longjmp(err.jump, 1);

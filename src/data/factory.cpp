@@ -36,7 +36,7 @@ void register_data_options(ConfigSchema& s) {
   s.add("data.num_data", 0, "real images used: 0 = all, else a multiple of data.group_size").min(0);
   s.add("data.group_size", 100, "subset groups: consecutive dataset indices g*group_size ..").min(1);
   s.add("data.subset_seed", 0, "seed choosing the subset's groups").min(0);
-  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)").min(0);
+  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)").min(0).max(kMaxResolution);
   s.add("data.augment", "crop_flip", "training augmentation: none, crop_flip (random crop, padding res/8, flip), "
         "autoaugment (crop_flip + AutoAugment CIFAR10 policy)").choices({"none", "crop_flip", "autoaugment"});
   s.add("data.normalize", "auto", "mean/std table: auto (from data.format), cifar10, cifar100, stl10, imagenette, "

@@ -20,8 +20,16 @@ DatasetPtr open_store_samples(const std::string& store_path, const std::vector<s
     const std::string group = "samples/" + tag;
     if (!h5::exists(file, "samples") || !h5::exists(file, group))
       throw StoreError("store '" + store_path + "' has no /" + group + " (tag '" + tag + "' was never generated)");
-    auto x = h5::read_all(h5::open_dataset(file, group + "/images"), store_path + ":/" + group + "/images");
-    auto y = h5::read_all(h5::open_dataset(file, group + "/label"), store_path + ":/" + group + "/label");
+    // Shapes and dtypes first: the extents come from the file.
+    const auto xd = h5::open_dataset(file, group + "/images");
+    h5::require_layout(xd, "/" + group + "/images", at::kByte, {-1, -1, -1, 3});
+    const auto yd = h5::open_dataset(file, group + "/label");
+    const auto ydims = h5::dataset_dims(yd);
+    if (ydims.size() != 1 || ydims[0] != h5::dataset_dims(xd)[0])
+      throw StoreError("store '" + store_path + "' /" + group + "/label is " + c10::str(c10::IntArrayRef(ydims)) +
+                       ", expected one label per image [" + std::to_string(h5::dataset_dims(xd)[0]) + "]");
+    auto x = h5::read_all(xd, store_path + ":/" + group + "/images");
+    auto y = h5::read_all(yd, store_path + ":/" + group + "/label");
     if (x.scalar_type() != at::kByte || x.dim() != 4 || x.size(3) != 3 || y.dim() != 1 || y.size(0) != x.size(0))
       throw StoreError("store '" + store_path + "' /" + group + ": expected images [M, H, W, 3] u8 and label [M], found " +
                        c10::str(x.sizes()) + " " + std::string(c10::toString(x.scalar_type())) + " and " + c10::str(y.sizes()));

@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -44,8 +45,18 @@ Example TensorDataset::get(std::int64_t index) const {
 std::vector<std::uint8_t> read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw IoError("cannot open '" + path + "' for reading (missing file?)");
-  const auto size = static_cast<std::size_t>(in.tellg());
-  std::vector<std::uint8_t> bytes(size);
+  // A directory opens as a stream and reports a size of -1.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw IoError("'" + path + "' is not a regular file");
+  const auto end = in.tellg();
+  if (end < 0) throw IoError("cannot determine the size of '" + path + "'");
+  const auto size = static_cast<std::size_t>(end);
+  std::vector<std::uint8_t> bytes;
+  try {
+    bytes.resize(size);
+  } catch (const std::bad_alloc&) {
+    throw IoError("'" + path + "': cannot hold its " + std::to_string(size) + " bytes in memory");
+  }
   in.seekg(0);
   if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
     throw IoError("cannot read " + std::to_string(size) + " bytes from '" + path + "'");

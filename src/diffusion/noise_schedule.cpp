@@ -11,6 +11,8 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "dinv/io/json.h"
+
 #include "dinv/core/error.h"
 
 namespace dinv::diffusion {
@@ -28,6 +30,21 @@ T read_key(const json& j, const char* key, T fallback, const std::string& origin
   } catch (const json::exception&) {
     throw ConfigError(origin + ": key '" + key + "' has value " + it->dump() + " of the wrong type");
   }
+}
+
+// Integers: a float in the file must be a whole number int64 holds (a cast
+// of 1e30 would be undefined).
+template <>
+std::int64_t read_key<std::int64_t>(const json& j, const char* key, std::int64_t fallback, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if (it->is_number_integer()) return it->get<std::int64_t>();
+  if (it->is_number_unsigned() || it->is_number_float()) {
+    const double d = it->get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.2e18) return static_cast<std::int64_t>(d);
+    throw ConfigError(origin + ": key '" + key + "' has value " + it->dump() + ", not an integer dinv can use");
+  }
+  throw ConfigError(origin + ": key '" + key + "' has value " + it->dump() + " of the wrong type");
 }
 
 template <typename T>
@@ -126,6 +143,7 @@ std::string to_string(TimestepSpacing s) {
 
 SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::string& origin) {
   json j;
+  io::check_json_depth(text, origin);
   try {
     j = json::parse(replace_nonfinite_literals(text));
   } catch (const json::exception& e) {
@@ -135,9 +153,10 @@ SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::s
   SchedulerConfig c;
   c.class_name = read_key<std::string>(j, "_class_name", "", origin);
   c.num_train_timesteps = read_key<std::int64_t>(j, "num_train_timesteps", c.num_train_timesteps, origin);
-  if (c.num_train_timesteps < 2)
+  // Bounded above too: the schedule's tables hold one value per timestep.
+  if (c.num_train_timesteps < 2 || c.num_train_timesteps > kMaxTrainTimesteps)
     throw ConfigError(origin + ": num_train_timesteps " + std::to_string(c.num_train_timesteps) +
-                      " must be at least 2");
+                      " must be at least 2 and at most " + std::to_string(kMaxTrainTimesteps));
   c.beta_start = read_key<double>(j, "beta_start", c.beta_start, origin);
   c.beta_end = read_key<double>(j, "beta_end", c.beta_end, origin);
   c.beta_schedule = read_key<std::string>(j, "beta_schedule", c.beta_schedule, origin);

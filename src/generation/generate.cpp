@@ -22,11 +22,11 @@ namespace dinv::generation {
 void register_generate_options(ConfigSchema& s) {
   s.add("generate.mode", "embedding", "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
       .choices({"embedding", "prompt"});
-  s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1);
+  s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1).max(10000);
   s.add("generate.interpolation", 0.1, "interpolation strength s towards the partner embedding").min(0).max(1);
   s.add("generate.emb_noise", 0.1, "standard deviation of the Gaussian noise added to the embedding").min(0);
-  s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8);
-  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1);
+  s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8).max(kMaxResolution);
+  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1).max(kMaxResolution);
   s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"});
   s.add("generate.batch_size", 8, "samples per sampling batch: any rank count gives the same bytes for the same batch_size and chunk_size; "
@@ -118,10 +118,25 @@ struct SourceData {
 
 SourceData read_source(const store::Store& st) {
   SourceData d;
-  const at::Tensor labels = h5::read_all(st.dataset("/source/label"), "/source/label");
+  const h5::Handle label = st.dataset("/source/label");
+  h5::require_layout(label, "/source/label", at::kLong, {-1});
+  const at::Tensor labels = h5::read_all(label, "/source/label");
   d.labels.assign(labels.data_ptr<std::int64_t>(), labels.data_ptr<std::int64_t>() + labels.numel());
   d.class_names = h5::strings_attribute(st.group("/source"), "class_names", st.path() + ":/source");
+  const auto classes = static_cast<std::int64_t>(d.class_names.size());
+  for (std::size_t i = 0; i < d.labels.size(); ++i)
+    if (d.labels[i] < 0 || d.labels[i] >= classes)
+      throw StoreError("store '" + st.path() + "': /source/label[" + std::to_string(i) + "] is " +
+                       std::to_string(d.labels[i]) + ", outside the " + std::to_string(classes) +
+                       " classes of /source's class_names");
   d.group_size = h5::int_attribute(st.group("/embeddings"), "group_size", st.path() + ":/embeddings");
+  const auto n = static_cast<std::int64_t>(d.labels.size());
+  if (d.group_size < 1 || d.group_size > std::max<std::int64_t>(n, 1))
+    throw StoreError("store '" + st.path() + "': /embeddings attribute group_size is " + std::to_string(d.group_size) +
+                     ", expected 1.." + std::to_string(std::max<std::int64_t>(n, 1)) + " (the store has " +
+                     std::to_string(n) + " source images)");
+  const h5::Handle data = st.dataset("/embeddings/data");
+  h5::require_layout(data, "/embeddings/data", at::kFloat, {n, -1, -1});
   return d;
 }
 
@@ -266,9 +281,11 @@ void write_chunk(store::Store& st, const std::string& group, dist::Range r, cons
 void check_embeddings(const store::Store& st, const GenerationModel& m) {
   if (!st.has("/embeddings/done"))
     throw StoreError("store '" + st.path() + "' has no embeddings: run 'dinv embed' with this store first");
-  const auto units = h5::dataset_dims(st.dataset("/embeddings/done")).at(0);
-  const at::Tensor done = h5::read_all(st.dataset("/embeddings/done"), "/embeddings/done");
-  const auto finished = done.sum().item<std::int64_t>();
+  const h5::Handle ledger = st.dataset("/embeddings/done");
+  h5::require_layout(ledger, "/embeddings/done", at::kByte, {-1});
+  const auto units = h5::dataset_dims(ledger).at(0);
+  const at::Tensor done = h5::read_all(ledger, "/embeddings/done");
+  const auto finished = done.ne(0).sum().item<std::int64_t>();
   if (finished != units)
     throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
                      " embedding units are finished: rerun 'dinv embed' to complete them first");
@@ -355,6 +372,8 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   auto st = store::Store::open(store_path, world.comm(), true);
   if (s.mode == "embedding") check_embeddings(st, model);
   const SourceData src = read_source(st);
+  if (s.mode == "embedding")
+    check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
   const auto specs = plan_samples(s, src, model);
   const auto count = static_cast<std::int64_t>(specs.size());
   out.images = count;

@@ -1,5 +1,6 @@
 #include "dinv/generation/perturb.h"
 
+#include <algorithm>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -45,6 +46,29 @@ std::vector<std::int64_t> draw_partners(const std::vector<std::int64_t>& labels,
                       " images cannot supply that many distinct partners");
   for (auto j : choose(different, fill, gen)) partners.push_back(j);
   return partners;
+}
+
+void check_partner_groups(std::int64_t images, std::int64_t group_size, std::int64_t count, const std::string& stage) {
+  if (images < 1 || group_size < 1) return;
+  const std::int64_t groups = (images + group_size - 1) / group_size;
+  const std::int64_t last = images - (groups - 1) * group_size;
+  const bool all_too_small = groups > 1 && group_size <= count;
+  if (!all_too_small && last > count) return;
+  std::string msg = stage + ": generate.num_samples = " + std::to_string(count) + " distinct partners per image need " +
+                    "groups of at least " + std::to_string(count + 1) + " images, but ";
+  if (all_too_small) {
+    msg += "embed.group_size is " + std::to_string(group_size) + ". Choose a larger embed.group_size";
+  } else {
+    const std::int64_t first = images - last;
+    msg += "the last embedding group (images " + std::to_string(first) + ".." + std::to_string(images - 1) + " of " +
+           std::to_string(images) + " with embed.group_size = " + std::to_string(group_size) + ") holds only " +
+           std::to_string(last) + (last == 1 ? " image" : " images") + ". Embed a multiple of embed.group_size images";
+    if (first > 0) msg += " (embed.num_images = " + std::to_string(first) + ")";
+    msg += ", choose another embed.group_size";
+  }
+  msg += ", or lower generate.num_samples";
+  if (stage == "embed") msg += " (checked before embedding, so that no work is spent on a store generate would refuse)";
+  throw ConfigError(msg);
 }
 
 at::Tensor perturb(const at::Tensor& c_i, const at::Tensor& c_j, double interpolation, double noise_scale,

@@ -31,6 +31,7 @@ struct Chosen {
 Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& r) {
   const std::string images_name = group + "/images";
   const h5::Handle images = st.dataset(images_name);
+  h5::require_layout(images, images_name, at::kByte, {-1, -1, -1, 3});
   const auto total = h5::dataset_dims(images).at(0);
   const auto chunk_size = tag_chunk_size(st, group, r.chunk_size);
   const auto chunks = dist::chunk_count(total, chunk_size);
@@ -38,6 +39,8 @@ Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& 
   Chosen out;
   std::vector<at::Tensor> parts;
   const h5::Handle source = st.dataset(group + "/source"), label = st.dataset(group + "/label");
+  h5::require_layout(source, group + "/source", at::kLong, {total});
+  h5::require_layout(label, group + "/label", at::kLong, {total});
   for (std::int64_t c = 0; c < chunks && static_cast<std::int64_t>(out.rows.size()) < r.count; ++c) {
     if (!ledger.is_done(c)) continue;
     const auto range = dist::chunk(total, chunk_size, c);
@@ -66,13 +69,21 @@ std::vector<at::Tensor> source_tiles(const store::Store& st, const Chosen& c, co
     st.require_attribute("/source", "dataset_fingerprint", dataset.fingerprint(),
                          "The preview shows the source images of [data]: point data.* at the dataset the store "
                          "was embedded from.");
-  const at::Tensor index = any ? h5::read_all(st.dataset("/source/index"), "/source/index") : at::Tensor();
+  at::Tensor index;
+  if (any) {
+    const h5::Handle d = st.dataset("/source/index");
+    h5::require_layout(d, "/source/index", at::kLong, {-1});
+    index = h5::read_all(d, "/source/index");
+  }
   std::vector<at::Tensor> tiles;
   for (const auto s : c.source) {
     if (s < 0) {
       tiles.push_back(at::full({h, w, 3}, 128, at::kByte));
       continue;
     }
+    if (s >= index.size(0))
+      throw StoreError("store '" + st.path() + "': a sample's source is row " + std::to_string(s) +
+                       ", but /source/index has " + std::to_string(index.size(0)) + " rows");
     at::Tensor image = dataset.get(index[s].item<std::int64_t>()).image;
     if (image.size(0) != h || image.size(1) != w) image = io::resize(image, h, w, filter);
     tiles.push_back(image);

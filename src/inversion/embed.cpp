@@ -25,7 +25,7 @@ namespace dinv::inversion {
 
 void register_embed_options(ConfigSchema& s) {
   s.add("embed.num_tokens", 5, "tokens per learned conditioning tensor (T)").min(1).max(77);
-  s.add("embed.group_size", 100, "images per group: one embedding table and optimizer each").min(1);
+  s.add("embed.group_size", 100, "images per group: one embedding table and optimizer each").min(1).max(100000);
   s.add("embed.batch_size", 50, "images per optimizer step of a group (batches in order, no shuffling)").min(1);
   s.add("embed.steps", 6000, "optimizer steps per group").min(1);
   s.add("embed.lr", 3e-2, "AdamW learning rate").greater_than(0);
@@ -33,7 +33,7 @@ void register_embed_options(ConfigSchema& s) {
   s.add("embed.beta1", 0.9, "AdamW beta1").min(0).max(0.999999);
   s.add("embed.beta2", 0.999, "AdamW beta2").min(0).max(0.999999);
   s.add("embed.eps", 1e-8, "AdamW epsilon").greater_than(0);
-  s.add("embed.resolution", 128, "image size fed to the VAE (a multiple of its downsampling factor)").min(8);
+  s.add("embed.resolution", 128, "image size fed to the VAE (a multiple of its downsampling factor)").min(8).max(kMaxResolution);
   s.add("embed.interpolation", "bicubic", "resize filter to the resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"});
   s.add("embed.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only; embeddings and loss stay fp32)")
@@ -149,18 +149,31 @@ class UnitFailed : public Error {
 };
 
 // Train one unit to the end (or to a stop signal). Returns false when stopped.
-bool train_unit(UnitTrainer& trainer, const EmbedSettings& s, const std::string& ckpt, Progress& progress) {
+// `checkpoint_step`: the step of the checkpoint on disk (-1: none), for the
+// message of a unit whose loss stops being finite.
+bool train_unit(UnitTrainer& trainer, const EmbedSettings& s, const std::string& ckpt, Progress& progress,
+                std::int64_t checkpoint_step) {
   while (trainer.steps_done() < s.steps) {
     const double loss = trainer.step();
     if (!std::isfinite(loss)) {
       const auto r = trainer.plan().images();
+      // Say what is on disk: a checkpoint exists only once checkpoint_every
+      // steps were taken (or the unit resumed from one).
+      const std::string kept =
+          checkpoint_step >= 0 && file_exists(ckpt)
+              ? "its last checkpoint (step " + std::to_string(checkpoint_step) + ") is kept in " + ckpt
+              : "no checkpoint of it was written (embed.checkpoint_every = " + std::to_string(s.checkpoint_every) +
+                    " steps), so a rerun starts it from step 0";
       throw UnitFailed("embed unit " + std::to_string(trainer.plan().unit) + " (images " + std::to_string(r.begin) +
                        ".." + std::to_string(r.end - 1) + "): loss became " + std::to_string(loss) + " at step " +
-                       std::to_string(trainer.steps_done()) + "; its last checkpoint is kept in " + ckpt);
+                       std::to_string(trainer.steps_done()) + "; " + kept);
     }
     progress.advance(1, "loss " + std::to_string(loss));
     const bool stop = signals::stop_requested();
-    if (trainer.steps_done() % s.checkpoint_every == 0 || stop) save_checkpoint(ckpt, trainer.state());
+    if (trainer.steps_done() % s.checkpoint_every == 0 || stop) {
+      save_checkpoint(ckpt, trainer.state());
+      checkpoint_step = trainer.steps_done();
+    }
     if (stop) return false;
   }
   return true;
@@ -234,13 +247,15 @@ EmbedOutcome run_embed(dist::World& world, const EmbedSettings& s, const data::D
     const Posterior posterior = encode_unit(model, images.to(world.device()), s.batch_size);
     UnitTrainer trainer(model, s, plan, posterior, world.device());
     const auto ckpt = checkpoint_path(store_path, u);
+    std::int64_t checkpoint_step = -1;
     if (file_exists(ckpt)) {
       trainer.load_state(io::read_safetensors(ckpt), ckpt);
+      checkpoint_step = trainer.steps_done();
       progress.advance(trainer.steps_done());
       log::info("embed: unit " + std::to_string(u) + " resumes at step " + std::to_string(trainer.steps_done()));
     }
     try {
-      if (!train_unit(trainer, s, ckpt, progress)) {
+      if (!train_unit(trainer, s, ckpt, progress, checkpoint_step)) {
         outcome.stopped = true;
         continue;
       }

@@ -1,5 +1,6 @@
 #include "dinv/inversion/unit_trainer.h"
 
+#include <array>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -159,24 +160,45 @@ std::map<std::string, at::Tensor> UnitTrainer::state() const {
 }
 
 void UnitTrainer::load_state(const std::map<std::string, at::Tensor>& state, const std::string& origin) {
-  auto get = [&](const std::string& name, const at::Tensor& like) {
+  // Everything is checked before anything is changed: a checkpoint of other
+  // settings or a damaged one is refused naming the file and the tensor.
+  auto get = [&](const std::string& name, at::ScalarType dtype, const std::vector<std::int64_t>& shape) {
     auto it = state.find(name);
     if (it == state.end()) throw IoError(origin + ": checkpoint tensor '" + name + "' is missing");
-    if (like.defined() && it->second.sizes() != like.sizes())
-      throw IoError(origin + ": checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
-                    ", expected " + c10::str(like.sizes()));
-    return it->second;
+    const at::Tensor& t = it->second;
+    if (t.scalar_type() != dtype || t.sizes().vec() != shape)
+      throw IoError(origin + ": checkpoint tensor '" + name + "' is " + std::string(c10::toString(t.scalar_type())) +
+                    " " + c10::str(t.sizes()) + ", expected " + c10::toString(dtype) + " " +
+                    c10::str(c10::IntArrayRef(shape)));
+    return t;
   };
-  at::NoGradGuard no_grad;
+  std::vector<std::array<at::Tensor, 3>> tables;
   for (std::size_t g = 0; g < tables_.size(); ++g) {
     const auto k = std::to_string(g);
-    tables_[g].copy_(get("table." + k, tables_[g]));
-    optimizer_.exp_avg()[g].copy_(get("exp_avg." + k, tables_[g]));
-    optimizer_.exp_avg_sq()[g].copy_(get("exp_avg_sq." + k, tables_[g]));
+    const auto shape = tables_[g].sizes().vec();
+    tables.push_back({get("table." + k, at::kFloat, shape), get("exp_avg." + k, at::kFloat, shape),
+                      get("exp_avg_sq." + k, at::kFloat, shape)});
   }
-  optimizer_.set_steps_taken(get("step", at::Tensor()).item<std::int64_t>());
-  generator_.set_state(get("generator", at::Tensor()));
-  last_loss_.copy_(get("last_loss", last_loss_));
+  const at::Tensor step = get("step", at::kLong, {1});
+  const std::int64_t steps = step.item<std::int64_t>();
+  if (steps < 0 || steps > settings_.steps)
+    throw IoError(origin + ": checkpoint tensor 'step' is " + std::to_string(steps) + ", expected 0.." +
+                  std::to_string(settings_.steps) + " (embed.steps)");
+  const at::Tensor generator = get("generator", at::kByte, generator_.get_state().sizes().vec());
+  const at::Tensor last_loss = get("last_loss", at::kFloat, last_loss_.sizes().vec());
+  at::NoGradGuard no_grad;
+  try {
+    generator_.set_state(generator);
+  } catch (const c10::Error& e) {
+    throw IoError(origin + ": checkpoint tensor 'generator' is not a random generator state: " + e.what_without_backtrace());
+  }
+  for (std::size_t g = 0; g < tables_.size(); ++g) {
+    tables_[g].copy_(tables[g][0]);
+    optimizer_.exp_avg()[g].copy_(tables[g][1]);
+    optimizer_.exp_avg_sq()[g].copy_(tables[g][2]);
+  }
+  optimizer_.set_steps_taken(steps);
+  last_loss_.copy_(last_loss);
 }
 
 }  // namespace dinv::inversion

@@ -1,5 +1,8 @@
 #include "dinv/io/json.h"
 
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -7,10 +10,33 @@
 
 namespace dinv::io {
 
+void check_json_depth(const std::string& text, const std::string& what) {
+  // Brackets outside strings; the parser itself refuses unbalanced ones.
+  std::size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw IoError(what + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at byte " +
+                      std::to_string(i) + ")");
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
 Json parse_json(const std::string& text, const std::string& what) {
+  check_json_depth(text, what);
   try {
     return Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for numbers such as 2e505
     throw IoError(what + ": invalid JSON: " + e.what());
   }
 }
@@ -18,6 +44,12 @@ Json parse_json(const std::string& text, const std::string& what) {
 Json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open for reading");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw IoError(path + ": not a regular file");
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxJsonFile)
+    throw IoError(path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(kMaxJsonFile) +
+                  " a JSON file may have");
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) throw IoError(path + ": read error");
@@ -72,10 +104,13 @@ namespace {
 
 std::int64_t JsonObject::get_int(const std::string& key) const {
   const Json& v = at(key);
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+    type_error(where_, key, "an integer below 2^63", v);
   if (v.is_number_integer()) return v.get<std::int64_t>();
   if (v.is_number_float()) {
-    double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<std::int64_t>(d))) return static_cast<std::int64_t>(d);
+    // Range first: casting 1e30 to int64 is undefined.
+    const double d = v.get<double>();
+    if (std::isfinite(d) && std::fabs(d) < 9.2e18 && d == std::floor(d)) return static_cast<std::int64_t>(d);
   }
   type_error(where_, key, "an integer", v);
 }
@@ -103,7 +138,9 @@ std::vector<std::int64_t> JsonObject::get_int_list(const std::string& key) const
   if (!v.is_array()) type_error(where_, key, "a list of integers", v);
   std::vector<std::int64_t> out;
   for (const auto& e : v) {
-    if (!e.is_number_integer()) type_error(where_, key, "a list of integers", v);
+    if (!e.is_number_integer() ||
+        (e.is_number_unsigned() && e.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)))
+      type_error(where_, key, "a list of integers", v);
     out.push_back(e.get<std::int64_t>());
   }
   return out;

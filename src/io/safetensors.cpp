@@ -109,10 +109,15 @@ Json parse_header(const std::string& text, const std::string& path) {
     }
     return true;
   };
+  try {
+    check_json_depth(text, "header");
+  } catch (const IoError& e) {
+    bad(path, e.what());
+  }
   Json j;
   try {
     j = Json::parse(text, cb);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, and out_of_range for numbers such as 2e505
     bad(path, std::string("header is not valid JSON: ") + e.what());
   }
   if (!duplicate.empty()) bad(path, "tensor '" + duplicate + "' appears twice in the header");

@@ -80,6 +80,19 @@ ClipTextConfig ClipTextConfig::from_json(const io::Json& json, const std::string
   positive("num_hidden_layers", c.num_hidden_layers);
   positive("num_attention_heads", c.num_attention_heads);
   positive("max_position_embeddings", c.max_position_embeddings);
+  // Caps: sizes become tensor shapes (CLIP ViT-L/14: 49408 tokens, width 768,
+  // 3072 inner, 12 layers; OpenCLIP ViT-bigG: width 1280, 32 layers).
+  auto capped = [&](const char* key, std::int64_t v, std::int64_t hi) {
+    if (v > hi)
+      throw ModelError(where + ": key '" + key + "': " + std::to_string(v) + " is more than dinv's limit of " +
+                       std::to_string(hi));
+  };
+  capped("vocab_size", c.vocab_size, 1'000'000);
+  capped("hidden_size", c.hidden_size, 16384);
+  capped("intermediate_size", c.intermediate_size, 65536);
+  capped("num_hidden_layers", c.num_hidden_layers, 256);
+  capped("num_attention_heads", c.num_attention_heads, 16384);
+  capped("max_position_embeddings", c.max_position_embeddings, 65536);
   if (c.hidden_size % c.num_attention_heads != 0)
     throw ModelError(where + ": hidden_size " + std::to_string(c.hidden_size) + " is not divisible by " +
                      "num_attention_heads " + std::to_string(c.num_attention_heads));

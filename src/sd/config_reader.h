@@ -14,6 +14,16 @@
 
 namespace dinv::sd::detail {
 
+// Caps on the sizes a component config may declare (Stable Diffusion's
+// largest are 1280 channels, 4 blocks, 2 layers per block, 10 transformer
+// layers in SDXL): generous, but far below what would make building the
+// module ask for terabytes.
+constexpr std::int64_t kMaxChannels = 16384;      // any channel count or embedding width
+constexpr std::int64_t kMaxBlocks = 8;            // down / up blocks
+constexpr std::int64_t kMaxLayers = 64;           // layers per block, transformer layers
+constexpr std::int64_t kMaxSampleSize = 16384;    // sample_size
+constexpr std::int64_t kMaxKernel = 31;           // conv_in_kernel / conv_out_kernel
+
 // A component's config.json, with a read or parse failure as a ModelError
 // (the model folder is what is wrong, not an arbitrary file).
 inline io::Json read_model_json(const std::string& path) {
@@ -112,6 +122,17 @@ class ConfigReader {
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
     fail(key, io::Json(v), "is not supported by dinv (supported: " + list + ")");
+  }
+
+  // Sizes come from a file and become tensor shapes and divisors: each must
+  // lie in [lo, hi] before anything divides by it or allocates with it.
+  void bounded(const std::string& key, std::int64_t value, std::int64_t lo, std::int64_t hi) const {
+    if (value < lo || value > hi)
+      fail(key, obj_.json().contains(key) ? obj_.json().at(key) : io::Json(value),
+           "is out of range: each value must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+  }
+  void bounded(const std::string& key, const std::vector<std::int64_t>& values, std::int64_t lo, std::int64_t hi) const {
+    for (auto v : values) bounded(key, v, lo, hi);
   }
 
   [[noreturn]] void fail(const std::string& key, const io::Json& value, const std::string& why) const {

@@ -313,7 +313,15 @@ namespace {
 template <typename Model, typename Config>
 Model load_frozen(const std::string& dir, const LoadOptions& options, const std::string& component) {
   const auto files = find_component(dir, component, options.variant);
-  Model m(Config::from_file(files.config), at::TensorOptions().dtype(options.dtype).device(options.device));
+  const Config config = Config::from_file(files.config);
+  {
+    // Match the weights against the module built on the meta device (no
+    // memory) first: a config declaring sizes that its files do not hold is
+    // refused, naming the file and tensor, before anything is allocated.
+    Model meta(config, at::TensorOptions().dtype(options.dtype).device(at::kMeta));
+    check_weights(*meta, files.weights, options);
+  }
+  Model m(config, at::TensorOptions().dtype(options.dtype).device(options.device));
   load_weights(*m, files.weights, options);
   if (options.channels_last) m->set_channels_last(true);
   freeze(*m);

@@ -52,6 +52,9 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   }
   const size_t n = c.down_block_types.size();
   if (n == 0) r.fail("down_block_types", json.value("down_block_types", Json()), "must not be empty");
+  if (n > static_cast<size_t>(detail::kMaxBlocks))
+    r.fail("down_block_types", json.at("down_block_types"),
+           "has more than " + std::to_string(detail::kMaxBlocks) + " blocks");
   if (c.up_block_types.size() != n)
     r.fail("up_block_types", json.at("up_block_types"),
            "must have as many entries as down_block_types (" + std::to_string(n) + ")");
@@ -59,6 +62,7 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   if (c.block_out_channels.size() != n)
     r.fail("block_out_channels", json.at("block_out_channels"),
            "must have as many entries as down_block_types (" + std::to_string(n) + ")");
+  r.bounded("block_out_channels", c.block_out_channels, 1, detail::kMaxChannels);
   c.layers_per_block = r.int_or_list("layers_per_block", 2, n);
   c.cross_attention_dim = r.int_or_list("cross_attention_dim", 1280, n);
   c.transformer_layers_per_block = r.int_or_list("transformer_layers_per_block", 1, n);
@@ -116,7 +120,22 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   if (c.conv_out_kernel % 2 == 0 || c.conv_out_kernel < 1)
     r.fail("conv_out_kernel", Json(c.conv_out_kernel), "must be a positive odd number");
 
-  // Shapes that the architecture needs.
+  // Sizes first (each within its cap, divisors positive), then the shapes
+  // that the architecture needs.
+  using detail::kMaxChannels;
+  r.bounded("in_channels", c.in_channels, 1, kMaxChannels);
+  r.bounded("out_channels", c.out_channels, 1, kMaxChannels);
+  r.bounded("block_out_channels", c.block_out_channels, 1, kMaxChannels);
+  r.bounded("norm_num_groups", c.norm_num_groups, 1, kMaxChannels);
+  r.bounded("cross_attention_dim", c.cross_attention_dim, 1, kMaxChannels);
+  r.bounded("attention_head_dim", c.num_attention_heads, 1, kMaxChannels);
+  r.bounded("layers_per_block", c.layers_per_block, 1, detail::kMaxLayers);
+  r.bounded("transformer_layers_per_block", c.transformer_layers_per_block, 1, detail::kMaxLayers);
+  r.bounded("time_embedding_dim", c.time_embed_dim, 1, 4 * kMaxChannels);
+  r.bounded("sample_size", c.sample_size, 1, detail::kMaxSampleSize);
+  r.bounded("downsample_padding", c.downsample_padding, 0, detail::kMaxKernel);
+  r.bounded("conv_in_kernel", c.conv_in_kernel, 1, detail::kMaxKernel);
+  r.bounded("conv_out_kernel", c.conv_out_kernel, 1, detail::kMaxKernel);
   for (size_t i = 0; i < n; ++i) {
     const auto ch = c.block_out_channels[i];
     if (ch <= 0) r.fail("block_out_channels", json.at("block_out_channels"), "must be positive");

@@ -48,6 +48,17 @@ VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
   else
     r.fail("act_fn", Json(c.act_fn), "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
   c.norm_num_groups = r.i("norm_num_groups", 32);
+  // Sizes first (each within its cap, divisors positive).
+  using detail::kMaxChannels;
+  if (n > static_cast<size_t>(detail::kMaxBlocks))
+    r.fail("block_out_channels", json.at("block_out_channels"),
+           "has more than " + std::to_string(detail::kMaxBlocks) + " blocks");
+  r.bounded("in_channels", c.in_channels, 1, kMaxChannels);
+  r.bounded("out_channels", c.out_channels, 1, kMaxChannels);
+  r.bounded("latent_channels", c.latent_channels, 1, kMaxChannels);
+  r.bounded("block_out_channels", c.block_out_channels, 1, kMaxChannels);
+  r.bounded("norm_num_groups", c.norm_num_groups, 1, kMaxChannels);
+  r.bounded("layers_per_block", c.layers_per_block, 1, detail::kMaxLayers);
   for (auto ch : c.block_out_channels)
     if (ch <= 0 || ch % c.norm_num_groups != 0)
       r.fail("block_out_channels", json.at("block_out_channels"),
@@ -57,6 +68,7 @@ VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
     c.sample_size = v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>()
                                                                             : r.i("sample_size", 32);
   }
+  r.bounded("sample_size", c.sample_size, 1, detail::kMaxSampleSize);
   c.scaling_factor = r.d("scaling_factor", 0.18215);
   if (r.has("shift_factor")) c.shift_factor = r.d("shift_factor", 0.0);
   // Per-channel latent statistics are a pipeline matter (SDXL-style); SD has none.

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 #include <ATen/ATen.h>
 
@@ -11,6 +12,10 @@
 
 namespace dinv::h5 {
 namespace {
+
+// The most one read_rows call allocates (a dataset's extents come from the
+// file, so a damaged file could ask for anything).
+constexpr std::uint64_t kMaxReadBytes = std::uint64_t(1) << 40;
 
 herr_t walk_error(unsigned n, const H5E_error2_t* err, void* data) {
   auto& out = *static_cast<std::string*>(data);
@@ -264,6 +269,10 @@ std::vector<std::int64_t> dataset_dims(const Handle& dataset) {
   const int rank = check(H5Sget_simple_extent_ndims(space.id()), "H5Sget_simple_extent_ndims");
   std::vector<hsize_t> dims(rank);
   H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
+  for (auto d : dims)
+    if (d > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max()))
+      throw StoreError("'" + file_of(dataset.id()) + "': a dataset has an extent of " + std::to_string(d) +
+                       " (more than int64 holds)");
   return {dims.begin(), dims.end()};
 }
 
@@ -280,7 +289,9 @@ Handle row_selection(const Handle& dataset, std::int64_t begin, std::int64_t n, 
                      std::vector<hsize_t>* counts) {
   Handle space{check(H5Dget_space(dataset.id()), "H5Dget_space"), H5Sclose};
   const auto dims = dataset_dims(dataset);
-  if (begin < 0 || begin + n > dims.at(0))
+  if (dims.empty())
+    throw StoreError(name + " in '" + file_of(dataset.id()) + "' is a scalar dataset, expected an array of rows");
+  if (begin < 0 || n < 0 || begin > dims[0] || n > dims[0] - begin)
     throw StoreError(name + ": rows [" + std::to_string(begin) + ", " + std::to_string(begin + n) +
                      ") are outside the dataset's " + std::to_string(dims[0]) + " rows");
   std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
@@ -328,7 +339,22 @@ at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_
   Handle file_space = row_selection(dataset, begin, end - begin, name, &count);
   const auto dtype = dataset_dtype(dataset, name);
   std::vector<std::int64_t> shape(count.begin(), count.end());
-  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
+  // The extents come from the file: check the size before allocating.
+  std::uint64_t bytes = at::elementSize(dtype);
+  for (auto d : shape) {
+    if (d != 0 && bytes > kMaxReadBytes / static_cast<std::uint64_t>(d))
+      throw StoreError(name + " in '" + file_of(dataset.id()) + "': reading rows [" + std::to_string(begin) + ", " +
+                       std::to_string(end) + ") of shape " + c10::str(c10::IntArrayRef(shape)) +
+                       " would need more than " + std::to_string(kMaxReadBytes) + " bytes");
+    bytes *= static_cast<std::uint64_t>(d);
+  }
+  at::Tensor out;
+  try {
+    out = at::empty(shape, at::TensorOptions().dtype(dtype));
+  } catch (const std::exception&) {
+    throw StoreError(name + " in '" + file_of(dataset.id()) + "': cannot allocate " + std::to_string(bytes) +
+                     " bytes for rows [" + std::to_string(begin) + ", " + std::to_string(end) + ")");
+  }
   if (end == begin) return out;
   Handle mem_space = simple_space(count);
   check(H5Dread(dataset.id(), memory_type(dtype, name), mem_space.id(), file_space.id(), H5P_DEFAULT, out.data_ptr()),
@@ -337,7 +363,32 @@ at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_
 }
 
 at::Tensor read_all(const Handle& dataset, const std::string& name) {
-  return read_rows(dataset, name, 0, dataset_dims(dataset).at(0));
+  const auto dims = dataset_dims(dataset);
+  if (dims.empty())
+    throw StoreError(name + " in '" + file_of(dataset.id()) + "' is a scalar dataset, expected an array of rows");
+  return read_rows(dataset, name, 0, dims[0]);
+}
+
+void require_layout(const Handle& dataset, const std::string& name, at::ScalarType dtype,
+                    const std::vector<std::int64_t>& dims) {
+  const auto found = dataset_dims(dataset);
+  std::string found_type;
+  bool type_ok = false;
+  try {
+    const auto t = dataset_dtype(dataset, name);
+    found_type = c10::toString(t);
+    type_ok = t == dtype;
+  } catch (const StoreError&) {
+    found_type = "a type dinv does not read";
+  }
+  bool shape_ok = found.size() == dims.size();
+  for (std::size_t i = 0; shape_ok && i < dims.size(); ++i) shape_ok = dims[i] < 0 || dims[i] == found[i];
+  if (type_ok && shape_ok) return;
+  std::string want = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) want += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
+  want += "]";
+  throw StoreError("'" + file_of(dataset.id()) + "': dataset '" + name + "' is " + found_type + " " +
+                   c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) + " " + want);
 }
 
 // -------------------------------------------------------------- attributes
@@ -407,15 +458,35 @@ std::vector<std::string> strings_attribute(const Handle& obj, const std::string&
   return out;
 }
 
-std::int64_t int_attribute(const Handle& obj, const std::string& name, const std::string& where) {
+namespace {
+// An attribute read into one C++ value must hold exactly one element of the
+// expected class: HDF5 writes every element of the attribute into the buffer,
+// so an N-element attribute read into a scalar would overwrite the stack.
+Handle scalar_attribute(const Handle& obj, const std::string& name, const std::string& where, bool allow_float) {
   Handle attr = open_attribute(obj, name, where);
+  Handle space{check(H5Aget_space(attr.id()), where + ": dataspace of attribute '" + name + "'"), H5Sclose};
+  const H5S_class_t sclass = H5Sget_simple_extent_type(space.id());
+  const hssize_t points = H5Sget_simple_extent_npoints(space.id());
+  if (sclass == H5S_NULL || points != 1)
+    throw StoreError(where + ": attribute '" + name + "' holds " + std::to_string(points < 0 ? 0 : points) +
+                     " values, expected a single number");
+  Handle type{check(H5Aget_type(attr.id()), where + ": type of attribute '" + name + "'"), H5Tclose};
+  const H5T_class_t tclass = H5Tget_class(type.id());
+  if (tclass != H5T_INTEGER && !(allow_float && tclass == H5T_FLOAT))
+    throw StoreError(where + ": attribute '" + name + "' is not " + (allow_float ? "a number" : "an integer"));
+  return attr;
+}
+}  // namespace
+
+std::int64_t int_attribute(const Handle& obj, const std::string& name, const std::string& where) {
+  Handle attr = scalar_attribute(obj, name, where, false);
   std::int64_t v = 0;
   check(H5Aread(attr.id(), H5T_NATIVE_INT64, &v), where + ": read attribute '" + name + "'");
   return v;
 }
 
 double real_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  Handle attr = open_attribute(obj, name, where);
+  Handle attr = scalar_attribute(obj, name, where, true);
   double v = 0;
   check(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), where + ": read attribute '" + name + "'");
   return v;

@@ -129,8 +129,22 @@ class Config {
   std::map<std::string, ConfigValue> values_;
 };
 
+// Caps on configuration input (ConfigErrors name the file and line, or the
+// command line, when exceeded): a configuration file, one line of it, one
+// string value, and the text of one number or boolean.
+constexpr std::size_t kMaxConfigFile = 16u << 20;   // 16 MiB
+constexpr std::size_t kMaxConfigLine = 1u << 20;    // 1 MiB
+constexpr std::size_t kMaxConfigValue = 64u << 10;  // 64 KiB
+constexpr std::size_t kMaxNumberText = 64;
+// The largest image side any resolution key accepts (generate.sampling_resolution,
+// generate.save_resolution, embed.resolution, data.resolution): SD samples at
+// 512 or 1024; larger values only ask for memory no machine has.
+constexpr std::int64_t kMaxResolution = 4096;
+
 // Parse one INI file into (key, value, origin) triples: "[section]" headers,
-// "key = value", '#' or ';' comments. Errors name the file and line.
+// "key = value", '#' or ';' comments. Errors name the file and line. A key set
+// twice in one file is an error naming both lines. `read_ini` refuses what is
+// not a regular, readable file (a directory, a FIFO).
 struct IniEntry {
   std::string key, value, origin;
 };

@@ -13,6 +13,14 @@
 
 namespace dinv::data {
 
+// Caps, checked on the header before any pixel memory is allocated: images
+// wider or taller than kMaxImageSide, or with more than kMaxImagePixels
+// pixels, are IoErrors naming the file. A JPEG that libjpeg decodes only with
+// a warning about missing or corrupt data ("Premature end of JPEG file",
+// "Corrupt JPEG data: ...") is an IoError too, as in Pillow.
+constexpr std::int64_t kMaxImageSide = 16384;
+constexpr std::uint64_t kMaxImagePixels = std::uint64_t(1) << 26;  // 64 Mi pixels: 192 MiB as RGB
+
 // `name` is only used in error messages (the file the bytes came from).
 at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string& name);
 at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& name);

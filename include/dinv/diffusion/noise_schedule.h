@@ -26,6 +26,10 @@ std::string to_string(TimestepSpacing s);
 // The keys of scheduler_config.json that dinv understands. Keys whose default
 // differs between diffusers scheduler classes are optional: each sampler
 // applies its own class default, as diffusers' `from_config` does.
+// scheduler_config.json's num_train_timesteps is at most this (SD uses 1000;
+// the schedule's tables hold one value per timestep).
+constexpr std::int64_t kMaxTrainTimesteps = 1'000'000;
+
 struct SchedulerConfig {
   std::string class_name;  // "_class_name", e.g. "PNDMScheduler"
   std::int64_t num_train_timesteps = 1000;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -21,6 +22,17 @@ namespace dinv::generation {
 // out-of-class images. Returns indices within the group.
 std::vector<std::int64_t> draw_partners(const std::vector<std::int64_t>& group_labels, std::int64_t source,
                                         std::int64_t count, std::uint64_t seed);
+
+// Every image needs `count` distinct partners from its own group (the group
+// is the embedding table the partner's embedding was learned in), so every
+// group needs at least count + 1 images. Only the last group can be smaller
+// than embed.group_size (when the image count is not a multiple of it); the
+// method's fill-up rule above cannot help there, because the group simply has
+// too few other images. ConfigError naming the group, its size and the keys
+// involved when a group of `images` images cut into groups of `group_size` is
+// too small; `stage` ("embed" or "generate") says where the check runs: embed
+// refuses before any work is done.
+void check_partner_groups(std::int64_t images, std::int64_t group_size, std::int64_t count, const std::string& stage);
 
 // c = c_i + s (c_j - c_i) + noise_scale * N(0, I), noise drawn from `seed`.
 at::Tensor perturb(const at::Tensor& c_i, const at::Tensor& c_j, double interpolation, double noise_scale,

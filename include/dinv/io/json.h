@@ -15,7 +15,19 @@ namespace dinv::io {
 
 using Json = nlohmann::json;
 
-// Parse a file; IoError "FILE: cannot open" / "FILE: invalid JSON: ..." on failure.
+// Caps on JSON input. Nesting: the parser is iterative, but copying, dumping
+// and comparing a value recurse once per level, so a file of lists nested
+// 200,000 deep exhausts the stack after parsing; real files (model configs,
+// tokenizers, safetensors headers) nest fewer than 10 levels. Size: a
+// tokenizer.json is a few MB.
+constexpr std::size_t kMaxJsonDepth = 128;
+constexpr std::uintmax_t kMaxJsonFile = 256u << 20;  // 256 MiB
+
+// IoError "WHAT: JSON nested deeper than 128 levels (at byte N)".
+void check_json_depth(const std::string& text, const std::string& what);
+// Parse a file; IoError "FILE: cannot open" / "FILE: invalid JSON: ..." on
+// failure, and when it exceeds the caps above (every JSON file dinv reads
+// goes through here or parse_json).
 Json read_json_file(const std::string& path);
 // Parse text; IoError naming `what` (a file name or "safetensors header of FILE").
 Json parse_json(const std::string& text, const std::string& what);

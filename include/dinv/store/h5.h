@@ -90,7 +90,14 @@ void write_rows(const Handle& dataset, const std::string& name, std::int64_t row
                 bool collective);
 // Read rows [begin, end) (independent I/O).
 at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_t begin, std::int64_t end);
+// Read rows [begin, end) (independent I/O). The extents come from the file:
+// read_rows refuses a selection above 1 TiB and reports an allocation failure
+// as a StoreError naming the file and dataset; a scalar dataset is refused.
 at::Tensor read_all(const Handle& dataset, const std::string& name);
+// Check a dataset's dtype and shape before reading it (`dims`: -1 = any
+// extent): StoreError "'FILE': dataset 'NAME' is int32 [3, 4], expected int64 [*]".
+void require_layout(const Handle& dataset, const std::string& name, at::ScalarType dtype,
+                    const std::vector<std::int64_t>& dims);
 
 // ---- attributes ------------------------------------------------------------------
 bool has_attribute(const Handle& obj, const std::string& name);
@@ -99,6 +106,9 @@ void set_attribute(const Handle& obj, const std::string& name, std::int64_t valu
 void set_attribute(const Handle& obj, const std::string& name, double value);
 void set_attribute(const Handle& obj, const std::string& name, const std::vector<std::string>& values);
 std::string string_attribute(const Handle& obj, const std::string& name, const std::string& where);
+// Scalar reads check the attribute first: exactly one element (scalar or
+// one-element array) of integer class (int) or integer/float class (real);
+// anything else is a StoreError naming `where` and the attribute.
 std::int64_t int_attribute(const Handle& obj, const std::string& name, const std::string& where);
 double real_attribute(const Handle& obj, const std::string& name, const std::string& where);
 std::vector<std::string> strings_attribute(const Handle& obj, const std::string& name, const std::string& where);
