@@ -55,7 +55,9 @@ mpi "$dinv" train --config "$config" --data.real_bs=16 --syn.format=store --data
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'
-"${DINV_PYTHON:-${DINV_VENV:-/opt/dinv/venv}/bin/python}" "$repo/analysis/sample_complexity.py" results --out results/curves.png
+python="${DINV_PYTHON:-${DINV_VENV:-/opt/dinv/venv}/bin/python}"
+"$python" "$repo/analysis/sample_complexity.py" results --out results/curves.png
+"$python" "$repo/analysis/report.py" results --store store.h5 --out report
 finish_step
 
 printf '\n== summary: %d s in all\n' "$SECONDS"
@@ -68,4 +70,5 @@ outputs in $out:
   results/real.h5                the classifier trained on real images
   results/real_plus_generated.h5 the classifier trained on real + generated images
   results/curves.png             test accuracy per source
+  report/report.html             the report: curves, tables, Stage 1 losses, image grids
 EOF
