@@ -40,8 +40,22 @@ void register_sweep_options(ConfigSchema& s) {
       .choices({"local", "slurm"});
   s.add("sweep.task", -1, "run only this point (Slurm array tasks set it; -1: all)").min(-1);
   s.add("sweep.submit", false, "slurm mode: submit the script with sbatch");
-  s.add("sweep.template", "slurm/sweep.sbatch.in", "Slurm job-array template (@NAME@, @TASKS@, @COMMAND@ replaced)");
+  s.add("sweep.template", "slurm/sweep.sbatch.in",
+        "Slurm job-array template (@NAME@, @TASKS@, @COMMAND@, @SBATCH@ replaced); a relative path missing from "
+        "the working directory is looked up in the folder above the dinv binary's (the source tree of build/dinv)");
   s.add("sweep.launcher", "srun", "how a task starts its ranks in slurm mode (e.g. srun, \"mpirun -np 4\")");
+  // No defaults: these say what to do with a sweep, not what it is, and are
+  // left out of the sweep's frozen configuration.
+  s.add_without_default("sweep.status", ValueKind::boolean,
+                        "print the status of every point (done, running, pending, failed, missing) and exit (--status)");
+  s.add_without_default("sweep.resubmit", ValueKind::boolean,
+                        "submit a job array of only the failed and missing points of the frozen sweep (--resubmit)");
+  s.add_without_default("sweep.sbatch_args", ValueKind::string,
+                        "slurm mode: more sbatch arguments for the submission, as a shell would read them "
+                        "(slurm/submit.sh passes its own here)");
+  s.add_without_default("sweep.after", ValueKind::string,
+                        "slurm mode: the array starts after this job id finished successfully (afterok; a failure "
+                        "cancels the array)");
 }
 
 TrainOptions train_options(const Config& c, std::int64_t resolution, std::int64_t num_classes) {

@@ -4,6 +4,7 @@
 #include "dinv/classify/options.h"
 #include "dinv/core/error.h"
 #include "dinv/cli/data_command.h"
+#include "dinv/cli/slurm.h"
 #include "dinv/data/readers.h"
 #include "dinv/diffusion/scheduler.h"
 #include "dinv/generation/generate.h"
@@ -17,6 +18,7 @@ int run_embed(CommandContext& ctx);
 int run_generate(CommandContext& ctx);
 int run_train(CommandContext& ctx);
 int run_sweep(CommandContext& ctx);
+int run_slurm(CommandContext& ctx);
 void register_model_options(ConfigSchema& s);
 
 namespace {
@@ -32,6 +34,7 @@ ConfigSchema build_schema() {
   generation::register_generate_options(s);
   classify::register_train_options(s);
   classify::register_sweep_options(s);
+  register_slurm_options(s);
   return s;
 }
 
@@ -54,8 +57,22 @@ std::vector<Command> build_commands() {
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
                "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
-               "dinv sweep --config FILE [--section.key=value ...]", {"run", "data", "syn", "train", "sweep"}, {},
-               run_sweep});
+               "dinv sweep --config FILE [--status | --resubmit] [--section.key=value ...]\n"
+               "  --status     print a table of the sweep's points: done, running, pending, failed or missing,\n"
+               "               the results file and the Slurm job and state when a job id is known\n"
+               "               (same as --sweep.status)\n"
+               "  --resubmit   submit a job array of only the failed and missing points (same as\n"
+               "               --sweep.resubmit); [slurm] / [slurm.sweep] keys given now apply to it\n"
+               "  Slurm mode writes <train.results_dir>/<sweep.name>.sbatch with the [slurm] and\n"
+               "  [slurm.sweep] options; --sweep.submit submits it and records the job id in\n"
+               "  <sweep.name>.jobs (read by --status)",
+               {"run", "data", "syn", "train", "sweep", "slurm"}, {}, run_sweep, nullptr,
+               {{"--status", "sweep.status=true"}, {"--resubmit", "sweep.resubmit=true"}}});
+  c.push_back({"slurm", "print the sbatch options of a stage from [slurm] and [slurm.STAGE] (for slurm/submit.sh)",
+               "dinv slurm embed|generate|train|sweep --config FILE [--section.key=value ...]\n"
+               "  one sbatch option per line, e.g. --partition=gpu; unset keys are left out\n"
+               "  (use --run.log_level=warn to get only the options on standard output)",
+               {"slurm"}, {}, run_slurm});
   c.push_back({"model", "inspect, run and create Stable Diffusion model folders",
                "dinv model info|run|tokenize|init ...", {}, {}, nullptr, run_model});
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",

@@ -86,7 +86,11 @@ ParsedArgs split_args(const std::vector<std::string>& args,
     const auto flag = std::find_if(flags.begin(), flags.end(), [&](const auto& f) {
       return a == f.first || a.rfind(f.first + "=", 0) == 0;
     });
-    if (flag != flags.end()) {
+    if (flag != flags.end() && flag->second.find('=') != std::string::npos) {
+      // A switch ("--status" for "sweep.status=true") takes no value.
+      if (a != flag->first) throw ConfigError(flag->first + " takes no value");
+      out.overrides.push_back("--" + flag->second);
+    } else if (flag != flags.end()) {
       if (a == flag->first && i + 1 >= args.size())
         throw ConfigError(flag->first + " needs a value (it stands for --" + flag->second + "=VALUE)");
       const std::string value = a == flag->first ? args[++i] : a.substr(flag->first.size() + 1);

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "dinv/cli/command.h"
+#include "dinv/cli/slurm.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/data/readers.h"
@@ -76,7 +77,7 @@ int run_embed(CommandContext& ctx) {
     generation::check_partner_groups(images, settings.group_size, ctx.config.get_int("generate.num_samples"), "embed");
   const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));
   const auto out = inversion::run_embed(ctx.world, settings, *dataset, ctx.config.get_int("embed.num_images"), model,
-                                        store, ctx.config.to_ini());
+                                        store, recorded_ini(ctx.config));
   if (out.stopped) {
     log::info("embed: stopped by signal with " + std::to_string(out.units_done) + "/" + std::to_string(out.units_total) +
               " units done and the others checkpointed; rerun the same command to resume");
@@ -98,7 +99,7 @@ int run_generate(CommandContext& ctx) {
   sampler.eta = ctx.config.get_real("sampler.eta");
   sampler.karras_sigmas = ctx.config.get_bool("sampler.karras_sigmas");
   const auto model = generation::make_generation_model(load_model(ctx, "generate.dtype"), settings, sampler);
-  const auto out = generation::run_generate(ctx.world, settings, model, store, ctx.config.to_ini());
+  const auto out = generation::run_generate(ctx.world, settings, model, store, recorded_ini(ctx.config));
   if (out.stopped) {
     log::info("generate: stopped by signal with " + std::to_string(out.chunks_done) + "/" +
               std::to_string(out.chunks_total) + " chunks of '" + out.tag + "' done; rerun the same command to resume" +

@@ -1,14 +1,23 @@
 // `dinv train` (one data-parallel run) and `dinv sweep` (a grid of runs, here
 // one after another or as a Slurm job array).
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
+#include "dinv/io/data_files.h"
 #include "dinv/classify/options.h"
 #include "dinv/classify/results.h"
 #include "dinv/classify/trainer.h"
 #include "dinv/cli/command.h"
+#include "dinv/cli/slurm.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/data/training_data.h"
@@ -45,7 +54,7 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
             " px, " + std::to_string(d->num_classes) + " classes, " + std::to_string(options.steps) +
             " steps of " + std::to_string(options.batch_size) + " images on " + world.describe() + ", gradients over " +
             comm.backend());
-  classify::RunInfo info{name, config.to_ini(), fingerprints(*d), d->test->class_names(), world.size(),
+  classify::RunInfo info{name, recorded_ini(config), fingerprints(*d), d->test->class_names(), world.size(),
                          world.device().str(), options.batch_size};
   const std::string checkpoint = options.checkpoint_path;
   classify::Trainer trainer(options, classify::make_loader_batches(d, options.seed), &comm, world.device());
@@ -82,25 +91,244 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return s;
 }
 
-// The job-array script: task i runs point i of the frozen base configuration.
-int write_slurm_array(const Config& config, const std::string& base_ini, std::size_t points) {
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// ------------------------------------------------------------------ sweeps
+
+std::string sweep_file(const Config& c, const std::string& ext) {
+  return c.get_string("train.results_dir") + "/" + c.get_string("sweep.name") + ext;
+}
+
+// The frozen configuration every point resolves against: the recorded
+// configuration without the keys that only say what to do with the sweep.
+std::string frozen_ini(const Config& c) {
+  std::istringstream in(recorded_ini(c));
+  std::string line, section, out;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] == '[') section = line;
+    const std::string key = trim(line.substr(0, line.find('=')));
+    if (section == "[sweep]" && (key == "status" || key == "resubmit" || key == "after" || key == "sbatch_args"))
+      continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
+// Output of a shell command (stderr too) and its exit status.
+std::pair<int, std::string> capture(const std::string& command) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) throw Error("cannot run '" + command + "'");
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
+}
+
+std::string shell_quote(const std::string& s) { return "'" + replace_all(s, "'", "'\\''") + "'"; }
+
+// A relative template path that is not in the working directory is looked up
+// in dinv's data directory (slurm/sweep.sbatch.in of an install or a build).
+std::string find_template(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::path(path).is_absolute() || fs::exists(path)) return path;
+  const std::string shipped = io::data_directory() + "/" + path;
+  return fs::exists(shipped) ? shipped : path;
+}
+
+struct SweepJob {
+  std::string id;
+  std::vector<std::size_t> tasks;
+};
+
+// <sweep>.jobs: one line per submission, "JOBID TASK,TASK,...".
+std::vector<SweepJob> read_jobs(const std::string& path) {
+  std::vector<SweepJob> jobs;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    SweepJob j;
+    std::string tasks, t;
+    if (!(f >> j.id >> tasks)) continue;
+    std::istringstream ts(tasks);
+    while (std::getline(ts, t, ',')) j.tasks.push_back(std::stoul(t));
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+// The job-array script of these points (task i runs point i of the frozen
+// configuration `base_ini`), submitted when `submit`; returns the job id.
+std::string write_slurm_array(const Config& config, const std::string& base_ini, const std::vector<std::size_t>& tasks,
+                              bool submit) {
   const std::string name = config.get_string("sweep.name");
-  const std::string script = config.get_string("train.results_dir") + "/" + name + ".sbatch";
-  std::string text = read_text(config.get_string("sweep.template"));
+  const std::string script = sweep_file(config, ".sbatch");
+  const std::string template_path = find_template(config.get_string("sweep.template"));
+  std::string text = read_text(template_path);
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   const std::string command = config.get_string("sweep.launcher") + " " + self + " sweep --config " +
                               std::filesystem::absolute(base_ini).string() +
                               " --sweep.mode=local --sweep.task=${SLURM_ARRAY_TASK_ID}";
+  std::string directives;
+  for (const auto& o : sbatch_options(config, "sweep")) directives += "#SBATCH " + o + "\n";
+  if (text.find("@SBATCH@") != std::string::npos) {
+    text = replace_all(text, "@SBATCH@\n", directives);
+    text = replace_all(text, "@SBATCH@", directives);
+  } else if (!directives.empty()) {
+    config.reject("sweep.template", "has no @SBATCH@ line for the [slurm] options (" + trim(directives) + ")");
+  }
   text = replace_all(text, "@NAME@", name);
-  text = replace_all(text, "@TASKS@", "0-" + std::to_string(points - 1));
+  text = replace_all(text, "@TASKS@", sweep_array_spec(config, tasks));
   text = replace_all(text, "@COMMAND@", command);
   write_text(script, text);
-  log::info("wrote " + script + " (" + std::to_string(points) + " array tasks)");
-  if (config.get_bool("sweep.submit")) {
-    const int rc = std::system(("sbatch " + script).c_str());
-    if (rc != 0) throw Error("sbatch " + script + " failed with status " + std::to_string(rc));
+  log::info("wrote " + script + " (" + std::to_string(tasks.size()) + " array tasks)");
+  if (!submit) return "";
+  std::string cmd = "sbatch --parsable";
+  if (config.has("sweep.after") && !trim(config.get_string("sweep.after")).empty())
+    cmd += " --dependency=afterok:" + shell_quote(trim(config.get_string("sweep.after"))) + " --kill-on-invalid-dep=yes";
+  if (config.has("sweep.sbatch_args")) cmd += " " + config.get_string("sweep.sbatch_args");
+  cmd += " " + shell_quote(script);
+  const auto [rc, out] = capture(cmd);
+  if (rc != 0) throw Error(cmd + " failed with status " + std::to_string(rc) + ": " + trim(out));
+  // --parsable: "JOBID" or "JOBID;CLUSTER" on the last line (warnings may come first).
+  std::string id = trim(out);
+  id = trim(id.substr(id.find_last_of('\n') == std::string::npos ? 0 : id.find_last_of('\n') + 1));
+  id = id.substr(0, id.find(';'));
+  if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos)
+    throw Error(cmd + ": unexpected output '" + trim(out) + "'");
+  std::ofstream jobs(sweep_file(config, ".jobs"), std::ios::app);
+  jobs << id << " ";
+  for (std::size_t i = 0; i < tasks.size(); ++i) jobs << (i ? "," : "") << tasks[i];
+  jobs << "\n";
+  if (!jobs) throw IoError("cannot write " + sweep_file(config, ".jobs"));
+  std::cout << "submitted sweep " << name << " as job " << id << " (array " << sweep_array_spec(config, tasks) << ")"
+            << std::endl;
+  return id;
+}
+
+// Slurm's state of array tasks, (job id, task) -> "STATE reason", from squeue
+// (jobs Slurm still remembers), else sacct where accounting runs.
+std::map<std::pair<std::string, std::size_t>, std::string> slurm_states(const std::string& name,
+                                                                        const std::vector<SweepJob>& jobs) {
+  std::map<std::pair<std::string, std::size_t>, std::string> states;
+  if (jobs.empty()) return states;
+  std::set<std::string> ids;
+  for (const auto& j : jobs) ids.insert(j.id);
+  auto [rc, out] = capture("squeue -h -r -t all -n " + shell_quote(name) + " -o '%F %K %T %r'");
+  if (rc == 0) {
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string job, task, state, reason;
+      if (!(f >> job >> task >> state) || !ids.count(job) || task.find_first_not_of("0123456789") != std::string::npos)
+        continue;
+      std::getline(f, reason);
+      reason = trim(reason);
+      states[{job, std::stoul(task)}] = state + (reason.empty() || reason == "None" ? "" : " (" + reason + ")");
+    }
   }
-  return 0;
+  std::string list;
+  for (const auto& id : ids) list += (list.empty() ? "" : ",") + id;
+  std::tie(rc, out) = capture("sacct -n -X -P -o JobID,State -j " + list);
+  if (rc == 0) {
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto bar = line.find('|'), under = line.find('_');
+      if (bar == std::string::npos || under == std::string::npos || under > bar) continue;
+      const std::string job = line.substr(0, under), task = line.substr(under + 1, bar - under - 1);
+      if (!ids.count(job) || task.empty() || task.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::string state = trim(line.substr(bar + 1));
+      state = state.substr(0, state.find(' '));
+      states.emplace(std::make_pair(job, std::stoul(task)), state);  // squeue's answer wins
+    }
+  }
+  return states;
+}
+
+struct PointStatus {
+  std::string name, status, job, slurm, results, note;
+};
+
+std::string classify_state(const std::string& slurm) {
+  const std::string s = slurm.substr(0, slurm.find(' '));
+  static const std::set<std::string> running = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING",
+                                                "RESIZING", "SUSPENDED"};
+  static const std::set<std::string> pending = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                                                "RESV_DEL_HOLD", "SPECIAL_EXIT"};
+  if (running.count(s)) return "running";
+  if (pending.count(s)) return "pending";
+  return "failed";  // COMPLETED without a results file, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+}
+
+std::vector<PointStatus> sweep_status(const Config& config, const std::string& base,
+                                      const std::vector<classify::SweepPoint>& points) {
+  const auto jobs = read_jobs(sweep_file(config, ".jobs"));
+  const auto states = slurm_states(config.get_string("sweep.name"), jobs);
+  std::vector<PointStatus> out;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const Config point = Config::resolve(schema(), {base}, points[i].overrides);
+    PointStatus s;
+    s.name = points[i].name;
+    s.results = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".h5";
+    const std::string failed = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
+    const std::string checkpoint = classify::train_options(point, 1, 1).checkpoint_path;
+    for (const auto& j : jobs)  // the latest submission of this point
+      if (std::find(j.tasks.begin(), j.tasks.end(), i) != j.tasks.end()) s.job = j.id + "_" + std::to_string(i);
+    if (!s.job.empty()) {
+      const auto it = states.find({s.job.substr(0, s.job.find('_')), i});
+      s.slurm = it == states.end() ? "unknown (no longer listed)" : it->second;
+    }
+    if (classify::results_complete(s.results)) {
+      s.status = "done";
+    } else if (!s.job.empty() && s.slurm.rfind("unknown", 0) != 0) {
+      s.status = classify_state(s.slurm);
+    } else if (std::filesystem::exists(failed)) {
+      s.status = "failed";
+    } else {
+      s.status = "missing";
+    }
+    if (s.status != "done" && std::filesystem::exists(failed)) s.note = "error: " + trim(read_text(failed));
+    if (s.status != "done" && std::filesystem::exists(checkpoint)) s.note += (s.note.empty() ? "" : "; ") + std::string("checkpoint ") + checkpoint;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void print_status(const std::string& name, const std::string& base, const std::vector<PointStatus>& st) {
+  std::map<std::string, int> count;
+  for (const auto& s : st) ++count[s.status];
+  std::ostringstream out;
+  out << "sweep " << name << " (" << base << "): " << st.size() << " points: ";
+  const char* kinds[] = {"done", "running", "pending", "failed", "missing"};
+  for (std::size_t k = 0; k < 5; ++k) out << (k ? ", " : "") << count[kinds[k]] << " " << kinds[k];
+  out << "\n";
+  std::size_t w_name = 4, w_job = 3, w_slurm = 5, w_results = 7;
+  for (const auto& s : st) {
+    w_name = std::max(w_name, s.name.size());
+    w_job = std::max(w_job, s.job.size());
+    w_slurm = std::max(w_slurm, s.slurm.size());
+    w_results = std::max(w_results, s.results.size());
+  }
+  auto cell = [](std::string v, std::size_t w) {
+    if (v.empty()) v = "-";
+    v.resize(std::max(w, v.size()), ' ');
+    return v + "  ";
+  };
+  out << cell("point", 5) << cell("name", w_name) << cell("status", 7) << cell("job", w_job) << cell("slurm", w_slurm)
+      << cell("results", w_results) << "note\n";
+  for (std::size_t i = 0; i < st.size(); ++i) {
+    const auto& s = st[i];
+    std::string line = cell(std::to_string(i), 5) + cell(s.name, w_name) + cell(s.status, 7) + cell(s.job, w_job) +
+                       cell(s.slurm, w_slurm) + cell(s.results, w_results) + s.note;
+    out << trim(line) << "\n";
+  }
+  std::cout << out.str() << std::flush;
 }
 
 }  // namespace
@@ -113,24 +341,63 @@ int run_train(CommandContext& ctx) {
 
 int run_sweep(CommandContext& ctx) {
   apply_run_options(ctx.config, ctx.world);
-  const auto points = classify::expand_sweep(ctx.config);
+  const Config& config = ctx.config;
   // Every point resolves against this frozen copy of the sweep's configuration.
-  const std::string base = ctx.config.get_string("train.results_dir") + "/" + ctx.config.get_string("sweep.name") + ".ini";
-  if (ctx.world.is_root() && ctx.config.get_int("sweep.task") < 0) write_text(base, ctx.config.to_ini());
-  if (ctx.config.get_string("sweep.mode") == "slurm") {
-    return ctx.world.is_root() ? write_slurm_array(ctx.config, base, points.size()) : 0;
+  const std::string base = sweep_file(config, ".ini");
+  const bool status = config.has("sweep.status") && config.get_bool("sweep.status");
+  const bool resubmit = config.has("sweep.resubmit") && config.get_bool("sweep.resubmit");
+  if (status || resubmit) {
+    // The points of the sweep as it was written, whatever the configuration says now.
+    if (!std::filesystem::exists(base))
+      throw ConfigError("no sweep '" + config.get_string("sweep.name") + "' in " + config.get_string("train.results_dir") +
+                        " (" + base + " is missing): run `dinv sweep` first");
+    if (!ctx.world.is_root()) return 0;
+    const Config frozen = Config::resolve(schema(), {base}, {});
+    const auto points = classify::expand_sweep(frozen);
+    const auto st = sweep_status(config, base, points);
+    if (status) print_status(config.get_string("sweep.name"), base, st);
+    if (resubmit) {
+      std::vector<std::size_t> tasks;
+      for (std::size_t i = 0; i < st.size(); ++i)
+        if (st[i].status == "failed" || st[i].status == "missing") tasks.push_back(i);
+      if (tasks.empty()) {
+        std::cout << "sweep " << config.get_string("sweep.name") << ": no failed or missing points, nothing resubmitted"
+                  << std::endl;
+        return 0;
+      }
+      write_slurm_array(config, base, tasks, true);
+    }
+    return 0;
   }
-  const auto task = ctx.config.get_int("sweep.task");
+  const auto points = classify::expand_sweep(config);
+  if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
+  if (config.get_string("sweep.mode") == "slurm") {
+    if (!ctx.world.is_root()) return 0;
+    std::vector<std::size_t> tasks(points.size());
+    for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
+    write_slurm_array(config, base, tasks, config.get_bool("sweep.submit"));
+    return 0;
+  }
+  const auto task = config.get_int("sweep.task");
   if (task >= static_cast<std::int64_t>(points.size()))
-    ctx.config.reject("sweep.task", "the sweep has " + std::to_string(points.size()) + " points (0.." +
-                                        std::to_string(points.size() - 1) + ")");
+    config.reject("sweep.task", "the sweep has " + std::to_string(points.size()) + " points (0.." +
+                                    std::to_string(points.size() - 1) + ")");
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
   for (std::size_t i = 0; i < points.size(); ++i) {
     if (task >= 0 && static_cast<std::size_t>(task) != i) continue;
     log::info("sweep point " + std::to_string(i + 1) + "/" + std::to_string(points.size()) + ": " + points[i].name);
     const Config point = Config::resolve(schema(), {base}, points[i].overrides);
-    train_one(point, ctx.world, *comm);
+    // A point that fails leaves <run>.failed with the reason (`dinv sweep --status` shows it).
+    const std::string failed =
+        point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
+    try {
+      train_one(point, ctx.world, *comm);
+    } catch (const Error& e) {
+      write_text(failed, std::string(e.what()) + "\n");
+      throw;
+    }
+    if (ctx.world.is_root()) std::filesystem::remove(failed);
   }
   return 0;
 }

@@ -33,7 +33,8 @@ struct Command {
   // arguments instead of a resolved configuration.
   std::function<int(dist::World&, const std::vector<std::string>&)> run_raw;
   // Short flags of the command: "--flag VALUE" / "--flag=VALUE" stand for
-  // "--section.key=VALUE" (e.g. `generate --preview 16`).
+  // "--section.key=VALUE" (e.g. `generate --preview 16`); a flag mapped to
+  // "section.key=value" is a switch without a value (`sweep --status`).
   std::vector<std::pair<std::string, std::string>> flags;
 };
 
