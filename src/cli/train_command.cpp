@@ -12,7 +12,6 @@
 #include <set>
 #include <sstream>
 
-#include "dinv/io/data_files.h"
 #include "dinv/classify/options.h"
 #include "dinv/classify/results.h"
 #include "dinv/classify/trainer.h"
@@ -23,6 +22,7 @@
 #include "dinv/data/training_data.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/world.h"
+#include "dinv/io/data_files.h"
 
 namespace dinv::cli {
 namespace {
