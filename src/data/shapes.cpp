@@ -11,6 +11,7 @@
 #include "dinv/core/error.h"
 #include "dinv/data/codec.h"
 #include "dinv/data/rng.h"
+#include "dinv/io/json.h"
 
 namespace fs = std::filesystem;
 
@@ -20,12 +21,24 @@ namespace {
 using Color = std::array<double, 3>;
 
 std::uint64_t split_id(const std::string& split) { return split == "train" ? 1 : 2; }
+// The captioned corpus's own stream: its images are none of the labelled splits'.
+constexpr std::uint64_t kCaptionedSplitId = 3;
+
+// Even-odd rule: is (u, v) inside the closed polygon `p`?
+bool in_polygon(const std::vector<std::array<double, 2>>& p, double u, double v) {
+  bool in = false;
+  for (std::size_t i = 0, j = p.size() - 1; i < p.size(); j = i++)
+    if ((p[i][1] > v) != (p[j][1] > v) && u < (p[j][0] - p[i][0]) * (v - p[i][1]) / (p[j][1] - p[i][1]) + p[i][0])
+      in = !in;
+  return in;
+}
 
 // Is the point (u, v), in shape coordinates (the shape fills [-1, 1]^2, v
-// pointing down), inside the shape of class `label`?
-bool inside(std::int64_t label, double u, double v) {
+// pointing down), inside the shape of kind `kind` (a class label, or an extra
+// kind of the captioned corpus)?
+bool inside(std::int64_t kind, double u, double v) {
   const double au = std::fabs(u), av = std::fabs(v), r2 = u * u + v * v;
-  switch (label) {
+  switch (kind) {
     case 0: return r2 <= 0.95 * 0.95;                                           // disk
     case 1: return std::max(au, av) <= 0.8;                                     // square
     case 2: return v <= 0.75 && au <= 0.9 * (v + 0.9) / 1.65;                   // triangle
@@ -38,7 +51,22 @@ bool inside(std::int64_t label, double u, double v) {
       return (p <= 0.22 && q <= 1.0) || (q <= 0.22 && p <= 1.0);
     }
     case 8: return au <= 0.9 && (std::fabs(v - 0.5) <= 0.24 || std::fabs(v + 0.5) <= 0.24);  // bars
-    default: return r2 <= 0.95 * 0.95 && (u - 0.45) * (u - 0.45) + v * v >= 0.7 * 0.7;     // crescent
+    case 9: return r2 <= 0.95 * 0.95 && (u - 0.45) * (u - 0.45) + v * v >= 0.7 * 0.7;       // crescent
+    // The captioned corpus's extra kinds (kShapeClasses.. of shape_kind_names()).
+    case 10: {                                                                  // star: 5 points
+      static const auto star = [] {
+        std::vector<std::array<double, 2>> p;
+        for (int k = 0; k < 10; ++k) {
+          const double a = -1.5707963267948966 + k * 0.6283185307179586, r = k % 2 ? 0.42 : 0.98;
+          p.push_back({r * std::cos(a), r * std::sin(a) + 0.08});
+        }
+        return p;
+      }();
+      return in_polygon(star, u, v);
+    }
+    case 11: return av <= 0.82 && au * 0.866 + av * 0.5 <= 0.82;                 // hexagon
+    case 12: return (u >= -0.9 && u <= 0.1 && av <= 0.24) || (u >= 0.1 && av <= 0.75 * (0.9 - u) / 0.8);  // arrow
+    default: return r2 <= 0.95 * 0.95 && v <= 0.25;                             // semicircle
   }
 }
 
@@ -56,24 +84,47 @@ const std::vector<std::string>& shapes_class_names() {
   return names;
 }
 
-at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::string& split, std::int64_t index,
-                        std::int64_t resolution) {
-  Rng rng(mix_seed({seed, split_id(split), static_cast<std::uint64_t>(index)}));
-  const double R = static_cast<double>(resolution);
-  const Color bg0 = random_color(rng), bg1 = random_color(rng);
-  Color fg = random_color(rng);
-  // Keep the shape visible against the mean background colour.
-  const Color bg_mean{(bg0[0] + bg1[0]) / 2, (bg0[1] + bg1[1]) / 2, (bg0[2] + bg1[2]) / 2};
-  for (int tries = 0; tries < 100 && distance(fg, bg_mean) < 200; ++tries) fg = random_color(rng);
-  const double gradient_angle = rng.uniform(0, 6.283185307179586);
-  const double scale = rng.uniform(0.28, 0.40) * R;  // half-size of the shape in pixels
-  const double cx = rng.uniform(scale, R - scale), cy = rng.uniform(scale, R - scale);  // shape stays inside
-  const double angle = rng.uniform(-0.35, 0.35);  // about +-20 degrees: square and diamond stay apart
-  const double aspect = rng.uniform(0.85, 1.15);
-  const double noise_sigma = rng.uniform(0.0, 10.0);
-  const double ca = std::cos(angle), sa = std::sin(angle);
-  const double gx = std::cos(gradient_angle), gy = std::sin(gradient_angle);
+const std::vector<std::string>& shape_kind_names() {
+  static const std::vector<std::string> names = [] {
+    auto all = shapes_class_names();
+    for (const char* extra : {"star", "hexagon", "arrow", "semicircle"}) all.push_back(extra);
+    return all;
+  }();
+  return names;
+}
 
+namespace {
+
+// The random draws of one image, in pixel units: the labelled splits and the
+// captioned corpus draw them the same way, so they share one distribution.
+struct ShapeParams {
+  Color bg0, bg1, fg;
+  double gradient_angle, scale, cx, cy, angle, aspect, noise_sigma;
+};
+
+ShapeParams draw_params(Rng& rng, double R) {
+  ShapeParams p;
+  p.bg0 = random_color(rng);
+  p.bg1 = random_color(rng);
+  p.fg = random_color(rng);
+  // Keep the shape visible against the mean background colour.
+  const Color bg_mean{(p.bg0[0] + p.bg1[0]) / 2, (p.bg0[1] + p.bg1[1]) / 2, (p.bg0[2] + p.bg1[2]) / 2};
+  for (int tries = 0; tries < 100 && distance(p.fg, bg_mean) < 200; ++tries) p.fg = random_color(rng);
+  p.gradient_angle = rng.uniform(0, 6.283185307179586);
+  p.scale = rng.uniform(0.28, 0.40) * R;  // half-size of the shape in pixels
+  p.cx = rng.uniform(p.scale, R - p.scale);  // the shape stays inside
+  p.cy = rng.uniform(p.scale, R - p.scale);
+  p.angle = rng.uniform(-0.35, 0.35);  // about +-20 degrees: square and diamond stay apart
+  p.aspect = rng.uniform(0.85, 1.15);
+  p.noise_sigma = rng.uniform(0.0, 10.0);
+  return p;
+}
+
+// Shape `kind` with parameters `p` on its gradient; the pixel noise comes from `rng`.
+at::Tensor paint(std::int64_t kind, const ShapeParams& p, Rng& rng, std::int64_t resolution) {
+  const double R = static_cast<double>(resolution);
+  const double ca = std::cos(p.angle), sa = std::sin(p.angle);
+  const double gx = std::cos(p.gradient_angle), gy = std::sin(p.gradient_angle);
   auto image = at::empty({resolution, resolution, 3}, at::kByte);
   auto* out = image.data_ptr<std::uint8_t>();
   constexpr int kSub = 3;  // 3x3 supersampling for anti-aliased edges
@@ -82,20 +133,29 @@ at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::strin
       int covered = 0;
       for (int sy = 0; sy < kSub; ++sy)
         for (int sx = 0; sx < kSub; ++sx) {
-          const double px = x + (sx + 0.5) / kSub - cx, py = y + (sy + 0.5) / kSub - cy;
-          const double u = (ca * px + sa * py) / (scale * aspect), v = (-sa * px + ca * py) / (scale / aspect);
-          covered += inside(label, u, v);
+          const double px = x + (sx + 0.5) / kSub - p.cx, py = y + (sy + 0.5) / kSub - p.cy;
+          const double u = (ca * px + sa * py) / (p.scale * p.aspect), v = (-sa * px + ca * py) / (p.scale / p.aspect);
+          covered += inside(kind, u, v);
         }
       const double alpha = static_cast<double>(covered) / (kSub * kSub);
       const double t = 0.5 + 0.5 * ((x / R - 0.5) * gx + (y / R - 0.5) * gy) * 1.41421356;
       for (int c = 0; c < 3; ++c) {
-        const double background = bg0[c] * (1 - t) + bg1[c] * t;
-        const double value = background * (1 - alpha) + fg[c] * alpha + noise_sigma * rng.normal();
+        const double background = p.bg0[c] * (1 - t) + p.bg1[c] * t;
+        const double value = background * (1 - alpha) + p.fg[c] * alpha + p.noise_sigma * rng.normal();
         out[(y * resolution + x) * 3 + c] = static_cast<std::uint8_t>(std::clamp(std::lround(value), 0L, 255L));
       }
     }
   }
   return image;
+}
+
+}  // namespace
+
+at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::string& split, std::int64_t index,
+                        std::int64_t resolution) {
+  Rng rng(mix_seed({seed, split_id(split), static_cast<std::uint64_t>(index)}));
+  const auto params = draw_params(rng, static_cast<double>(resolution));
+  return paint(label, params, rng, resolution);
 }
 
 std::vector<std::int64_t> shapes_labels(std::int64_t count, std::uint64_t seed, const std::string& split) {
@@ -174,6 +234,116 @@ void write_shapes(const std::string& dir, const ShapesOptions& o) {
     write_folder_split(dir, o, "train", o.train);
     write_folder_split(dir, o, "test", o.test);
   }
+}
+
+// ---- The captioned corpus ------------------------------------------------
+
+namespace {
+
+struct NamedColor {
+  const char* name;
+  Color rgb;
+};
+
+// Nearest-colour names for the captions (uniform random RGB colours land on
+// every entry).
+const std::vector<NamedColor>& color_names() {
+  static const std::vector<NamedColor> table{
+      {"black", {0, 0, 0}},           {"dark gray", {80, 80, 80}},      {"gray", {140, 140, 140}},
+      {"light gray", {200, 200, 200}}, {"white", {255, 255, 255}},      {"red", {220, 20, 20}},
+      {"dark red", {130, 10, 10}},    {"pink", {250, 160, 190}},        {"orange", {250, 140, 20}},
+      {"brown", {140, 80, 30}},       {"yellow", {245, 230, 40}},       {"olive", {130, 130, 20}},
+      {"light green", {150, 240, 130}}, {"green", {40, 180, 40}},       {"dark green", {10, 100, 20}},
+      {"teal", {20, 130, 130}},       {"cyan", {40, 220, 220}},         {"light blue", {140, 190, 250}},
+      {"blue", {30, 70, 230}},        {"dark blue", {10, 20, 130}},     {"purple", {120, 30, 150}},
+      {"magenta", {230, 40, 220}}};
+  return table;
+}
+
+std::string color_name(const Color& c) {
+  const NamedColor* best = nullptr;
+  double best_d = 0;
+  for (const auto& n : color_names()) {
+    const double d = (c[0] - n.rgb[0]) * (c[0] - n.rgb[0]) + (c[1] - n.rgb[1]) * (c[1] - n.rgb[1]) +
+                     (c[2] - n.rgb[2]) * (c[2] - n.rgb[2]);
+    if (!best || d < best_d) best = &n, best_d = d;
+  }
+  return best->name;
+}
+
+std::string spoken(std::string name) {
+  std::replace(name.begin(), name.end(), '_', ' ');
+  return name;
+}
+
+// "small" / "medium" / "large": thirds of the half-size range 0.28..0.40 R.
+std::string size_word(double scale, double R) {
+  const double f = (scale / R - 0.28) / 0.12;
+  return f < 1.0 / 3 ? "small" : f < 2.0 / 3 ? "medium" : "large";
+}
+
+// Thirds of the range the centre can take (the shape stays inside the image).
+std::string position_words(const ShapeParams& p, double R) {
+  const double span = std::max(R - 2 * p.scale, 1e-9);
+  auto third = [](double f) { return f < 1.0 / 3 ? 0 : f < 2.0 / 3 ? 1 : 2; };
+  const int col = third((p.cx - p.scale) / span), row = third((p.cy - p.scale) / span);
+  static const char* names[3][3] = {{"top left", "top", "top right"},
+                                    {"left", "center", "right"},
+                                    {"bottom left", "bottom", "bottom right"}};
+  return names[row][col];
+}
+
+}  // namespace
+
+CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, std::int64_t resolution) {
+  const auto i = static_cast<std::uint64_t>(index);
+  Rng rng(mix_seed({seed, kCaptionedSplitId, i}));
+  const std::int64_t classes = static_cast<std::int64_t>(shapes_class_names().size());
+  const std::int64_t extras = static_cast<std::int64_t>(shape_kind_names().size()) - classes;
+  CaptionedShape out;
+  out.kind = rng.bernoulli(kCaptionedExtraFraction) ? classes + static_cast<std::int64_t>(rng.below(extras))
+                                                    : static_cast<std::int64_t>(rng.below(classes));
+  const double R = static_cast<double>(resolution);
+  const auto p = draw_params(rng, R);
+  out.image = paint(out.kind, p, rng, resolution);
+  // The wording has its own stream. One caption in ten is the bare "a ring";
+  // the others name the size, colour, background and position, each kept
+  // with probability 0.8, so that short prompts are in-distribution too.
+  Rng words(mix_seed({seed, kCaptionedSplitId, i, 1}));
+  const std::string shape = spoken(shape_kind_names()[out.kind]);
+  if (words.bernoulli(0.1)) {
+    out.text = "a " + shape;
+    return out;
+  }
+  const bool size = words.bernoulli(0.8), color = words.bernoulli(0.8), background = words.bernoulli(0.8),
+             position = words.bernoulli(0.8);
+  const Color bg_mean{(p.bg0[0] + p.bg1[0]) / 2, (p.bg0[1] + p.bg1[1]) / 2, (p.bg0[2] + p.bg1[2]) / 2};
+  out.text = "a ";
+  if (size) out.text += size_word(p.scale, R) + " ";
+  if (color) out.text += color_name(p.fg) + " ";
+  out.text += shape;
+  if (background) out.text += " on a " + color_name(bg_mean) + " background";
+  if (position) out.text += ", " + position_words(p, R);
+  return out;
+}
+
+void write_captioned_shapes(const std::string& dir, const CaptionedShapesOptions& o) {
+  if (o.count < 1) throw ConfigError("shapes --captioned: --count must be at least 1, found " + std::to_string(o.count));
+  if (o.resolution < 8 || o.resolution > 1024)
+    throw ConfigError("shapes: --resolution must be in [8, 1024], found " + std::to_string(o.resolution));
+  std::error_code ec;
+  fs::create_directories(fs::path(dir) / "images", ec);
+  if (ec) throw IoError("cannot create output folder '" + (fs::path(dir) / "images").string() + "': " + ec.message());
+  std::string metadata;
+  for (std::int64_t i = 0; i < o.count; ++i) {
+    char file[32];
+    std::snprintf(file, sizeof file, "images/%06lld.png", static_cast<long long>(i));
+    const auto example = render_captioned_shape(o.seed, i, o.resolution);
+    write_png((fs::path(dir) / file).string(), example.image);
+    metadata += io::Json{{"file_name", file}, {"text", example.text}}.dump() + "\n";
+  }
+  // Last, so that a folder with metadata.jsonl is a complete corpus.
+  write_bytes(fs::path(dir) / "metadata.jsonl", std::vector<std::uint8_t>(metadata.begin(), metadata.end()));
 }
 
 }  // namespace dinv::data

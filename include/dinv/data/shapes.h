@@ -3,7 +3,8 @@
 // size and small rotation on a random two-colour gradient background, with
 // anti-aliased edges and Gaussian pixel noise. The class is only visible in
 // the shape's geometry, which a small CNN learns and a linear model on
-// pixels cannot (tests/data/test_shapes.py checks both sides).
+// pixels cannot (tests/data/test_shapes.py checks both sides). The same
+// renderer makes a captioned corpus for pretraining (below).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,9 @@ struct ShapesOptions {
 };
 
 const std::vector<std::string>& shapes_class_names();
+// Every kind the renderer draws: the 10 class names, then the extra kinds of
+// the captioned corpus (star, hexagon, arrow, semicircle).
+const std::vector<std::string>& shape_kind_names();
 
 // Image `index` of a split ("train" or "test"): uint8 [R, R, 3]. Depends only
 // on (seed, split, index, resolution), so any part can be regenerated alone.
@@ -34,5 +38,34 @@ std::vector<std::int64_t> shapes_labels(std::int64_t count, std::uint64_t seed, 
 // (data_batch_1..5.bin, test_batch.bin, batches.meta.txt), otherwise an image
 // folder of PNGs (dir/train/<class>/<index>.png, dir/test/...).
 void write_shapes(const std::string& dir, const ShapesOptions& options);
+
+// The captioned corpus (`dinv data shapes --captioned`, the pretraining data
+// of data/captioned.h): the 10 classes drawn exactly as in the labelled splits
+// (same colour, size, position, rotation, background and noise ranges), plus
+// kCaptionedExtraFraction of extra kinds, each with an English caption that
+// names the shape as the class names do with '_' -> ' ' ("x cross"):
+// "a small red ring on a dark blue background, top left". One caption in ten
+// is just "a ring"; in the others each of size, colour, background and
+// position is kept with probability 0.8. Its own random stream (split id 3):
+// none of its images is one of the labelled train/test images.
+constexpr double kCaptionedExtraFraction = 0.15;
+
+struct CaptionedShapesOptions {
+  std::int64_t count = 20000;
+  std::uint64_t seed = 0;
+  std::int64_t resolution = 32;
+};
+
+struct CaptionedShape {
+  at::Tensor image;  // uint8 [R, R, 3]
+  std::string text;
+  std::int64_t kind = 0;  // index into shape_kind_names()
+};
+
+// Depends only on (seed, index, resolution).
+CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, std::int64_t resolution);
+// dir/metadata.jsonl ({"file_name": "images/000000.png", "text": ...} per
+// line, written last) and dir/images/NNNNNN.png.
+void write_captioned_shapes(const std::string& dir, const CaptionedShapesOptions& options);
 
 }  // namespace dinv::data
