@@ -78,8 +78,8 @@ std::vector<Command> build_commands() {
   c.push_back({"info", "versions, the MPI world, the resolved configuration and the store's contents",
                "dinv info [--config FILE] [--store.path=FILE] [--section.key=value ...]", {"run", "store"}, {},
                run_info});
-  c.push_back({"data", "make the procedural shapes dataset; decode any dataset to .npy",
-               "dinv data shapes|export ...", {"data", "syn"}, {}, nullptr, run_data});
+  c.push_back({"data", "make the procedural shapes dataset or its captioned corpus; decode any dataset to .npy; describe one",
+               "dinv data shapes|export|info ...", {"data", "syn"}, {}, nullptr, run_data});
   return c;
 }
 

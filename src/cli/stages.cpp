@@ -66,6 +66,7 @@ int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, co
 }  // namespace
 
 int run_embed(CommandContext& ctx) {
+  data::require_labelled_data(ctx.config);
   const auto settings = inversion::embed_settings(ctx.config);
   const auto store = store_path(ctx);
   const auto dataset = data::make_dataset(ctx.config);
@@ -91,6 +92,7 @@ int run_embed(CommandContext& ctx) {
 }
 
 int run_generate(CommandContext& ctx) {
+  data::require_labelled_data(ctx.config);
   const auto settings = generation::generate_settings(ctx.config);
   const auto store = store_path(ctx);
   diffusion::SamplerOptions sampler;

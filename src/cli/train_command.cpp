@@ -19,6 +19,7 @@
 #include "dinv/cli/slurm.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/data/readers.h"
 #include "dinv/data/training_data.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/world.h"
@@ -334,6 +335,7 @@ void print_status(const std::string& name, const std::string& base, const std::v
 }  // namespace
 
 int run_train(CommandContext& ctx) {
+  data::require_labelled_data(ctx.config);
   apply_run_options(ctx.config, ctx.world);
   auto comm = dist::make_communicator(ctx.world);
   return train_one(ctx.config, ctx.world, *comm);
@@ -369,6 +371,7 @@ int run_sweep(CommandContext& ctx) {
     }
     return 0;
   }
+  data::require_labelled_data(config);
   const auto points = classify::expand_sweep(config);
   if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
   if (config.get_string("sweep.mode") == "slurm") {

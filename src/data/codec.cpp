@@ -72,7 +72,11 @@ void jpeg_emit_message(j_common_ptr info, int level) {
 
 }  // namespace
 
-at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+namespace {
+
+// The decoders proper: with `header` set they stop after the header (sizes
+// checked against the caps), fill it in and return an undefined tensor.
+at::Tensor png_decode(const std::vector<std::uint8_t>& bytes, const std::string& name, ImageSize* header) {
   if (bytes.size() < 8 || png_sig_cmp(bytes.data(), 0, 8) != 0)
     throw IoError("'" + name + "': not a PNG file (bad signature in bytes 0..7)");
   PngReadState state{&bytes, 8, {0}};
@@ -100,6 +104,11 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
                   static_cast<unsigned long long>(kMaxImagePixels));
     png_longjmp(png, 1);
   }
+  if (header) {
+    *header = {static_cast<std::int64_t>(height), static_cast<std::int64_t>(width)};
+    png_destroy_read_struct(&png, &info, nullptr);
+    return image;
+  }
   const int color = png_get_color_type(png, info);
   // Pillow's convert("RGB"): palette and gray expanded, alpha dropped, 16 -> 8 bits by the high byte.
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -119,7 +128,7 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
   return image;
 }
 
-at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+at::Tensor jpeg_decode(const std::vector<std::uint8_t>& bytes, const std::string& name, ImageSize* header) {
   jpeg_decompress_struct info;
   JpegError err;
   info.err = jpeg_std_error(&err.mgr);
@@ -146,6 +155,11 @@ at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string
     std::snprintf(err.message, sizeof err.message, "CMYK JPEG is not supported, expected RGB/YCbCr or grayscale");
     std::longjmp(err.jump, 1);
   }
+  if (header) {
+    *header = {static_cast<std::int64_t>(info.image_height), static_cast<std::int64_t>(info.image_width)};
+    jpeg_destroy_decompress(&info);
+    return image;
+  }
   info.out_color_space = JCS_RGB;  // gray is replicated, as Pillow's L -> RGB
   info.dct_method = JDCT_ISLOW;
   info.do_fancy_upsampling = TRUE;
@@ -161,12 +175,31 @@ at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string
   return image;
 }
 
-at::Tensor decode_image_file(const std::string& path) {
+// By signature.
+at::Tensor decode_file(const std::string& path, ImageSize* header) {
   const auto bytes = read_file_bytes(path);
-  if (bytes.size() >= 8 && png_sig_cmp(bytes.data(), 0, 8) == 0) return decode_png(bytes, path);
-  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) return decode_jpeg(bytes, path);
+  if (bytes.size() >= 8 && png_sig_cmp(bytes.data(), 0, 8) == 0) return png_decode(bytes, path, header);
+  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) return jpeg_decode(bytes, path, header);
   throw IoError("'" + path + "': neither PNG nor JPEG (unrecognised signature in the first bytes, " +
                 std::to_string(bytes.size()) + " bytes in the file)");
+}
+
+}  // namespace
+
+at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+  return png_decode(bytes, name, nullptr);
+}
+
+at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& name) {
+  return jpeg_decode(bytes, name, nullptr);
+}
+
+at::Tensor decode_image_file(const std::string& path) { return decode_file(path, nullptr); }
+
+ImageSize read_image_size(const std::string& path) {
+  ImageSize size;
+  decode_file(path, &size);
+  return size;
 }
 
 void write_png(const std::string& path, const at::Tensor& image) {

@@ -9,7 +9,16 @@
 namespace dinv::data {
 namespace {
 
-const std::vector<std::string> kFormats{"none", "cifar10", "cifar100", "stl10", "folder", "medmnist", "store"};
+const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100", "stl10",
+                                        "folder",   "medmnist", "store",   "captioned"};
+const char* kLabelledFormats = "cifar10, cifar100, stl10, folder or medmnist; [syn] also store";
+
+// Captioned folders (data/captioned.h) are images with captions and no class
+// labels: the pretraining data, not a Dataset.
+std::string captioned_refusal(const std::string& key) {
+  return key + " = captioned has no class labels; embed/generate/train need a labelled format (" + kLabelledFormats +
+         "): a captioned folder is text-to-image pretraining data (dinv pretrain; dinv data info describes it)";
+}
 
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -21,7 +30,8 @@ std::vector<std::string> split_list(const std::string& text) {
 }
 
 void register_section(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
-  s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store")
+  s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
+        "captioned (metadata.jsonl + images: pretraining data, no labels)")
       .choices(kFormats);
   s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
   s.add(section + ".split", "train", "split to read: train, test (medmnist also val)").choices({"train", "test", "val"});
@@ -54,6 +64,7 @@ void register_data_options(ConfigSchema& s) {
 DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,
                         const std::string& option, const std::vector<std::string>& tags) {
   if (format == "none") return nullptr;
+  if (format == "captioned") throw ConfigError(captioned_refusal("format"));
   if (root.empty()) throw ConfigError("dataset format '" + format + "' needs a root path (key <section>.root), found none");
   if (format == "cifar10") return open_cifar10(root, split);
   if (format == "cifar100") return open_cifar100(root, split, option.empty() ? "fine" : option);
@@ -61,11 +72,20 @@ DatasetPtr make_dataset(const std::string& format, const std::string& root, cons
   if (format == "folder") return open_image_folder(root, split);
   if (format == "medmnist") return open_medmnist(root, split);
   if (format == "store") return open_store_samples(root, tags);
-  throw ConfigError("unknown dataset format '" + format + "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store");
+  throw ConfigError("unknown dataset format '" + format +
+                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned");
+}
+
+void require_labelled_data(const Config& config) {
+  for (const char* section : {"data", "syn"}) {
+    const std::string key = std::string(section) + ".format";
+    if (config.get_string(key) == "captioned") throw ConfigError(captioned_refusal(key));
+  }
 }
 
 DatasetPtr make_dataset(const Config& config, const std::string& section) {
   const auto format = config.get_string(section + ".format");
+  if (format == "captioned") throw ConfigError(captioned_refusal(section + ".format"));
   if (format == "store" && split_list(config.get_string(section + ".tags")).empty())
     config.reject(section + ".tags", "format 'store' needs at least one sample tag");
   if (format != "none" && config.get_string(section + ".root").empty())

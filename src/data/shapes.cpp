@@ -271,6 +271,11 @@ std::string color_name(const Color& c) {
   return best->name;
 }
 
+// "a" or "an" before `word` (by its first letter: "an orange disk", "a ring").
+std::string article(const std::string& word) {
+  return std::string("aeiou").find(word.front()) != std::string::npos ? "an " : "a ";
+}
+
 std::string spoken(std::string name) {
   std::replace(name.begin(), name.end(), '_', ' ');
   return name;
@@ -312,17 +317,21 @@ CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, st
   Rng words(mix_seed({seed, kCaptionedSplitId, i, 1}));
   const std::string shape = spoken(shape_kind_names()[out.kind]);
   if (words.bernoulli(0.1)) {
-    out.text = "a " + shape;
+    out.text = article(shape) + shape;
     return out;
   }
   const bool size = words.bernoulli(0.8), color = words.bernoulli(0.8), background = words.bernoulli(0.8),
              position = words.bernoulli(0.8);
   const Color bg_mean{(p.bg0[0] + p.bg1[0]) / 2, (p.bg0[1] + p.bg1[1]) / 2, (p.bg0[2] + p.bg1[2]) / 2};
-  out.text = "a ";
-  if (size) out.text += size_word(p.scale, R) + " ";
-  if (color) out.text += color_name(p.fg) + " ";
-  out.text += shape;
-  if (background) out.text += " on a " + color_name(bg_mean) + " background";
+  std::string phrase;
+  if (size) phrase += size_word(p.scale, R) + " ";
+  if (color) phrase += color_name(p.fg) + " ";
+  phrase += shape;
+  out.text = article(phrase) + phrase;
+  if (background) {
+    const auto bg = color_name(bg_mean);
+    out.text += " on " + article(bg) + bg + " background";
+  }
   if (position) out.text += ", " + position_words(p, R);
   return out;
 }

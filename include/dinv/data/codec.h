@@ -26,6 +26,13 @@ at::Tensor decode_png(const std::vector<std::uint8_t>& bytes, const std::string&
 at::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes, const std::string& name);
 // By signature (PNG or JPEG magic bytes); anything else is an IoError.
 at::Tensor decode_image_file(const std::string& path);
+// The size in an image file's header (PNG IHDR through libpng, JPEG frame
+// header through libjpeg), with the same signature dispatch, caps and errors
+// as decode_image_file but no pixel decoded: for checking a folder at open.
+struct ImageSize {
+  std::int64_t height = 0, width = 0;
+};
+ImageSize read_image_size(const std::string& path);
 // `image`: uint8 [H, W, 3]; writes an 8-bit RGB PNG.
 void write_png(const std::string& path, const at::Tensor& image);
 

@@ -69,8 +69,15 @@ void register_data_options(ConfigSchema& schema);
 // ... describe; `section` is "data" or "syn". Format "none" gives nullptr.
 DatasetPtr make_dataset(const Config& config, const std::string& section = "data");
 // Same from explicit values (tests, tools). `tags` for format "store".
+// Format "captioned" is accepted by the configuration but is no Dataset (no
+// class labels; open it with data/captioned.h): both overloads refuse it.
 DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,
                         const std::string& option = "", const std::vector<std::string>& tags = {});
+// The stages that need class labels (embed, generate, train, sweep) call this
+// first: ConfigError "data.format = captioned has no class labels;
+// embed/generate/train need a labelled format (...)" when [data] or [syn] is
+// captioned.
+void require_labelled_data(const Config& config);
 
 // Helpers shared by the readers.
 std::vector<std::string> read_class_names(const std::string& path);
