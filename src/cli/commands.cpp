@@ -9,6 +9,7 @@
 #include "dinv/diffusion/scheduler.h"
 #include "dinv/generation/generate.h"
 #include "dinv/inversion/embed.h"
+#include "dinv/pretrain/pretrain.h"
 
 namespace dinv::cli {
 
@@ -16,6 +17,7 @@ int run_info(CommandContext& ctx);
 int run_model(dist::World& world, const std::vector<std::string>& args);
 int run_embed(CommandContext& ctx);
 int run_generate(CommandContext& ctx);
+int run_pretrain(CommandContext& ctx);
 int run_train(CommandContext& ctx);
 int run_sweep(CommandContext& ctx);
 int run_slurm(CommandContext& ctx);
@@ -29,6 +31,7 @@ ConfigSchema build_schema() {
   s.add("store.path", "", "the experiment's HDF5 store (created by embed, extended by generate)");
   register_model_options(s);
   data::register_data_options(s);
+  pretrain::register_pretrain_options(s);
   inversion::register_embed_options(s);
   diffusion::register_diffusion_options(s);
   generation::register_generate_options(s);
@@ -40,6 +43,12 @@ ConfigSchema build_schema() {
 
 std::vector<Command> build_commands() {
   std::vector<Command> c;
+  c.push_back({"pretrain", "stage 0: train or fine-tune the Stable Diffusion generator on a captioned corpus",
+               "dinv pretrain --config FILE [--section.key=value ...]\n"
+               "  data.format = captioned, data.root = a folder with metadata.jsonl (file_name, text)\n"
+               "  writes pretrain.output, a diffusers folder (model_index.json, unet/, vae/, text_encoder/,\n"
+               "  tokenizer/, scheduler/); OUTPUT.work holds the run until it is done",
+               {"run", "data", "pretrain"}, {}, run_pretrain});
   c.push_back({"embed", "stage 1: learn one conditioning tensor per real image into the store",
                "dinv embed --config FILE [--section.key=value ...]", {"run", "store", "model", "data", "embed"}, {},
                run_embed});

@@ -17,6 +17,9 @@
 #include "dinv/generation/sd_model.h"
 #include "dinv/inversion/embed.h"
 #include "dinv/inversion/sd_model.h"
+#include "dinv/data/captioned.h"
+#include "dinv/dist/communicator.h"
+#include "dinv/pretrain/pretrain.h"
 #include "dinv/sd/pipeline.h"
 
 namespace dinv::cli {
@@ -111,6 +114,20 @@ int run_generate(CommandContext& ctx) {
   log::info("generate: done, " + std::to_string(out.images) + " images in " + store + ":/samples/" + out.tag);
   if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
   return settings.preview > 0 ? write_preview(ctx, settings, store, out.tag) : 0;
+}
+
+int run_pretrain(CommandContext& ctx) {
+  const auto settings = pretrain::pretrain_settings(ctx.config);
+  const auto corpus = data::open_captioned(ctx.config.get_string("data.root"));
+  auto comm = dist::make_communicator(ctx.world);
+  const auto out = pretrain::run_pretrain(ctx.world, *comm, settings, *corpus);
+  if (out.stopped) {
+    log::info("pretrain: stopped by signal; the checkpoint is in " + settings.output +
+              ".work; rerun the same command to resume");
+    return 0;
+  }
+  if (ctx.world.is_root()) std::cout << "generator: " << out.output << std::endl;
+  return 0;
 }
 
 }  // namespace dinv::cli

@@ -1,0 +1,690 @@
+// `dinv pretrain` (include/dinv/pretrain/pretrain.h): settings, the work
+// folder, one training phase per component, the finished diffusers folder.
+#include "dinv/pretrain/pretrain.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+
+#include <algorithm>
+#include <cstring>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "dinv/classify/data_parallel.h"
+#include "dinv/classify/optim.h"
+#include "dinv/core/config.h"
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/core/progress.h"
+#include "dinv/core/seed.h"
+#include "dinv/core/signals.h"
+#include "dinv/data/captioned.h"
+#include "dinv/diffusion/noise_schedule.h"
+#include "dinv/dist/communicator.h"
+#include "dinv/dist/world.h"
+#include "dinv/io/json.h"
+#include "dinv/io/safetensors.h"
+#include "dinv/sd/clip_text.h"
+#include "dinv/sd/pipeline.h"
+#include "dinv/sd/presets.h"
+
+namespace dinv::pretrain {
+
+namespace fs = std::filesystem;
+
+void register_pretrain_options(ConfigSchema& s) {
+  const PretrainSettings d;
+  s.add("pretrain.init", d.init,
+        "starting point: preset:NAME (random weights of a preset: tiny, sd15, sd21) or a diffusers folder to "
+        "fine-tune")
+      .non_empty();
+  s.add("pretrain.output", d.output, "the diffusers folder written when training is done").non_empty();
+  s.add("pretrain.component", d.component, "what is trained: unet, vae, or both (the VAE first, then the UNet)")
+      .choices({"unet", "vae", "both"});
+  s.add("pretrain.steps", d.steps, "UNet optimizer steps").min(1);
+  s.add("pretrain.vae_steps", d.vae_steps, "VAE optimizer steps").min(1);
+  s.add("pretrain.batch_size", d.batch_size, "global batch (divided evenly over the ranks)").min(1);
+  s.add("pretrain.lr", d.lr, "UNet learning rate (AdamW; warm-up, then cosine decay)").greater_than(0);
+  s.add("pretrain.vae_lr", d.vae_lr, "VAE learning rate").greater_than(0);
+  s.add("pretrain.warmup_steps", d.warmup_steps, "linear learning-rate warm-up steps").min(0);
+  s.add("pretrain.weight_decay", d.weight_decay, "AdamW weight decay").min(0);
+  s.add("pretrain.max_grad_norm", d.max_grad_norm, "clip the global gradient norm to this (0: no clipping)").min(0);
+  s.add("pretrain.ema_decay", d.ema_decay,
+        "EMA of the weights (diffusers' EMAModel warm-up); the EMA weights are saved (0: no EMA)")
+      .min(0)
+      .max(0.999999);
+  s.add("pretrain.caption_dropout", d.caption_dropout,
+        "fraction of captions replaced by the empty prompt, so that classifier-free guidance works")
+      .min(0)
+      .max(1);
+  s.add("pretrain.snr_gamma", d.snr_gamma, "min-SNR-gamma loss weighting (0: plain MSE)").min(0);
+  s.add("pretrain.kl_weight", d.kl_weight, "weight of the VAE's KL term").min(0);
+  s.add("pretrain.cache_latents", d.cache_latents,
+        "encode the corpus with the VAE once (posterior mean and std) instead of every step");
+  s.add("pretrain.checkpoint_every", d.checkpoint_every, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)")
+      .min(0);
+  s.add("pretrain.bucket_mb", d.bucket_mb, "gradient all-reduce bucket size in MiB").greater_than(0);
+}
+
+PretrainSettings pretrain_settings(const Config& c) {
+  if (c.get_string("data.format") != "captioned")
+    c.reject("data.format", "pretrain reads a captioned corpus: set data.format = captioned and data.root to a folder "
+                            "with metadata.jsonl (dinv data shapes --captioned writes one)");
+  PretrainSettings s;
+  s.init = c.get_string("pretrain.init");
+  s.output = c.get_string("pretrain.output");
+  s.component = c.get_string("pretrain.component");
+  s.steps = c.get_int("pretrain.steps");
+  s.vae_steps = c.get_int("pretrain.vae_steps");
+  s.batch_size = c.get_int("pretrain.batch_size");
+  s.lr = c.get_real("pretrain.lr");
+  s.vae_lr = c.get_real("pretrain.vae_lr");
+  s.warmup_steps = c.get_int("pretrain.warmup_steps");
+  s.weight_decay = c.get_real("pretrain.weight_decay");
+  s.max_grad_norm = c.get_real("pretrain.max_grad_norm");
+  s.ema_decay = c.get_real("pretrain.ema_decay");
+  s.caption_dropout = c.get_real("pretrain.caption_dropout");
+  s.snr_gamma = c.get_real("pretrain.snr_gamma");
+  s.kl_weight = c.get_real("pretrain.kl_weight");
+  s.cache_latents = c.get_bool("pretrain.cache_latents");
+  s.checkpoint_every = c.get_int("pretrain.checkpoint_every");
+  s.bucket_mb = c.get_real("pretrain.bucket_mb");
+  s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  s.progress = c.get_string("run.progress");
+  if (fs::path(s.output).lexically_normal() == fs::path(s.init).lexically_normal())
+    c.reject("pretrain.output", "is the same folder as pretrain.init: the starting point is never overwritten");
+  return s;
+}
+
+std::string PretrainSettings::output_text() const {
+  std::ostringstream o;
+  o.precision(17);
+  o << "pretrain.init = " << init << "\npretrain.component = " << component << "\npretrain.steps = " << steps
+    << "\npretrain.vae_steps = " << vae_steps << "\npretrain.batch_size = " << batch_size << "\npretrain.lr = " << lr
+    << "\npretrain.vae_lr = " << vae_lr << "\npretrain.warmup_steps = " << warmup_steps
+    << "\npretrain.weight_decay = " << weight_decay << "\npretrain.max_grad_norm = " << max_grad_norm
+    << "\npretrain.ema_decay = " << ema_decay << "\npretrain.caption_dropout = " << caption_dropout
+    << "\npretrain.snr_gamma = " << snr_gamma << "\npretrain.kl_weight = " << kl_weight
+    << "\npretrain.cache_latents = " << (cache_latents ? "true" : "false") << "\nrun.seed = " << seed << "\n";
+  return o.str();
+}
+
+namespace {
+
+constexpr std::uint64_t kVaePhase = 1, kUnetPhase = 2;
+constexpr const char* kRecordFile = "dinv_pretrain.json";
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text_atomic(const fs::path& p, const std::string& text) {
+  const fs::path tmp = p.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) throw IoError(tmp.string() + ": cannot write");
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) throw IoError("cannot move " + tmp.string() + " to " + p.string() + ": " + ec.message());
+}
+
+// Lines "key = value" that differ between two settings texts.
+std::string settings_difference(const std::string& recorded, const std::string& now) {
+  std::istringstream a(recorded), b(now);
+  std::string la, lb, out;
+  while (std::getline(b, lb)) {
+    if (!std::getline(a, la)) la = "(absent)";
+    if (la != lb) out += "\n  " + lb.substr(0, lb.find(" =")) + ": recorded '" + la + "', now '" + lb + "'";
+  }
+  return out;
+}
+
+// Every rank learns whether rank 0 failed, and with what message.
+void agree_on_error(dist::Communicator& comm, const std::string& local_error) {
+  std::vector<char> bytes(local_error.begin(), local_error.end());
+  at::Tensor len = at::tensor({static_cast<std::int64_t>(bytes.size())}, at::kLong);
+  comm.broadcast(len, 0);
+  if (len.item<std::int64_t>() == 0) return;
+  at::Tensor text = at::zeros({len.item<std::int64_t>()}, at::kChar);
+  if (comm.rank() == 0) std::memcpy(text.data_ptr(), bytes.data(), bytes.size());
+  comm.broadcast(text, 0);
+  throw Error(std::string(static_cast<const char*>(text.data_ptr()), static_cast<std::size_t>(text.numel())));
+}
+
+// Rank 0 runs `fn`; a failure there ends every rank with its message.
+template <class Fn>
+void on_root(dist::Communicator& comm, Fn&& fn) {
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      error = e.what();
+      if (error.empty()) error = "pretrain: unknown error on rank 0";
+    }
+  }
+  agree_on_error(comm, error);
+}
+
+// Copy a folder tree file by file (std::filesystem::copy_options::recursive
+// follows libtorch's exported filesystem, whose remove_all has crashed here;
+// the copy only reads and writes plain files).
+void copy_tree(const fs::path& from, const fs::path& to) {
+  fs::create_directories(to);
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const fs::path target = to / entry.path().filename();
+    if (entry.is_directory()) {
+      copy_tree(entry.path(), target);
+    } else if (entry.is_regular_file()) {
+      std::error_code ec;
+      fs::copy_file(entry.path(), target, fs::copy_options::overwrite_existing, ec);
+      if (ec) throw IoError("cannot copy " + entry.path().string() + " to " + target.string() + ": " + ec.message());
+    }
+  }
+}
+
+// Remove a folder of plain files and folders, one entry at a time.
+void remove_tree(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.is_directory() && !entry.is_symlink())
+      remove_tree(entry.path());
+    else
+      fs::remove(entry.path(), ec);
+  }
+  fs::remove(dir, ec);
+}
+
+struct WorkFolder {
+  fs::path root, model;
+  explicit WorkFolder(const std::string& output) : root(output + ".work"), model(root / "model") {}
+  fs::path checkpoint(const std::string& c) const { return root / (c + ".ckpt"); }
+  fs::path done(const std::string& c) const { return root / (c + ".done"); }
+  fs::path settings() const { return root / "settings.txt"; }
+};
+
+// The starting diffusers folder, made once: a preset with random weights (from
+// run.seed) or a copy of the folder to fine-tune.
+void prepare_start(const PretrainSettings& s, const WorkFolder& w, const std::string& corpus_fingerprint) {
+  const std::string text = s.output_text() + "corpus = " + corpus_fingerprint + "\n";
+  fs::create_directories(w.root);
+  if (fs::exists(w.settings())) {
+    const std::string diff = settings_difference(read_text(w.settings()), text);
+    if (!diff.empty())
+      throw ConfigError("pretrain: " + w.root.string() + " holds a run with other settings:" + diff +
+                        "\nrun with the recorded settings to continue it, or delete " + w.root.string() +
+                        " to start over");
+  } else {
+    write_text_atomic(w.settings(), text);
+  }
+  if (fs::exists(w.model / "model_index.json")) return;
+  const fs::path creating = w.root / "model.creating";
+  remove_tree(creating);
+  const std::string preset_prefix = "preset:";
+  if (s.init.rfind(preset_prefix, 0) == 0) {
+    sd::init_model_folder(creating.string(), s.init.substr(preset_prefix.size()), s.seed);
+  } else {
+    if (!fs::is_regular_file(fs::path(s.init) / "model_index.json"))
+      throw ConfigError("pretrain.init: " + s.init + " is neither preset:NAME nor a diffusers folder (no " +
+                        (fs::path(s.init) / "model_index.json").string() + ")");
+    copy_tree(s.init, creating);
+  }
+  fs::rename(creating, w.model);
+}
+
+// The pieces of a folder that must agree for training: the text encoder's
+// width is the UNet's cross-attention width; the VAE's latent channels are the
+// UNet's input channels; the corpus resolution fits both downsamplings.
+void check_architecture(const sd::Pipeline& p, std::int64_t resolution, const std::string& dir) {
+  const auto& u = p.unet->config();
+  const auto& v = p.vae->config();
+  const std::int64_t vae_factor = v.downsampling_factor();
+  const std::int64_t unet_factor = std::int64_t{1} << (u.block_out_channels.size() - 1);
+  if (v.latent_channels != u.in_channels)
+    throw ModelError(dir + "/vae/config.json: latent_channels " + std::to_string(v.latent_channels) +
+                     " but unet/config.json in_channels " + std::to_string(u.in_channels));
+  const io::Json text = io::read_json_file(dir + "/text_encoder/config.json");
+  const auto width = text.value("hidden_size", std::int64_t{0});
+  const std::int64_t cross = u.cross_attention_dim.empty() ? 0 : u.cross_attention_dim.front();
+  if (width != cross)
+    throw ModelError(dir + "/text_encoder/config.json: hidden_size " + std::to_string(width) +
+                     " but unet/config.json cross_attention_dim " + std::to_string(cross) +
+                     ": the UNet attends to the text encoder's output");
+  if (resolution % (vae_factor * unet_factor) != 0)
+    throw ModelError("pretrain: the corpus's " + std::to_string(resolution) + " px images do not fit " + dir +
+                     ": the VAE downsamples by " + std::to_string(vae_factor) + " and the UNet by " +
+                     std::to_string(unet_factor) + ", so the resolution must be a multiple of " +
+                     std::to_string(vae_factor * unet_factor));
+}
+
+// The corpus in memory: uint8 images [N, R, R, 3] and their captions.
+struct CorpusInMemory {
+  at::Tensor images;
+  std::vector<std::string> captions;
+};
+
+CorpusInMemory load_corpus(const data::CaptionedDataset& corpus) {
+  const std::int64_t n = corpus.size(), r = corpus.resolution();
+  CorpusInMemory m{at::empty({n, r, r, 3}, at::kByte), std::vector<std::string>(static_cast<std::size_t>(n))};
+  at::parallel_for(0, n, 64, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) {
+      data::CaptionedExample ex = corpus.get(i);
+      m.images[i].copy_(ex.image);
+      m.captions[static_cast<std::size_t>(i)] = std::move(ex.text);
+    }
+  });
+  return m;
+}
+
+// uint8 [B, R, R, 3] -> float [B, 3, R, R] in [-1, 1] on `device`.
+at::Tensor to_model_input(const at::Tensor& images, c10::Device device) {
+  return images.permute({0, 3, 1, 2}).to(at::kFloat).div(127.5).sub(1.0).contiguous().to(device);
+}
+
+// One component's training: data order, randomness, data-parallel steps,
+// EMA, checkpoints.
+class Phase {
+ public:
+  Phase(dist::Communicator& comm, const PretrainSettings& s, const CorpusInMemory& corpus, sd::Pipeline& pipeline,
+        const WorkFolder& work, std::string component)
+      : comm_(comm),
+        s_(s),
+        corpus_(corpus),
+        p_(pipeline),
+        work_(work),
+        component_(std::move(component)),
+        unet_(component_ == "unet"),
+        steps_(unet_ ? s.steps : s.vae_steps),
+        schedule_(diffusion::SchedulerConfig::from_file(pipeline.dir + "/scheduler/scheduler_config.json")) {
+    if (s.batch_size % comm.size() != 0)
+      throw ConfigError("pretrain.batch_size " + std::to_string(s.batch_size) + " is not a multiple of the " +
+                        std::to_string(comm.size()) + " ranks");
+    if (corpus.captions.size() < static_cast<std::size_t>(s.batch_size))
+      throw ConfigError("pretrain: the corpus has " + std::to_string(corpus.captions.size()) +
+                        " images, fewer than one batch (pretrain.batch_size = " + std::to_string(s.batch_size) + ")");
+    torch::nn::Module& trained = unet_ ? static_cast<torch::nn::Module&>(*p_.unet) : *p_.vae;
+    trained.train();
+    for (auto& t : trained.parameters()) {
+      t.set_requires_grad(true);
+      params_.push_back(t);
+    }
+    classify::OptimizerOptions o;
+    o.name = "adamw";
+    o.lr = unet_ ? s.lr : s.vae_lr;
+    o.weight_decay = s.weight_decay;
+    optimizer_ = classify::make_optimizer(params_, o);
+    if (comm.size() > 1)
+      buckets_ = std::make_unique<classify::GradientBuckets>(params_, comm,
+                                                             static_cast<std::int64_t>(s.bucket_mb * 1024 * 1024));
+    if (s.ema_decay > 0)
+      for (const auto& t : params_) ema_.push_back(t.detach().clone());
+  }
+
+  // Train to the end or to a stop signal; true when stopped.
+  bool run() {
+    std::int64_t step = load_checkpoint();
+    if (step > 0) log::info("pretrain " + component_ + ": resuming at step " + std::to_string(step));
+    if (unet_ && s_.cache_latents) cache_latents();
+    Progress progress("pretrain " + component_, steps_, "steps",
+                      comm_.rank() != 0 || s_.progress == "off" ? Progress::Style::silent : Progress::Style::automatic);
+    progress.set_already_done(step);
+    const auto start = std::chrono::steady_clock::now();
+    for (; step < steps_; ++step) {
+      const double loss = train_step(step);
+      losses_.push_back(loss);
+      progress.advance(1, "loss " + std::to_string(loss).substr(0, 7));
+      const bool stop = any_rank_stopping();
+      const bool last = step + 1 == steps_;
+      const bool periodic = s_.checkpoint_every > 0 && (step + 1) % s_.checkpoint_every == 0;
+      if (!last && (periodic || stop)) save_checkpoint(step + 1);
+      if (stop && !last) {
+        log::info("pretrain " + component_ + ": stop requested (signal " + std::to_string(signals::stop_signal()) +
+                  "): checkpoint written at step " + std::to_string(step + 1) + "; rerun the same command to resume");
+        return true;
+      }
+    }
+    progress.finish();
+    seconds_ += seconds_since(start);
+    finish();
+    return false;
+  }
+
+ private:
+  // Global batch positions [step * B, (step + 1) * B) walk through one
+  // permutation of the corpus per epoch; this rank takes its contiguous slice.
+  std::vector<std::int64_t> batch_indices(std::int64_t step, std::int64_t first, std::int64_t count) {
+    const std::int64_t n = static_cast<std::int64_t>(corpus_.captions.size());
+    std::vector<std::int64_t> out;
+    for (std::int64_t j = first; j < first + count; ++j) {
+      const std::int64_t position = step * s_.batch_size + j;
+      const std::int64_t epoch = position / n;
+      if (epoch != epoch_) {
+        auto gen = at::detail::createCPUGenerator(stream_seed(s_.seed, Stage::pretrain, {phase_id(), epoch}));
+        permutation_ = at::randperm(n, gen, at::kLong);
+        epoch_ = epoch;
+      }
+      out.push_back(permutation_[position % n].item<std::int64_t>());
+    }
+    return out;
+  }
+  std::uint64_t phase_id() const { return unet_ ? kUnetPhase : kVaePhase; }
+
+  // Each sample's randomness comes from its own stream (seed, phase, step,
+  // position in the global batch): independent of the rank count.
+  struct SampleNoise {
+    at::Tensor posterior_eps, noise, timesteps;
+    std::vector<bool> dropped;
+  };
+  SampleNoise draw(std::int64_t step, std::int64_t first, std::int64_t count, at::IntArrayRef latent_shape) {
+    SampleNoise n;
+    std::vector<at::Tensor> eps, noise, t;
+    for (std::int64_t j = first; j < first + count; ++j) {
+      auto gen = at::detail::createCPUGenerator(
+          stream_seed(s_.seed, Stage::pretrain, {phase_id(), static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(j)}));
+      eps.push_back(at::randn(latent_shape, gen, at::kFloat));
+      noise.push_back(at::randn(latent_shape, gen, at::kFloat));
+      t.push_back(at::randint(0, schedule_.num_train_timesteps(), {1}, gen, at::kLong));
+      n.dropped.push_back(at::rand({1}, gen, at::kDouble).item<double>() < s_.caption_dropout);
+    }
+    n.posterior_eps = at::stack(eps);
+    n.noise = at::stack(noise);
+    n.timesteps = at::cat(t);
+    return n;
+  }
+
+  at::IntArrayRef latent_shape() {
+    if (latent_shape_.empty()) {
+      const std::int64_t r = corpus_.images.size(1);
+      const auto& v = p_.vae->config();
+      const std::int64_t f = v.downsampling_factor();
+      latent_shape_ = {v.latent_channels, r / f, r / f};
+    }
+    return latent_shape_;
+  }
+
+  double train_step(std::int64_t step) {
+    const std::int64_t local = s_.batch_size / comm_.size(), first = comm_.rank() * local;
+    const std::vector<std::int64_t> idx = batch_indices(step, first, local);
+    const at::Tensor index = at::tensor(idx, at::kLong);
+    const SampleNoise n = draw(step, first, local, latent_shape());
+    const c10::Device dev = p_.device;
+    classify::set_learning_rate(*optimizer_,
+                                (unet_ ? s_.lr : s_.vae_lr) * classify::lr_factor(step, steps_, s_.warmup_steps));
+    optimizer_->zero_grad();
+    if (buckets_) buckets_->begin_step();
+    at::Tensor loss;
+    if (unet_) {
+      at::Tensor latents, cond;
+      {
+        at::NoGradGuard no_grad;
+        latents = posterior_sample(index, n.posterior_eps.to(dev));
+        latents = p_.vae->scale_latents(latents);
+        std::vector<std::string> prompts;
+        for (std::size_t k = 0; k < idx.size(); ++k)
+          prompts.push_back(n.dropped[k] ? std::string() : corpus_.captions[static_cast<std::size_t>(idx[k])]);
+        cond = p_.encode_prompts(prompts);
+      }
+      loss = unet_loss(p_.unet, schedule_, latents, n.noise.to(dev), n.timesteps.to(dev), cond, s_.snr_gamma);
+    } else {
+      loss = vae_loss(p_.vae, to_model_input(corpus_.images.index_select(0, index), dev), n.posterior_eps.to(dev),
+                      s_.kl_weight);
+    }
+    if (!std::isfinite(loss.item<double>()))
+      throw Error("pretrain " + component_ + ": the loss is not finite at step " + std::to_string(step) +
+                  " (lower pretrain." + (unet_ ? "lr" : "vae_lr") + "; the last checkpoint is kept in " +
+                  work_.checkpoint(component_).string() + ")");
+    loss.backward();
+    if (buckets_) buckets_->finish_step();
+    clip_gradients();
+    optimizer_->step();
+    update_ema(step);
+    at::Tensor mean = loss.detach().to(at::kCPU, at::kDouble).reshape({1});
+    comm_.all_reduce(mean);
+    return mean.item<double>() / comm_.size();
+  }
+
+  // VAE posterior sample of corpus images: cached moments or a fresh encode.
+  at::Tensor posterior_sample(const at::Tensor& index, const at::Tensor& eps) {
+    if (latent_mean_.defined())
+      return latent_mean_.index_select(0, index).to(p_.device) + latent_std_.index_select(0, index).to(p_.device) * eps;
+    const sd::DiagonalGaussian post = p_.vae->encode(to_model_input(corpus_.images.index_select(0, index), p_.device));
+    return post.mean + post.std * eps;
+  }
+
+  // Each rank encodes an equal share of the corpus; every rank gets all of it.
+  void cache_latents() {
+    at::NoGradGuard no_grad;
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::int64_t n = corpus_.images.size(0), share = (n + comm_.size() - 1) / comm_.size();
+    const std::int64_t begin = std::min(n, comm_.rank() * share), end = std::min(n, begin + share);
+    const auto shape = latent_shape();
+    at::Tensor moments = at::zeros({share, 2, shape[0], shape[1], shape[2]}, at::kFloat);
+    constexpr std::int64_t kSlice = 256;
+    for (std::int64_t b = begin; b < end; b += kSlice) {
+      const std::int64_t e = std::min(end, b + kSlice);
+      const sd::DiagonalGaussian post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, e), p_.device));
+      moments.slice(0, b - begin, e - begin).select(1, 0).copy_(post.mean.to(at::kCPU, at::kFloat));
+      moments.slice(0, b - begin, e - begin).select(1, 1).copy_(post.std.to(at::kCPU, at::kFloat));
+    }
+    const at::Tensor all = comm_.size() > 1 ? comm_.all_gather(moments).flatten(0, 1).slice(0, 0, n) : moments;
+    latent_mean_ = all.select(1, 0).contiguous();
+    latent_std_ = all.select(1, 1).contiguous();
+    log::info("pretrain unet: VAE latents of " + std::to_string(n) + " images cached in " +
+              std::to_string(seconds_since(t0)).substr(0, 5) + " s");
+  }
+
+  void clip_gradients() {
+    if (s_.max_grad_norm <= 0) return;
+    at::NoGradGuard no_grad;
+    double total = 0;
+    for (const auto& t : params_)
+      if (t.grad().defined()) total += t.grad().to(at::kDouble).pow(2).sum().item<double>();
+    const double norm = std::sqrt(total), coef = s_.max_grad_norm / (norm + 1e-6);
+    if (coef < 1)
+      for (auto& t : params_)
+        if (t.grad().defined()) t.mutable_grad().mul_(coef);
+  }
+
+  // diffusers' EMAModel: decay = min(ema_decay, (1 + k) / (10 + k)) at the
+  // k-th update (k from 0).
+  void update_ema(std::int64_t step) {
+    if (ema_.empty()) return;
+    at::NoGradGuard no_grad;
+    const double k = static_cast<double>(step);
+    const double decay = std::min(s_.ema_decay, (1 + k) / (10 + k));
+    for (std::size_t i = 0; i < params_.size(); ++i) ema_[i].sub_((ema_[i] - params_[i]) * (1 - decay));
+  }
+
+  bool any_rank_stopping() {
+    at::Tensor flag = at::tensor({signals::stop_requested() ? 1 : 0}, at::kInt);
+    comm_.all_reduce(flag);
+    return flag.item<int>() > 0;
+  }
+
+  // ---- checkpoints: rank 0 writes; every replica is identical -------------
+  void save_checkpoint(std::int64_t next_step) {
+    on_root(comm_, [&] {
+      torch::serialize::OutputArchive archive, optim;
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        archive.write("param/" + std::to_string(i), params_[i].detach());
+        if (!ema_.empty()) archive.write("ema/" + std::to_string(i), ema_[i]);
+      }
+      optimizer_->save(optim);
+      archive.write("optimizer", optim);
+      archive.write("next_step", at::tensor({next_step}, at::kLong));
+      archive.write("loss", at::tensor(losses_, at::kDouble));
+      archive.write("seconds", at::tensor({seconds_}, at::kDouble));
+      const std::string path = work_.checkpoint(component_).string(), tmp = path + ".tmp";
+      archive.save_to(tmp);
+      std::error_code ec;
+      fs::rename(tmp, path, ec);
+      if (ec) throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + ec.message());
+    });
+  }
+
+  std::int64_t load_checkpoint() {
+    const std::string path = work_.checkpoint(component_).string();
+    if (!fs::exists(path)) return 0;
+    torch::serialize::InputArchive archive, optim;
+    try {
+      archive.load_from(path, p_.device);
+    } catch (const c10::Error& e) {
+      throw IoError("cannot read checkpoint " + path + ": " + e.what_without_backtrace() + " (delete it to start over)");
+    }
+    at::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor t;
+      archive.read("param/" + std::to_string(i), t);
+      if (!t.sizes().equals(params_[i].sizes()))
+        throw IoError("checkpoint " + path + ": parameter " + std::to_string(i) + " has shape " +
+                      c10::str(t.sizes()) + ", the model " + c10::str(params_[i].sizes()) + " (delete it to start over)");
+      params_[i].copy_(t);
+      if (!ema_.empty()) {
+        at::Tensor e;
+        archive.read("ema/" + std::to_string(i), e);
+        ema_[i].copy_(e);
+      }
+    }
+    archive.read("optimizer", optim);
+    optimizer_->load(optim);
+    at::Tensor next, loss, seconds;
+    archive.read("next_step", next);
+    archive.read("loss", loss);
+    archive.read("seconds", seconds);
+    losses_.clear();
+    for (std::int64_t i = 0; i < loss.size(0); ++i) losses_.push_back(loss[i].item<double>());
+    seconds_ = seconds.item<double>();
+    return next.item<std::int64_t>();
+  }
+
+  // The trained weights (EMA where kept) replace the component's weight files
+  // in the work folder; the phase's record marks it done.
+  void finish() {
+    on_root(comm_, [&] {
+      const fs::path dir = work_.model / component_;
+      std::map<std::string, at::Tensor> tensors;
+      torch::nn::Module& trained = unet_ ? static_cast<torch::nn::Module&>(*p_.unet) : *p_.vae;
+      std::size_t i = 0;
+      for (const auto& named : trained.named_parameters(true)) {
+        tensors.emplace(named.key(), (ema_.empty() ? params_[i] : ema_[i]).detach().to(at::kCPU).contiguous());
+        ++i;
+      }
+      for (const auto& named : trained.named_buffers(true)) tensors.emplace(named.key(), named.value().to(at::kCPU));
+      const fs::path weights = dir / "diffusion_pytorch_model.safetensors", tmp = dir / "weights.safetensors.tmp";
+      io::write_safetensors(tmp.string(), tensors, {{"format", "pt"}});
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (name != "config.json" && name != tmp.filename().string()) fs::remove(entry.path());
+      }
+      fs::rename(tmp, weights);
+      io::Json record = {{"component", component_}, {"steps", steps_}, {"seconds", seconds_}, {"loss", losses_}};
+      write_text_atomic(work_.done(component_), record.dump());
+      fs::remove(work_.checkpoint(component_));
+    });
+  }
+
+  dist::Communicator& comm_;
+  const PretrainSettings& s_;
+  const CorpusInMemory& corpus_;
+  sd::Pipeline& p_;
+  const WorkFolder& work_;
+  std::string component_;
+  bool unet_;
+  std::int64_t steps_;
+  diffusion::NoiseSchedule schedule_;
+  std::vector<at::Tensor> params_, ema_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<classify::GradientBuckets> buckets_;
+  at::Tensor permutation_, latent_mean_, latent_std_;
+  std::int64_t epoch_ = -1;
+  std::vector<std::int64_t> latent_shape_;
+  std::vector<double> losses_;
+  double seconds_ = 0;
+};
+
+std::vector<std::string> phases_of(const std::string& component) {
+  if (component == "both") return {"vae", "unet"};
+  return {component};
+}
+
+// OUTPUT/dinv_pretrain.json: what was trained, on what, how the losses went.
+io::Json finished_record(const PretrainSettings& s, const WorkFolder& w, const data::CaptionedDataset& corpus) {
+  io::Json phases = io::Json::object();
+  for (const auto& c : phases_of(s.component)) phases[c] = io::parse_json(read_text(w.done(c)), w.done(c).string());
+  return {{"settings", s.output_text()}, {"corpus", corpus.describe()}, {"corpus_fingerprint", corpus.fingerprint()},
+          {"phases", phases}};
+}
+
+}  // namespace
+
+PretrainOutcome run_pretrain(dist::World& world, dist::Communicator& comm, const PretrainSettings& s,
+                             const data::CaptionedDataset& corpus) {
+  PretrainOutcome out;
+  out.output = s.output;
+  const fs::path record = fs::path(s.output) / kRecordFile;
+  if (fs::exists(record)) {
+    const io::Json done = io::read_json_file(record.string());
+    const std::string diff = settings_difference(done.value("settings", std::string()), s.output_text());
+    if (!diff.empty())
+      throw ConfigError("pretrain.output " + s.output + " was trained with other settings:" + diff +
+                        "\nchoose another pretrain.output, or delete it to train again");
+    if (done.value("corpus_fingerprint", std::string()) != corpus.fingerprint())
+      throw ConfigError("pretrain.output " + s.output + " was trained on another corpus (" +
+                        done.value("corpus", std::string("?")) + "); choose another pretrain.output");
+    log::info("pretrain: " + s.output + " is already trained with these settings; nothing to do");
+    if (comm.rank() == 0) remove_tree(WorkFolder(s.output).root);  // left by a kill after the rename
+    out.skipped = true;
+    return out;
+  }
+  if (fs::exists(s.output))
+    throw ConfigError("pretrain.output " + s.output + " exists but is not a finished dinv pretrain folder (no " +
+                      record.string() + "); choose another pretrain.output or move it away");
+  signals::install_stop_handlers();
+  const WorkFolder work(s.output);
+  on_root(comm, [&] { prepare_start(s, work, corpus.fingerprint()); });
+  comm.barrier();
+  const CorpusInMemory data = load_corpus(corpus);
+  log::info("pretrain: " + corpus.describe() + ", global batch " + std::to_string(s.batch_size) + " on " +
+            world.describe());
+  for (const auto& component : phases_of(s.component)) {
+    if (fs::exists(work.done(component))) {
+      out.phases_done.push_back(component);
+      continue;
+    }
+    // Each phase loads the folder as the previous phase left it (the UNet
+    // trains on the latents of the freshly trained VAE).
+    auto pipeline = sd::load_pipeline(work.model.string(), world.device(), at::kFloat);
+    check_architecture(*pipeline, corpus.resolution(), work.model.string());
+    Phase phase(comm, s, data, *pipeline, work, component);
+    if (phase.run()) {
+      out.stopped = true;
+      return out;
+    }
+    out.phases_done.push_back(component);
+  }
+  on_root(comm, [&] {
+    write_text_atomic(work.model / kRecordFile, finished_record(s, work, corpus).dump(2));
+    fs::rename(work.model, s.output);
+    remove_tree(work.root);
+  });
+  comm.barrier();
+  return out;
+}
+
+}  // namespace dinv::pretrain
