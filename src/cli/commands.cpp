@@ -78,7 +78,7 @@ std::vector<Command> build_commands() {
                {"run", "data", "syn", "train", "sweep", "slurm"}, {}, run_sweep, nullptr,
                {{"--status", "sweep.status=true"}, {"--resubmit", "sweep.resubmit=true"}}});
   c.push_back({"slurm", "print the sbatch options of a stage from [slurm] and [slurm.STAGE] (for slurm/submit.sh)",
-               "dinv slurm embed|generate|train|sweep --config FILE [--section.key=value ...]\n"
+               "dinv slurm pretrain|embed|generate|train|sweep --config FILE [--section.key=value ...]\n"
                "  one sbatch option per line, e.g. --partition=gpu; unset keys are left out\n"
                "  (use --run.log_level=warn to get only the options on standard output)",
                {"slurm"}, {}, run_slurm});

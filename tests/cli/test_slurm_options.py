@@ -67,8 +67,9 @@ def test_bad_slurm_values_are_configuration_errors(tmp_path):
     assert r.returncode == 2 and "slurm.cpus_per_task = 'four' is not a positive integer" in r.stderr, r.stderr
     r = run([DINV, "slurm", "sweep", "--slurm.extra=--exclusive; nodes=2"])
     assert r.returncode == 2 and "not an sbatch option" in r.stderr, r.stderr
-    r = run([DINV, "slurm", "pretrain"])
-    assert r.returncode == 2 and "unknown stage 'pretrain'" in r.stderr, r.stderr
+    r = run([DINV, "slurm", "evaluate"])
+    assert r.returncode == 2 and "unknown stage 'evaluate'" in r.stderr, r.stderr
+    assert options("pretrain", "--slurm.pretrain.time=02:00:00") == ["--time=02:00:00"]
     r = run([DINV, "slurm", "embed", "--slurm.embed.partitoin=x"])
     assert r.returncode == 2 and "did you mean" in r.stderr, r.stderr
 
