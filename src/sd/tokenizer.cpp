@@ -293,10 +293,26 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, std::int64_t> vocab
   Impl& m = *impl_;
   m.settings = std::move(settings);
   m.vocab = std::move(vocab);
-  std::int64_t max_id = -1;
-  for (const auto& [tok, id] : m.vocab) max_id = std::max(max_id, id);
-  m.id_to_token.assign(static_cast<size_t>(max_id + 1), std::string());
-  for (const auto& [tok, id] : m.vocab) m.id_to_token[static_cast<size_t>(id)] = tok;
+  // Token ids index a table: a vocabulary maps its N tokens onto 0..N-1 (as
+  // every CLIP vocab.json does); an id outside that range or used twice is a
+  // damaged file, not a reason to allocate a table of any size.
+  const auto n = static_cast<std::int64_t>(m.vocab.size());
+  const std::string merges_name = "merges.txt";
+  const std::string vocab_source =
+      source.size() >= merges_name.size() && source.compare(source.size() - merges_name.size(), merges_name.size(), merges_name) == 0
+          ? source.substr(0, source.size() - merges_name.size()) + "vocab.json"
+          : source;
+  m.id_to_token.assign(static_cast<size_t>(n), std::string());
+  for (const auto& [tok, id] : m.vocab) {
+    if (id < 0 || id >= n)
+      throw ModelError(vocab_source + ": vocabulary token '" + tok.substr(0, 64) + "' has id " + std::to_string(id) +
+                       ", outside 0.." + std::to_string(n - 1) + " (the vocabulary has " + std::to_string(n) +
+                       " tokens)");
+    if (!m.id_to_token[static_cast<size_t>(id)].empty())
+      throw ModelError(vocab_source + ": vocabulary ids repeat: '" + tok.substr(0, 64) + "' and '" +
+                       m.id_to_token[static_cast<size_t>(id)].substr(0, 64) + "' both have id " + std::to_string(id));
+    m.id_to_token[static_cast<size_t>(id)] = tok;
+  }
 
   m.unk = m.id_of(m.settings.unk_token, "unknown token", source);
   m.bos = m.id_of(m.settings.bos_token, "start token", source);

@@ -94,6 +94,17 @@ TEST_F(TinyTokenizer, MalformedVocabAndMissingSpecialToken) {
   EXPECT_NE(msg.find("<|endoftext|>"), std::string::npos) << msg;
 }
 
+// Found by fuzz_tokenizer: an id of 8e18 made the id table allocate without bound.
+TEST_F(TinyTokenizer, VocabularyIdsOutsideTheRangeOrRepeatedAreRefused) {
+  write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 8888888888888888884})");
+  std::string msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
+  EXPECT_NE(msg.find("vocab.json: vocabulary token 'ab</w>' has id 8888888888888888884, outside 0..4"),
+            std::string::npos) << msg;
+  write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 1})");
+  msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
+  EXPECT_NE(msg.find("both have id 1"), std::string::npos) << msg;
+}
+
 TEST_F(TinyTokenizer, NonUtf8PromptNamesTheByteOffset) {
   const ClipTokenizer tok = ClipTokenizer::from_folder(dir());
   std::string msg = dinv::testing::error_message_of<IoError>([&] { tok.encode("abc\xff"); });
