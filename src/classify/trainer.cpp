@@ -1,5 +1,6 @@
 #include "dinv/classify/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -263,7 +264,7 @@ TrainResult Trainer::run() {
     if (stop && !last) {
       result.steps_done = step + 1;
       result.stopped_by_signal = true;
-      log::info("stop requested (signal " + std::to_string(signals::stop_signal()) + "): checkpoint written at step " +
+      log::info("train: stopped by signal " + std::to_string(signals::stop_signal()) + "; checkpoint written at step " +
                 std::to_string(step + 1) + "; rerun the same command to resume");
       result.train_seconds = seconds_since(start) - result.eval_seconds;
       return result;
@@ -276,8 +277,49 @@ TrainResult Trainer::run() {
 }
 
 // ---- checkpoints --------------------------------------------------------------------
+namespace {
+// Archive keys for a buffer's per-rank copies ('.' is a path separator there).
+std::string rank_buffer_key(std::string name) {
+  std::replace(name.begin(), name.end(), '.', '/');
+  return "rank_buffers/" + name;
+}
+}  // namespace
+
+// Every rank's floating buffers (batch-norm statistics), stacked [world, ...]
+// on rank 0. Without synchronised batch norm each replica keeps its own
+// statistics until an evaluation averages them; a checkpoint must keep them
+// as they are, because averaging here adds a reduction that a run without
+// this checkpoint (a stop signal can come at any step) does not make, and
+// the resumed run would then differ from it in the last bits.
+std::vector<std::pair<std::string, at::Tensor>> Trainer::gather_rank_buffers() {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& item : model_->named_buffers()) {
+    if (!at::isFloatingType(item.value().scalar_type())) continue;
+    at::Tensor all = comm_ && comm_->size() > 1 ? comm_->gather(item.value(), 0) : item.value().unsqueeze(0);
+    out.emplace_back(item.key(), all);
+  }
+  return out;
+}
+
+// This rank's statistics from a checkpoint of the same rank count; from
+// another rank count, their mean (what the next evaluation would use).
+void Trainer::restore_rank_buffers(torch::serialize::InputArchive& archive) {
+  torch::NoGradGuard no_grad;
+  const std::int64_t rank = comm_ ? comm_->rank() : 0, world = comm_ ? comm_->size() : 1;
+  for (auto& item : model_->named_buffers()) {
+    if (!at::isFloatingType(item.value().scalar_type())) continue;
+    at::Tensor all;
+    if (!archive.try_read(rank_buffer_key(item.key()), all)) continue;  // older checkpoints: rank 0's copy
+    if (all.dim() != item.value().dim() + 1 || all.sizes().slice(1) != item.value().sizes())
+      throw IoError("checkpoint " + options_.checkpoint_path + ": per-rank buffer " + item.key() + " is " +
+                    c10::str(all.sizes()) + ", expected [ranks, " + c10::str(item.value().sizes()).substr(1) +
+                    " (delete it to start over)");
+    item.value().copy_(all.size(0) == world ? all[rank] : all.mean(0));
+  }
+}
+
 void Trainer::save_checkpoint(std::int64_t next_step, const TrainResult& result) {
-  average_batchnorm_statistics();  // make the replicas identical: rank 0 speaks for all
+  const auto rank_buffers = gather_rank_buffers();
   if (comm_ && comm_->rank() != 0) {
     comm_->barrier();
     return;
@@ -303,6 +345,7 @@ void Trainer::save_checkpoint(std::int64_t next_step, const TrainResult& result)
     for (std::int64_t c = 0; c < classes; ++c) evals[i][3 + c] = e.per_class_accuracy[c];
   }
   archive.write("history/evals", evals);
+  for (const auto& [name, all] : rank_buffers) archive.write(rank_buffer_key(name), all);
   const std::string tmp = options_.checkpoint_path + ".tmp";
   std::filesystem::path dir = std::filesystem::path(options_.checkpoint_path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir);
@@ -338,6 +381,7 @@ bool Trainer::load_checkpoint(TrainResult& result, std::int64_t& next_step) {
   archive.read("model", model_archive);
   archive.read("optimizer", optim_archive);
   restore_model(model_archive);
+  restore_rank_buffers(archive);
   state_->optimizer->load(optim_archive);
   // One fresh tensor per read: InputArchive::read into a defined tensor calls
   // set_() on it, which keeps the old dtype over the new storage (reading the

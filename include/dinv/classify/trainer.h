@@ -98,6 +98,8 @@ class Trainer {
   at::Tensor train_step(std::int64_t step, TrainResult& result);
   bool agree_stop_and_check_loss(std::int64_t step, const at::Tensor& local_loss, double& global_loss);
   void average_batchnorm_statistics();
+  std::vector<std::pair<std::string, at::Tensor>> gather_rank_buffers();
+  void restore_rank_buffers(torch::serialize::InputArchive& archive);
   void save_checkpoint(std::int64_t next_step, const TrainResult& result);
   bool load_checkpoint(TrainResult& result, std::int64_t& next_step);
   void restore_model(torch::serialize::InputArchive& archive);
