@@ -95,3 +95,9 @@ for i, p in enumerate(["a photo of a cat", "A PHOTO of an  airplane, 2 dogs!", "
     put("tokenizer", f"prompt{i}", b"\x00" + p.encode())
 put("tokenizer", "vocab", b"\x01" + json.dumps({"a": 0, "b": 1, "ab": 2, "<|startoftext|>": 3,
                                                  "<|endoftext|>": 4}).encode())
+
+# Captioned folders: metadata.jsonl against a.png, b.png (4x4), c.png (6x6), d.png (not an image).
+put("captioned", "two.jsonl", '{"file_name": "a.png", "text": "a small red ring"}\n'
+                              '{"file_name": "./b.png", "text": "a ring", "extra": 1}\n')
+put("captioned", "blank_lines.jsonl", '\n{"file_name": "b.png", "text": "naïve café ☕"}\n\n')
+put("captioned", "mixed_sizes.jsonl", '{"file_name": "a.png", "text": "x"}\n{"file_name": "c.png", "text": "y"}\n')
