@@ -9,9 +9,10 @@ report/report.md (figures beside it as PNG files), with
 - the runs read (complete ones; unfinished files are counted, not used),
 - sample-complexity curves (sample_complexity.py) and training histories,
 - the tables, mean ± std over seeds (tables.py; also table.md, table.csv),
-- cost of training per point from the results files (train time, rank-hours,
-  images per second); the embed and generate stages do not store timings yet,
-  and the report says so,
+- cost: training per point from the results files (train time, rank-hours,
+  images per second) and, with --store, the embed and generate stages from
+  the timing records beside the store (cost.py: rank-seconds per image, and
+  the rank-hours to make N synthetic images),
 - with --store: Stage 1 diagnostics (stage1.py) and image grids (grids.py).
 
 Exit code 2 with a message naming the file or folder on bad input: a results
@@ -29,6 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import pandas as pd  # noqa: E402
 
+import cost  # noqa: E402
 import dinv_read  # noqa: E402
 import grids  # noqa: E402
 import sample_complexity  # noqa: E402
@@ -36,10 +38,10 @@ import stage1  # noqa: E402
 import tables  # noqa: E402
 from dinv_read import InputError  # noqa: E402,F401
 
-TIMING_NOTE = ("Per-stage timings of `dinv embed` and `dinv generate` are not stored by dinv yet (the store has no "
-               "timing attributes), so time per image for stages 1 and 2 and the time-to-N-images figure cannot be "
-               "made; training time below comes from the results files (`train_seconds`, `eval_seconds`, "
-               "`world_size`, `images_per_second`).")
+TRAIN_COST_NOTE = ("Training per point, from the results files (`train_seconds`, `eval_seconds`, `world_size`, "
+                   "`images_per_second`), mean over seeds.")
+STAGE_COST_NOTE = ("Stages 1 and 2, from the timing records dinv appends beside the store (`{file}`, one line per run "
+                   "of a stage; resumed runs add up). Rank-seconds per image include start-up and model loading.")
 
 
 def history_figure(folder, runs, out):
@@ -77,18 +79,6 @@ def cost_table(runs):
               eval_seconds=("eval_seconds", "mean"), rank_hours=("rank_hours", "mean"),
               images_per_second=("images_per_second", "mean")).reset_index()
     return t
-
-
-def stage_timings(f):
-    """Timing attributes of the store's stages, if a later dinv stores any."""
-    found = []
-    objects = [("/embeddings", f["embeddings"])] if "embeddings" in f else []
-    objects += [(f"/samples/{t}", f[f"samples/{t}"]) for t in dinv_read.store_tags(f)]
-    for name, obj in objects:
-        for key, value in obj.attrs.items():
-            if "seconds" in key or "time" in key:
-                found.append({"object": name, "attribute": key, "value": dinv_read.text(value)})
-    return pd.DataFrame(found)
 
 
 class Report:
@@ -159,7 +149,7 @@ def results_sections(rep, folder, runs, files, figures):
     rep.heading(f"{first['dataset']}: final test accuracy (%) by source", 3)
     rep.table(tables.wide_frame(long, first["dataset"]))
     rep.heading("Cost")
-    rep.para(TIMING_NOTE)
+    rep.para(TRAIN_COST_NOTE)
     rep.table(cost_table(runs))
 
 
@@ -171,11 +161,8 @@ def store_sections(rep, store, figures, tags):
             dinv_read.require_tag(f, tag)
         has_embeddings = "embeddings" in f and "loss" in f["embeddings"]
         dataset = dinv_read.text(f["source"].attrs.get("dataset", "")) if "source" in f else ""
-        timings = stage_timings(f)
     rep.para(f"Store {store}: {dataset or 'no /source'}; tags: {', '.join(all_tags) if all_tags else 'none'}.")
-    if len(timings):
-        rep.para("Stage timings stored in the store:")
-        rep.table(timings)
+    stage_cost_section(rep, store, figures)
     rep.heading("Stage 1: embedding loss", 3)
     if has_embeddings:
         d = stage1.diagnose(store, figures)
@@ -201,6 +188,21 @@ def store_sections(rep, store, figures, tags):
         else:
             rep.figure(m["file"], "The same sources' first sample under each tag, ordered by perturbation "
                                   f"(interpolation s, embedding noise σ): {', '.join(m['tags'])}.")
+
+
+def stage_cost_section(rep, store, figures):
+    rep.heading("Cost of stages 1 and 2", 3)
+    stages = cost.stage_cost(cost.read_timings(store))
+    if stages.empty:
+        rep.para(f"No timing records ({cost.timings_path(store)} is missing: the store was made by a dinv that did "
+                 "not write them, or moved without it).")
+        return
+    rep.para(STAGE_COST_NOTE.format(file=cost.timings_path(store).name))
+    rep.table(stages)
+    if cost.time_to_n_figure(stages, figures / "time_to_n.png"):
+        rep.figure(figures / "time_to_n.png", "Rank-hours to make N synthetic images per tag: the embedding of the "
+                                               "source images once, plus N times the measured generation cost per "
+                                               "image (linear beyond the dotted line).")
 
 
 def make_report(results, out, store=None, tags=None):

@@ -1,7 +1,12 @@
 // `dinv embed` and `dinv generate`: configuration -> dataset, model, store ->
 // the stage drivers of the inversion and generation modules.
+#include <chrono>
+#include <ctime>
 #include <exception>
+#include <fstream>
 #include <iostream>
+
+#include <ATen/Parallel.h>
 
 #include "dinv/cli/command.h"
 #include "dinv/cli/slurm.h"
@@ -21,6 +26,8 @@
 #include "dinv/dist/communicator.h"
 #include "dinv/pretrain/pretrain.h"
 #include "dinv/sd/pipeline.h"
+#include "dinv/io/json.h"
+#include "dinv/store/store.h"
 
 namespace dinv::cli {
 
@@ -66,6 +73,48 @@ int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, co
   return ok ? 0 : 1;
 }
 
+// How long one run of a stage took, appended by rank 0 as one JSON line to
+// OUTPUT.timings.jsonl. Timings are measurements, not results: they never go
+// into the store, whose bytes must not depend on how long anything took.
+// analysis/report.py sums the lines of all runs (a resumed stage has several)
+// into each stage's cost.
+class StageTimer {
+ public:
+  StageTimer(const CommandContext& ctx, std::string stage)
+      : ctx_(ctx), stage_(std::move(stage)), start_(std::chrono::steady_clock::now()), started_(utc_now()) {}
+
+  void record(const std::string& output, io::Json fields) const {
+    if (!ctx_.world.is_root()) return;
+    fields["stage"] = stage_;
+    fields["started"] = started_;
+    fields["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    fields["ranks"] = ctx_.world.size();
+    fields["threads_per_rank"] = at::get_num_threads();
+    fields["device"] = ctx_.world.device().str();
+    fields["dinv_version"] = store::dinv_version_string();
+    const std::string path = output + ".timings.jsonl";
+    std::ofstream out(path, std::ios::app);
+    out << fields.dump() << "\n";
+    out.flush();
+    if (!out) log::warn(stage_ + ": could not append the timing record to " + path + " (the results are unaffected)");
+  }
+
+ private:
+  static std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return text;
+  }
+
+  const CommandContext& ctx_;
+  std::string stage_;
+  std::chrono::steady_clock::time_point start_;
+  std::string started_;
+};
+
 }  // namespace
 
 int run_embed(CommandContext& ctx) {
@@ -79,9 +128,17 @@ int run_embed(CommandContext& ctx) {
   const auto images = wanted > 0 ? wanted : dataset->size();
   if (images <= dataset->size() && ctx.config.get_string("generate.mode") == "embedding")
     generation::check_partner_groups(images, settings.group_size, ctx.config.get_int("generate.num_samples"), "embed");
+  const StageTimer timer(ctx, "embed");
   const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));
   const auto out = inversion::run_embed(ctx.world, settings, *dataset, ctx.config.get_int("embed.num_images"), model,
                                         store, recorded_ini(ctx.config));
+  timer.record(store, {{"target", "/embeddings"},
+                       {"units_total", out.units_total},
+                       {"units_done_before", out.units_done_before},
+                       {"units_done_after", out.units_done},
+                       {"units_failed", out.units_failed},
+                       {"images", out.images},
+                       {"stopped", out.stopped}});
   if (out.stopped) {
     log::info("embed: stopped by signal with " + std::to_string(out.units_done) + "/" + std::to_string(out.units_total) +
               " units done and the others checkpointed; rerun the same command to resume");
@@ -103,8 +160,15 @@ int run_generate(CommandContext& ctx) {
   sampler.timestep_spacing = ctx.config.get_string("sampler.timestep_spacing");
   sampler.eta = ctx.config.get_real("sampler.eta");
   sampler.karras_sigmas = ctx.config.get_bool("sampler.karras_sigmas");
+  const StageTimer timer(ctx, "generate");
   const auto model = generation::make_generation_model(load_model(ctx, "generate.dtype"), settings, sampler);
   const auto out = generation::run_generate(ctx.world, settings, model, store, recorded_ini(ctx.config));
+  timer.record(store, {{"target", "/samples/" + out.tag},
+                       {"units_total", out.chunks_total},
+                       {"units_done_before", out.chunks_done_before},
+                       {"units_done_after", out.chunks_done},
+                       {"images", out.images},
+                       {"stopped", out.stopped}});
   if (out.stopped) {
     log::info("generate: stopped by signal with " + std::to_string(out.chunks_done) + "/" +
               std::to_string(out.chunks_total) + " chunks of '" + out.tag + "' done; rerun the same command to resume" +
@@ -119,8 +183,14 @@ int run_generate(CommandContext& ctx) {
 int run_pretrain(CommandContext& ctx) {
   const auto settings = pretrain::pretrain_settings(ctx.config);
   const auto corpus = data::open_captioned(ctx.config.get_string("data.root"));
+  const StageTimer timer(ctx, "pretrain");
   auto comm = dist::make_communicator(ctx.world);
   const auto out = pretrain::run_pretrain(ctx.world, *comm, settings, *corpus);
+  timer.record(settings.output, {{"target", settings.output},
+                                 {"phases_done", out.phases_done},
+                                 {"images", corpus->size()},
+                                 {"skipped", out.skipped},
+                                 {"stopped", out.stopped}});
   if (out.stopped) {
     log::info("pretrain: stopped by signal; the checkpoint is in " + settings.output +
               ".work; rerun the same command to resume");

@@ -385,6 +385,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
                        "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
   st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
   store::UnitLedger ledger(st, group, out.chunks_total);
+  out.chunks_done_before = ledger.done_count();
 
   std::unique_ptr<EmbeddingRows> rows;
   if (s.mode == "embedding") rows = std::make_unique<EmbeddingRows>(st, src.group_size);

@@ -231,6 +231,8 @@ EmbedOutcome run_embed(dist::World& world, const EmbedSettings& s, const data::D
 
   EmbedOutcome outcome;
   outcome.units_total = layout.units;
+  outcome.units_done_before = ledger.done_count();
+  outcome.images = n;
   const auto mine = dist::units_of_rank(layout.units, world.size(), world.rank());
   std::int64_t pending = 0;
   for (auto u : mine) pending += ledger.is_done(u) ? 0 : 1;

@@ -7,6 +7,7 @@
 import base64
 import configparser
 import io
+import json
 import os
 import pathlib
 import re
@@ -162,11 +163,32 @@ def write_store(path, labels, *, tags=(("a", 0.1, 0.1), ("b", 0.3, 0.1)), num_sa
     return loss, done
 
 
+# Timing records as dinv's stages append them (src/cli/stages.cpp): embed stopped
+# after 1 of 4 units and resumed on 4 ranks; tag b generated, then rerun (nothing to do).
+TIMINGS = [
+    dict(stage="embed", target="/embeddings", seconds=10.0, ranks=2, units_done_before=0, units_done_after=1,
+         units_total=4, images=40, stopped=True),
+    dict(stage="embed", target="/embeddings", seconds=30.0, ranks=4, units_done_before=1, units_done_after=4,
+         units_total=4, images=40, stopped=False),
+    dict(stage="generate", target="/samples/a", seconds=20.0, ranks=2, units_done_before=0, units_done_after=7,
+         units_total=7, images=80, stopped=False),
+    dict(stage="generate", target="/samples/b", seconds=50.0, ranks=1, units_done_before=0, units_done_after=7,
+         units_total=7, images=80, stopped=False),
+    dict(stage="generate", target="/samples/b", seconds=1.0, ranks=1, units_done_before=7, units_done_after=7,
+         units_total=7, images=80, stopped=False),
+]
+
+
+def write_timings(path):
+    path.write_text("".join(json.dumps(dict(t, device="cpu", threads_per_rank=1)) + "\n" for t in TIMINGS))
+
+
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiment")
     images, labels = write_cifar(root / "data", 40)
     loss, done = write_store(root / "store.h5", labels)
+    write_timings(root / "store.h5.timings.jsonl")
     make_sweep(root / "results")
     return {"root": root, "images": images, "labels": labels, "loss": loss, "done": done}
 
@@ -210,7 +232,7 @@ def test_report_embeds_every_figure(report, experiment):
     page = (report / "report.html").read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     names = {"sample_complexity.png", "history.png", "stage1_groups.png", "stage1_hist.png", "grid_a.png",
-             "grid_b.png", "grid_strengths.png"}
+             "grid_b.png", "grid_strengths.png", "time_to_n.png"}
     assert {p.name for p in (report / "figures").glob("*.png")} == names
     assert len(embedded) == len(names)
     assert all(png_ok(base64.b64decode(d)) for d in embedded)
@@ -218,8 +240,42 @@ def test_report_embeds_every_figure(report, experiment):
     md = (report / "report.md").read_text()
     for name in names:
         assert f"(figures/{name})" in md and png_ok((report / "figures" / name).read_bytes())
-    assert "not stored by dinv yet" in md  # stage timings: absent, and said so
+    assert "Cost of stages 1 and 2" in md and "store.h5.timings.jsonl" in md
     assert "source images from" in md  # the real images were found through the store's data.root
+
+
+def test_stage_cost_equals_the_timing_records(experiment, tmp_path):
+    r = script("cost.py", experiment["root"] / "store.h5", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    cost = pd.read_csv(tmp_path / "cost.csv").set_index("target")
+    # Independently: rank-seconds summed over runs, divided by the images the runs covered.
+    expected = {"/embeddings": (2, 10 * 2 + 30 * 4, 40.0), "/samples/a": (1, 20 * 2, 80.0),
+                "/samples/b": (2, 50 + 1, 80.0)}
+    for target, (runs, rank_seconds, images) in expected.items():
+        row = cost.loc[target]
+        assert row["runs"] == runs and row["rank_seconds"] == pytest.approx(rank_seconds)
+        assert row["rank_seconds_per_image"] == pytest.approx(rank_seconds / images)
+    assert png_ok((tmp_path / "time_to_n.png").read_bytes())
+    sys.path.insert(0, str(ANALYSIS))
+    import cost as cost_module
+
+    hours = cost_module.time_to_n(cost_module.stage_cost(cost_module.read_timings(experiment["root"] / "store.h5")),
+                                  1000)
+    assert hours["a"] == pytest.approx((140 + 1000 * 0.5) / 3600)
+    assert hours["b"] == pytest.approx((140 + 1000 * 51 / 80) / 3600)
+
+
+def test_bad_timing_records_name_file_and_line(tmp_path):
+    store = tmp_path / "store.h5"
+    (tmp_path / "store.h5.timings.jsonl").write_text('{"stage": "embed", "seconds": 1, "ranks": 1}\n{"stage": \n')
+    r = script("cost.py", store, "--out", tmp_path)
+    assert r.returncode == 2 and "store.h5.timings.jsonl:2: not JSON" in r.stderr, r.stderr
+    (tmp_path / "store.h5.timings.jsonl").write_text('{"stage": "embed"}\n')
+    r = script("cost.py", store, "--out", tmp_path)
+    assert r.returncode == 2 and "store.h5.timings.jsonl:1: a timing record needs the fields" in r.stderr, r.stderr
+    (tmp_path / "store.h5.timings.jsonl").unlink()
+    r = script("cost.py", store, "--out", tmp_path)
+    assert r.returncode == 2 and "not found or empty" in r.stderr, r.stderr
 
 
 def test_table_numbers_equal_the_results_files(report, experiment):

@@ -398,3 +398,27 @@ def test_disk_full_at_each_write_that_creates_the_tag(config, embedded, referenc
         outcomes.append("moved aside" if "moving it to /damaged" in again.stderr else "resumed")
     print("outcomes", outcomes)
     assert "moved aside" in outcomes and outcomes.count("refused") <= 2, outcomes
+
+
+def test_each_run_appends_a_timing_record_beside_the_store(config, embedded, reference, tmp_path):
+    import json
+
+    def records(store):
+        return [json.loads(line) for line in (store.parent / "store.h5.timings.jsonl").read_text().splitlines()]
+
+    (embed,) = records(embedded)
+    assert embed["stage"] == "embed" and embed["target"] == "/embeddings" and embed["ranks"] == 2
+    assert embed["units_done_before"] == 0 and embed["units_done_after"] == embed["units_total"] > 0
+    assert embed["seconds"] > 0 and not embed["stopped"]
+    (gen,) = records(reference)
+    tag, _, _ = samples(reference)
+    assert gen["stage"] == "generate" and gen["target"] == f"/samples/{tag}" and gen["ranks"] == 1
+    assert gen["units_done_after"] == gen["units_total"] > 0 and gen["images"] > 0
+    # A rerun of a finished stage adds a record that finished nothing.
+    work = fresh(embedded, tmp_path)
+    shutil.copy(reference, work / "store.h5")
+    r = dinv_stage(1, "generate", config, work, "--embed.steps=10")
+    assert r.returncode == 0, r.stderr
+    (rerun,) = records(work / "store.h5")
+    assert rerun["units_done_before"] == rerun["units_done_after"] == gen["units_total"]
+    assert (work / "store.h5").read_bytes() == reference.read_bytes(), "timings never go into the store"

@@ -87,6 +87,7 @@ struct SampleSpec {
 struct GenerateOutcome {
   std::string tag;
   std::int64_t images = 0, chunks_total = 0, chunks_done = 0;
+  std::int64_t chunks_done_before = 0;  // finished when this run started (its timing record)
   bool stopped = false;
 };
 

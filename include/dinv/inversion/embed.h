@@ -24,6 +24,8 @@ EmbedSettings embed_settings(const Config& config);
 
 struct EmbedOutcome {
   std::int64_t units_total = 0, units_done = 0, units_failed = 0;
+  std::int64_t units_done_before = 0;  // finished when this run started (its timing record)
+  std::int64_t images = 0;             // images in all units
   bool stopped = false;  // a stop signal arrived: state is checkpointed
 };
 
