@@ -212,6 +212,20 @@ def require_tag(f, tag):
     return f[f"samples/{tag}"]
 
 
+METRICS = ("fid", "precision", "recall", "density", "coverage", "label_agreement", "leaked_test_images",
+           "own_source_share", "mean_source_distance")
+
+
+def store_metrics(f):
+    """`dinv evaluate`'s /metrics/<tag>: one row per tag (empty without any)."""
+    rows = []
+    for tag in sorted(f["metrics"]) if "metrics" in f else []:
+        attrs = f["metrics"][tag].attrs
+        rows.append({"tag": tag, **{k: float(attrs[k]) for k in METRICS if k in attrs},
+                     "classifier": text(attrs.get("classifier_fingerprint", ""))})
+    return pd.DataFrame(rows)
+
+
 def class_names(f):
     if "source" in f and "class_names" in f["source"].attrs:
         return strings(f["source"].attrs["class_names"])

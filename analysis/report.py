@@ -161,8 +161,15 @@ def store_sections(rep, store, figures, tags):
             dinv_read.require_tag(f, tag)
         has_embeddings = "embeddings" in f and "loss" in f["embeddings"]
         dataset = dinv_read.text(f["source"].attrs.get("dataset", "")) if "source" in f else ""
+        metrics = dinv_read.store_metrics(f)
     rep.para(f"Store {store}: {dataset or 'no /source'}; tags: {', '.join(all_tags) if all_tags else 'none'}.")
     stage_cost_section(rep, store, figures)
+    rep.heading("Generated against real images (dinv evaluate)", 3)
+    if metrics.empty:
+        rep.para("The store has no /metrics (dinv evaluate not run).")
+    else:
+        rep.para(METRICS_NOTE)
+        rep.table(metrics)
     rep.heading("Stage 1: embedding loss", 3)
     if has_embeddings:
         d = stage1.diagnose(store, figures)
@@ -188,6 +195,12 @@ def store_sections(rep, store, figures, tags):
         else:
             rep.figure(m["file"], "The same sources' first sample under each tag, ordered by perturbation "
                                   f"(interpolation s, embedding noise σ): {', '.join(m['tags'])}.")
+
+
+METRICS_NOTE = ("In the representation of a classifier trained by dinv (`classifier`): FID, precision, recall, "
+                "density and coverage of each tag against the real images; `label_agreement`, the classifier's "
+                "accuracy on the tag's labels; `leaked_test_images`, test images with a generated image unusually "
+                "close; `own_source_share`, how often a sample's nearest source image is its own source.")
 
 
 def stage_cost_section(rep, store, figures):

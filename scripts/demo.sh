@@ -48,10 +48,16 @@ mpi "$dinv" embed --config "$config" "$@"
 step "stage 2: generate"
 mpi "$dinv" generate --config "$config" "$@"
 step "stage 3: train on real images only"
-mpi "$dinv" train --config "$config" --syn.format=none --train.run_name=real "$@"
+mpi "$dinv" train --config "$config" --syn.format=none --train.run_name=real --train.save_model=true "$@"
 step "stage 3: train on real + generated images"
 mpi "$dinv" train --config "$config" --data.real_bs=16 --syn.format=store --data.syn_bs=16 \
   --train.run_name=real_plus_generated "$@"
+step "measure the generated images with the real-data classifier (dinv evaluate)"
+if [[ -f results/real.model/config.json ]]; then
+  mpi "$dinv" evaluate --config "$config" --evaluate.classifier=results/real.model "$@"
+else
+  echo "results/real.model is missing (the real run was made before train.save_model): skipped"
+fi
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'

@@ -53,7 +53,8 @@ class MobileNetV2Impl : public ClassifierImpl {
     register_module("classifier", classifier);
     layers::init_weights(*this, 0.01);
   }
-  at::Tensor forward(at::Tensor x) override { return classifier->forward(features->forward(x).mean({2, 3})); }
+  at::Tensor representation(at::Tensor x) override { return features->forward(x).mean({2, 3}); }
+  at::Tensor head(at::Tensor x) override { return classifier->forward(x); }
 
  private:
   torch::nn::Sequential features, classifier;
@@ -113,7 +114,8 @@ class EfficientNetB0Impl : public ClassifierImpl {
     register_module("classifier", classifier);
     layers::init_weights(*this, 0.0);
   }
-  at::Tensor forward(at::Tensor x) override { return classifier->forward(features->forward(x).mean({2, 3})); }
+  at::Tensor representation(at::Tensor x) override { return features->forward(x).mean({2, 3}); }
+  at::Tensor head(at::Tensor x) override { return classifier->forward(x); }
 
  private:
   torch::nn::Sequential features, classifier;
@@ -170,12 +172,13 @@ class ShuffleNetV2Impl : public ClassifierImpl {
     fc = register_module("fc", torch::nn::Linear(widths[4], spec.num_classes));
     layers::init_weights(*this, 0.0);
   }
-  at::Tensor forward(at::Tensor x) override {
+  at::Tensor representation(at::Tensor x) override {
     x = conv1->forward(x);
     if (!cifar_) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
     for (auto& s : stages_) x = s->forward(x);
-    return fc(conv5->forward(x).mean({2, 3}));
+    return conv5->forward(x).mean({2, 3});
   }
+  at::Tensor head(at::Tensor x) override { return fc(x); }
 
  private:
   bool cifar_;

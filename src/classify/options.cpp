@@ -27,6 +27,9 @@ void register_train_options(ConfigSchema& s) {
   s.add("train.checkpoint_dir", "checkpoints", "folder of the run's checkpoint (<run>.ckpt, removed when done)")
       .non_empty();
   s.add("train.results_dir", "results", "folder of the run's results file (<run>.h5)").non_empty();
+  s.add("train.save_model", false,
+        "also keep the trained classifier as <results_dir>/<run>.model/ (model.safetensors + config.json), "
+        "for dinv evaluate");
   s.add("train.run_name", "", "name of the run (default: model, dataset, data size, source and seed)");
 }
 

@@ -89,12 +89,13 @@ class ResNetImpl : public ClassifierImpl {
     fc = register_module("fc", torch::nn::Linear(in, spec.num_classes));
     layers::init_weights(*this, 0.0);
   }
-  at::Tensor forward(at::Tensor x) override {
+  at::Tensor representation(at::Tensor x) override {
     x = bn1(conv1(x)).relu_();
     if (stem_ == Stem::imagenet) x = at::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});
     for (auto& stage : stages_) x = stage->forward(x);
-    return fc(x.mean({2, 3}));
+    return x.mean({2, 3});
   }
+  at::Tensor head(at::Tensor x) override { return fc(x); }
 
  private:
   Stem stem_;
@@ -140,11 +141,15 @@ class Vgg16BnImpl : public ClassifierImpl {
     register_module("classifier", classifier);
     layers::init_weights(*this, 0.01);
   }
-  at::Tensor forward(at::Tensor x) override {
+  // Every layer of the classifier but the last.
+  at::Tensor representation(at::Tensor x) override {
     x = features->forward(x);
-    x = small_ ? at::adaptive_avg_pool2d(x, {1, 1}) : at::adaptive_avg_pool2d(x, {7, 7});
-    return classifier->forward(x.flatten(1));
+    x = (small_ ? at::adaptive_avg_pool2d(x, {1, 1}) : at::adaptive_avg_pool2d(x, {7, 7})).flatten(1);
+    auto layer = classifier->begin();
+    for (std::size_t i = 0; i + 1 < classifier->size(); ++i, ++layer) x = layer->forward(x);
+    return x;
   }
+  at::Tensor head(at::Tensor x) override { return (classifier->end() - 1)->forward(x); }
 
  private:
   bool small_;

@@ -10,6 +10,7 @@
 #include "dinv/generation/generate.h"
 #include "dinv/inversion/embed.h"
 #include "dinv/pretrain/pretrain.h"
+#include "dinv/evaluate/evaluate.h"
 
 namespace dinv::cli {
 
@@ -18,6 +19,7 @@ int run_model(dist::World& world, const std::vector<std::string>& args);
 int run_embed(CommandContext& ctx);
 int run_generate(CommandContext& ctx);
 int run_pretrain(CommandContext& ctx);
+int run_evaluate(CommandContext& ctx);
 int run_train(CommandContext& ctx);
 int run_sweep(CommandContext& ctx);
 int run_slurm(CommandContext& ctx);
@@ -37,6 +39,7 @@ ConfigSchema build_schema() {
   generation::register_generate_options(s);
   classify::register_train_options(s);
   classify::register_sweep_options(s);
+  evaluate::register_evaluate_options(s);
   register_slurm_options(s);
   return s;
 }
@@ -65,6 +68,13 @@ std::vector<Command> build_commands() {
                {{"--preview", "generate.preview"}, {"--preview-out", "generate.preview_path"}}});
   c.push_back({"train", "stage 3: train one classifier on real, generated or mixed data",
                "dinv train --config FILE [--section.key=value ...]", {"run", "data", "syn", "train"}, {}, run_train});
+  c.push_back({"evaluate", "measure generated images against real ones with a classifier trained by dinv",
+               "dinv evaluate --config FILE [--section.key=value ...]\n"
+               "  evaluate.classifier = a folder kept by dinv train (train.save_model = true); per tag of\n"
+               "  evaluate.tags (default syn.tags): FID, precision/recall, density/coverage against the real\n"
+               "  images of [data], label agreement, a leak check against the test split and a memorisation\n"
+               "  check against the source images, into the store's /metrics/<tag>",
+               {"run", "store", "data", "syn", "evaluate"}, {}, run_evaluate});
   c.push_back({"sweep", "expand a grid of training runs and run it locally or as a Slurm array",
                "dinv sweep --config FILE [--status | --resubmit] [--section.key=value ...]\n"
                "  --status     print a table of the sweep's points: done, running, pending, failed or missing,\n"

@@ -25,6 +25,7 @@
 #include "dinv/data/captioned.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/pretrain/pretrain.h"
+#include "dinv/evaluate/evaluate.h"
 #include "dinv/sd/pipeline.h"
 #include "dinv/io/json.h"
 #include "dinv/store/store.h"
@@ -197,6 +198,27 @@ int run_pretrain(CommandContext& ctx) {
     return 0;
   }
   if (ctx.world.is_root()) std::cout << "generator: " << out.output << std::endl;
+  return 0;
+}
+
+int run_evaluate(CommandContext& ctx) {
+  data::require_labelled_data(ctx.config);
+  const auto settings = evaluate::evaluate_settings(ctx.config);
+  auto comm = dist::make_communicator(ctx.world);
+  const StageTimer timer(ctx, "evaluate");
+  const auto metrics = evaluate::run_evaluate(ctx.world, *comm, settings, ctx.config);
+  timer.record(store_path(ctx), {{"target", "/metrics"}, {"images", 0}});
+  if (!ctx.world.is_root()) return 0;
+  std::cout << "tag\tfid\tprecision\trecall\tdensity\tcoverage\tlabel_agreement\tleaked_test\town_source\n";
+  for (const auto& m : metrics) {
+    if (m.skipped) {
+      std::cout << m.tag << "\t(measured before: see /metrics/" << m.tag << ")\n";
+      continue;
+    }
+    std::cout << m.tag << "\t" << m.fid << "\t" << m.precision << "\t" << m.recall << "\t" << m.density << "\t"
+              << m.coverage << "\t" << m.label_agreement << "\t" << m.leaked_test_images << "\t"
+              << m.own_source_share << "\n";
+  }
   return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #include "dinv/classify/options.h"
 #include "dinv/classify/results.h"
+#include "dinv/classify/saved_model.h"
 #include "dinv/classify/trainer.h"
 #include "dinv/cli/command.h"
 #include "dinv/cli/slurm.h"
@@ -41,6 +42,17 @@ std::map<std::string, std::string> fingerprints(const data::TrainingData& d) {
   return f;
 }
 
+void save_model(const Config& config, const classify::Trainer& trainer, const classify::ModelSpec& spec,
+                const classify::TrainResult& r, const classify::RunInfo& info) {
+  const std::string folder = config.get_string("train.results_dir") + "/" + info.run_name + ".model";
+  const auto norm = data::transform_options(config, false).norm;
+  classify::SavedClassifierInfo saved{spec, info.class_names, norm.mean, norm.std, info.run_name,
+                                      info.fingerprints.count("test") ? info.fingerprints.at("test") : "",
+                                      r.final_eval().accuracy};
+  classify::save_classifier(folder, *trainer.model(), saved);
+  log::info("run '" + info.run_name + "': classifier kept in " + folder);
+}
+
 // One run; returns 0 also when stopped by a signal (the checkpoint resumes it).
 int train_one(const Config& config, dist::World& world, dist::Communicator& comm) {
   const std::string name = classify::run_name(config);
@@ -62,6 +74,8 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
   classify::TrainResult r = trainer.run();
   if (r.stopped_by_signal) return 0;
   if (world.is_root()) {
+    // The model first: a complete results file means everything asked for is there.
+    if (config.get_bool("train.save_model")) save_model(config, trainer, options.model, r, info);
     classify::write_results(results, r, info);
     std::filesystem::remove(checkpoint);
     log::info("run '" + name + "': final accuracy " + std::to_string(r.final_eval().accuracy) + ", best " +

@@ -229,6 +229,10 @@ void move(const Handle& loc, const std::string& from, const std::string& to) {
         "move '" + from + "' to '" + to + "' in '" + file_of(loc.id()) + "'");
 }
 
+void remove(const Handle& loc, const std::string& path) {
+  check(H5Ldelete(loc.id(), path.c_str(), H5P_DEFAULT), "remove '" + path + "' from '" + file_of(loc.id()) + "'");
+}
+
 Handle create_group(const Handle& loc, const std::string& path) {
   Handle lcpl = link_creation_plist();
   Handle cpl = gcpl();

@@ -106,6 +106,7 @@ h5::Handle Store::dataset(const std::string& object) const {
 }
 
 h5::Handle Store::create_group(const std::string& object) { return h5::create_group(file_, object); }
+void Store::remove(const std::string& object) { h5::remove(file_, object); }
 
 void Store::move(const std::string& from, const std::string& to) { h5::move(file_, from, to); }
 

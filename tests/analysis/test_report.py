@@ -160,6 +160,10 @@ def write_store(path, labels, *, tags=(("a", 0.1, 0.1), ("b", 0.3, 0.1)), num_sa
             g.attrs["num_samples"] = np.int64(num_samples)
             g.attrs["chunk_size"] = np.int64(6)
             g.attrs["save_resolution"] = np.int64(16)
+            measured = f.create_group(f"metrics/{tag}")
+            for k, v in METRICS.items():
+                measured.attrs[k] = v + interp
+            measured.attrs["classifier_fingerprint"] = "resnet18:abc"
     return loss, done
 
 
@@ -177,6 +181,10 @@ TIMINGS = [
     dict(stage="generate", target="/samples/b", seconds=1.0, ranks=1, units_done_before=7, units_done_after=7,
          units_total=7, images=80, stopped=False),
 ]
+
+
+METRICS = {"fid": 12.5, "precision": 0.75, "recall": 0.5, "density": 0.9, "coverage": 0.6, "label_agreement": 0.8,
+           "leaked_test_images": 0.0, "own_source_share": 0.25, "mean_source_distance": 3.0}
 
 
 def write_timings(path):
@@ -241,6 +249,8 @@ def test_report_embeds_every_figure(report, experiment):
     for name in names:
         assert f"(figures/{name})" in md and png_ok((report / "figures" / name).read_bytes())
     assert "Cost of stages 1 and 2" in md and "store.h5.timings.jsonl" in md
+    assert "Generated against real images" in md and "resnet18:abc" in md
+    assert "12.6" in md and "12.8" in md  # the fid of tags a and b (12.5 + their interpolation)
     assert "source images from" in md  # the real images were found through the store's data.root
 
 

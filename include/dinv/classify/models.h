@@ -21,10 +21,14 @@ class Communicator;
 
 namespace dinv::classify {
 
-// Every classifier maps float images [N, 3, H, W] to logits [N, classes].
+// Every classifier maps float images [N, 3, H, W] to logits [N, classes], in
+// two parts: the representation the last linear layer sees, [N, D] (512 for
+// ResNet-18; what `dinv evaluate` measures distributions in), and that layer.
 class ClassifierImpl : public torch::nn::Module {
  public:
-  virtual at::Tensor forward(at::Tensor images) = 0;
+  at::Tensor forward(at::Tensor images) { return head(representation(std::move(images))); }
+  virtual at::Tensor representation(at::Tensor images) = 0;
+  virtual at::Tensor head(at::Tensor representation) = 0;
 };
 using ClassifierPtr = std::shared_ptr<ClassifierImpl>;
 

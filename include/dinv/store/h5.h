@@ -74,6 +74,8 @@ Handle create_group(const Handle& loc, const std::string& path);
 // Move the link `from` to `to` (creating missing groups); only the links
 // change, so it works on objects whose own metadata cannot be read.
 void move(const Handle& loc, const std::string& from, const std::string& to);
+// Unlink an object (collective on a parallel file); its space is not reclaimed.
+void remove(const Handle& loc, const std::string& path);
 Handle open_group(const Handle& loc, const std::string& path);
 // A fixed-size dataset, allocated at creation and zero-filled, so that later
 // writes touch raw data only.

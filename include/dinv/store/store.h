@@ -37,6 +37,7 @@ class Store {
   // Metadata changes: collective, every rank with the same arguments.
   h5::Handle create_group(const std::string& object);
   void move(const std::string& from, const std::string& to);
+  void remove(const std::string& object);  // unlink (collective)
   // Collective: a StoreError naming `what`, the need and the free space when
   // the store's file system has less than `bytes` free (checked before
   // allocating, because a full disk while HDF5 writes metadata can leave new
