@@ -108,6 +108,10 @@ def test_points_train_on_the_samples_of_their_own_real_subset(shapes, store, tmp
     row = runs[runs["run"] == "sc_n100_synthetic_k2"].iloc[0]
     assert row["syn_tags"] == "method" and row["syn_amount"] == "k2" and row["num_synthetic"] == 200
     assert row["real_selection"] == sel["sc_n100_synthetic_k2"]["real_fingerprint"]
+    real, rows = dinv_read.selection_indices(res / "sc_n100_synthetic_k2.h5")
+    np.testing.assert_array_equal(real, sel["sc_n100_real"]["real"])
+    np.testing.assert_array_equal(rows["method"], sel["sc_n100_synthetic_k2"]["rows"]["method"])
+    assert runs[runs["run"] == "sc_n100_real"].iloc[0]["syn_amount"] == ""
     table = subprocess.run([sys.executable, SOURCE / "analysis" / "sample_complexity.py", res, "--out",
                             tmp_path / "curves.png", "--table", tmp_path / "table.csv"],
                            capture_output=True, text=True, check=True)
