@@ -77,9 +77,42 @@ def real_images(attrs, num_data):
 
 
 def synthetic_images(attrs):
-    """Synthetic images the run could draw from: n= of fingerprint.synthetic
-    (every sample of syn.tags); 0 for real-only runs."""
+    """Synthetic images the run drew from: selection.synthetic_count (the
+    samples its selection kept), else n= of fingerprint.synthetic; 0 for
+    real-only runs."""
+    if "selection.synthetic_count" in attrs:
+        return int(attrs["selection.synthetic_count"])
     return count_from_fingerprint(attrs["fingerprint.synthetic"]) if "fingerprint.synthetic" in attrs else 0
+
+
+def synthetic_amount(attrs, syn_bs):
+    """The amount of synthetic data as sweep.syn_amount names it: kN (syn.per_source),
+    tN (syn.total), kNtM (both), 'all'; '' for real-only runs."""
+    if syn_bs == 0:
+        return ""
+    per, total = int(attrs.get("selection.per_source", 0)), int(attrs.get("selection.total", 0))
+    return (f"k{per}" if per else "") + (f"t{total}" if total else "") or "all"
+
+
+def selection(attrs):
+    """What a run trained on (docs/architecture.md, results files): fingerprints
+    and counts of its real and synthetic selections, the tags, follow_real."""
+    return {
+        "real_selection": text(attrs.get("selection.real_fingerprint", "")),
+        "real_count": int(attrs.get("selection.real_count", 0)),
+        "synthetic_selection": text(attrs.get("selection.synthetic_fingerprint", "")),
+        "synthetic_count": int(attrs.get("selection.synthetic_count", 0)),
+        "follow_real": bool(int(attrs.get("selection.follow_real", 0))),
+    }
+
+
+def selection_indices(path):
+    """The indices a run trained on: (real dataset indices or None, {tag: rows of /samples/<tag>})."""
+    with open_hdf5(path, "results file") as f:
+        sel = f["selection"] if "selection" in f else {}
+        real = sel["real_index"][:] if "real_index" in sel else None
+        rows = {t: sel["synthetic"][t][:] for t in sel["synthetic"]} if "synthetic" in sel else {}
+    return real, rows
 
 
 def parse_config(ini, where):
@@ -112,6 +145,9 @@ def read_run(path):
 
         real_bs, syn_bs = int(get("data", "real_bs", 128)), int(get("data", "syn_bs", 0))
         num_data = int(get("data", "num_data", 0))
+        picked = selection(attrs)
+        # Synthetic runs that followed the real subset stand on its images too.
+        behind = picked["real_count"] if picked["follow_real"] or real_bs > 0 else 0
         return {
             "file": path.name,
             "run": text(attrs.get("run", path.stem)),
@@ -119,9 +155,11 @@ def read_run(path):
             "test_fingerprint": text(attrs.get("fingerprint.test", "")),
             "model": get("train", "model", "unknown"),
             "source": "real" if syn_bs == 0 else "synthetic" if real_bs == 0 else "mixed",
-            "num_data": real_images(attrs, num_data),
+            "num_data": behind or real_images(attrs, num_data),
             "num_synthetic": synthetic_images(attrs),
-            "syn_tags": get("syn", "tags", "") if syn_bs > 0 else "",
+            "syn_tags": text(attrs.get("selection.synthetic_tags", get("syn", "tags", ""))) if syn_bs > 0 else "",
+            "syn_amount": synthetic_amount(attrs, syn_bs),
+            **picked,
             "seed": int(get("run", "seed", 0)),
             "final_accuracy": float(attrs["final_accuracy"]),
             "best_accuracy": float(attrs["best_accuracy"]),
@@ -171,7 +209,7 @@ def load_results(folder):
     return runs
 
 
-def summarise(runs, keys=("model", "source", "num_data", "num_synthetic")):
+def summarise(runs, keys=("model", "source", "syn_tags", "syn_amount", "num_data", "num_synthetic")):
     """Mean, standard deviation (over seeds, ddof 1) and count of the final and
     best test accuracy per group of runs."""
     keys = list(keys)

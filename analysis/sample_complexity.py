@@ -2,16 +2,18 @@
 """Sample-complexity curves and a table from dinv training results.
 
 Reads every results/<run>.h5 written by `dinv train` / `dinv sweep`, groups
-runs by (model, source, real images, synthetic images) and reports the mean and
-standard deviation over seeds (n runs) of the final and best test accuracy:
+runs by (model, source, synthetic tags, synthetic amount, real images,
+synthetic images) and reports the mean and standard deviation over seeds
+(n runs) of the final and best test accuracy:
 
     python analysis/sample_complexity.py results/ --out curves.png --table table.csv
 
-The figure has one curve per model x source with error bars of one standard
-deviation over seeds (n at each point): accuracy against the number of real
-images (real and mixed runs) and, when runs used synthetic images, against the
-number of synthetic images (synthetic and mixed runs; the count is every sample
-of syn.tags, the n= of the results' fingerprint.synthetic).
+The figure has one curve per model x source x synthetic tags x amount (kN:
+syn.per_source, tN: syn.total) with error bars of one standard deviation over
+seeds (n at each point): accuracy against the number of real images (the real
+subset behind a run: the images it trained on, or, with syn.follow_real, those
+its synthetic samples came from) and, when runs used synthetic images, against
+the number of synthetic images they trained on (selection.synthetic_count).
 """
 import argparse
 import pathlib
@@ -44,11 +46,21 @@ def _axis(ax, table, x, xlabel, line_keys, label):
     ax.legend(fontsize=7)
 
 
+CURVE_KEYS = ["model", "source", "syn_tags", "syn_amount"]
+
+
+def curve_label(k):
+    """'resnet18 mixed method k2' (tags and amount only for runs with synthetic images)."""
+    words = [k["model"], k["source"], k.get("syn_tags", ""), k.get("syn_amount", "")]
+    label = " ".join(w for w in words if w)
+    return label + (f" ({k['num_data']} real)" if k.get("num_data") else "")
+
+
 def synthetic_line_keys(part):
-    """Curves of the synthetic panel: per model x source, split by the number of
-    real images where one synthetic count has several (mixed runs of a sweep)."""
-    ambiguous = (part.groupby(["model", "source", "num_synthetic"])["num_data"].nunique() > 1).any()
-    return ["model", "source", "num_data"] if ambiguous else ["model", "source"]
+    """Curves of the synthetic panel: one per CURVE_KEYS group, split by the number
+    of real images where one synthetic count has several (mixed runs of a sweep)."""
+    ambiguous = (part.groupby(CURVE_KEYS + ["num_synthetic"])["num_data"].nunique() > 1).any()
+    return CURVE_KEYS + ["num_data"] if ambiguous else CURVE_KEYS
 
 
 def plot(table, out, title=None):
@@ -64,14 +76,11 @@ def plot(table, out, title=None):
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         if panel == "real":
-            _axis(ax, vs_real, "num_data", "real images", ["model", "source"],
-                  lambda k: f"{k['model']} {k['source']}")
-            ax.set_title("against real images (real, mixed)", fontsize=9)
+            _axis(ax, vs_real, "num_data", "real images", CURVE_KEYS, curve_label)
+            ax.set_title("against real images (trained on or followed)", fontsize=9)
         else:
             keys = synthetic_line_keys(vs_syn)
-            _axis(ax, vs_syn, "num_synthetic", "synthetic images (samples of syn.tags)", keys,
-                  lambda k: f"{k['model']} {k['source']}" + (f" ({k['num_data']} real)" if "num_data" in k and
-                                                              k["num_data"] else ""))
+            _axis(ax, vs_syn, "num_synthetic", "synthetic images trained on", keys, curve_label)
             ax.set_title("against synthetic images (synthetic, mixed)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)

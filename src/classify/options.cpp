@@ -38,6 +38,10 @@ void register_sweep_options(ConfigSchema& s) {
   s.add("sweep.model", "", "comma-separated train.model values (empty: the configured one)");
   s.add("sweep.num_data", "", "comma-separated data.num_data values");
   s.add("sweep.source", "", "comma-separated sources: real, synthetic, mixed (half real, half synthetic per step)");
+  s.add("sweep.syn_tags", "", "comma-separated syn.tags values, several tags of one value joined by '+' (e.g. "
+        "method,prompt,method+prompt); real-only points do not repeat over it");
+  s.add("sweep.syn_amount", "", "comma-separated amounts of synthetic data: N = syn.per_source (samples per source "
+        "image, 0: all), tN = syn.total (N samples in all); real-only points do not repeat over it");
   s.add("sweep.seed", "", "comma-separated run.seed values");
   s.add("sweep.mode", "local", "local: run the points one after another here; slurm: write a job-array script")
       .choices({"local", "slurm"});
@@ -91,7 +95,18 @@ std::string run_name(const Config& c) {
   const std::string source = syn == 0 ? "real" : real == 0 ? "synthetic" : "mixed";
   const auto n = c.get_int("data.num_data");
   return c.get_string("train.model") + "_" + c.get_string("data.format") + "_n" + (n == 0 ? "all" : std::to_string(n)) +
-         "_" + source + "_s" + std::to_string(c.get_int("run.seed"));
+         "_" + source + (syn == 0 ? "" : synthetic_label(c)) + "_s" + std::to_string(c.get_int("run.seed"));
+}
+
+std::string synthetic_label(const Config& c) {
+  if (c.get_string("syn.format") != "store") return "";
+  std::string tags = c.get_string("syn.tags"), out = "_";
+  for (char ch : tags)
+    if (ch != ' ') out += ch == ',' ? '+' : ch;
+  const auto k = c.get_int("syn.per_source"), t = c.get_int("syn.total");
+  if (k > 0) out += "_k" + std::to_string(k);
+  if (t > 0) out += "_t" + std::to_string(t);
+  return out;
 }
 
 namespace {
@@ -118,6 +133,29 @@ std::vector<std::string> source_overrides(const Config& c, const std::string& so
   c.reject("sweep.source", "unknown source '" + source + "' (real, synthetic, mixed)");
 }
 
+std::string base_source(const Config& c) {
+  const auto real = c.get_int("data.real_bs"), syn = c.get_int("data.syn_bs");
+  return syn == 0 ? "real" : real == 0 ? "synthetic" : "mixed";
+}
+
+// "4" -> syn.per_source = 4 (name k4), "t500" -> syn.total = 500 (name t500).
+std::vector<std::string> amount_overrides(const Config& c, const std::string& v) {
+  const bool total = !v.empty() && v[0] == 't';
+  const std::string digits = total ? v.substr(1) : v;
+  if (digits.empty() || digits.size() > 12 || digits.find_first_not_of("0123456789") != std::string::npos)
+    c.reject("sweep.syn_amount", "'" + v + "' is neither N (samples per source image) nor tN (samples in all)");
+  if (total) return {"--syn.total=" + digits, "--syn.per_source=0"};
+  return {"--syn.per_source=" + digits, "--syn.total=0"};
+}
+
+std::string tags_override(const Config& c, const std::string& v) {
+  std::string tags;
+  for (char ch : v) tags += ch == '+' ? ',' : ch;
+  if (tags.front() == ',' || tags.back() == ',' || tags.find(",,") != std::string::npos)
+    c.reject("sweep.syn_tags", "'" + v + "' has an empty tag (tags of one value are joined by '+')");
+  return "--syn.tags=" + tags;
+}
+
 }  // namespace
 
 std::vector<SweepPoint> expand_sweep(const Config& c) {
@@ -128,19 +166,30 @@ std::vector<SweepPoint> expand_sweep(const Config& c) {
   std::vector<Axis> axes = {{"sweep.model", "", split_list(c, "sweep.model")},
                             {"sweep.num_data", "n", split_list(c, "sweep.num_data")},
                             {"sweep.source", "", split_list(c, "sweep.source")},
+                            {"sweep.syn_tags", "", split_list(c, "sweep.syn_tags")},
+                            {"sweep.syn_amount", "", split_list(c, "sweep.syn_amount")},
                             {"sweep.seed", "s", split_list(c, "sweep.seed")}};
   for (const auto& m : axes[0].values) {
     const auto& known = model_names();
     if (std::find(known.begin(), known.end(), m) == known.end()) c.reject("sweep.model", "unknown model '" + m + "'");
   }
-  std::vector<SweepPoint> points = {{c.get_string("sweep.name"), {}}};
+  std::vector<SweepPoint> points = {{c.get_string("sweep.name"), {}, base_source(c)}};
   for (const auto& axis : axes) {
     if (axis.values.empty()) continue;
+    const bool synthetic_axis = axis.key == "sweep.syn_tags" || axis.key == "sweep.syn_amount";
     std::vector<SweepPoint> next;
     for (const auto& p : points) {
+      if (synthetic_axis && p.source == "real") {  // one real run, not one per synthetic setting
+        next.push_back(p);
+        continue;
+      }
       for (const auto& v : axis.values) {
         SweepPoint q = p;
-        q.name += "_" + axis.label + v;
+        q.name += "_" + axis.label + (axis.key == "sweep.syn_amount" && v[0] != 't' ? "k" : "") + v;
+        if (axis.key == "sweep.source") q.source = v;
+        if (axis.key == "sweep.syn_tags") q.overrides.push_back(tags_override(c, v));
+        if (axis.key == "sweep.syn_amount")
+          for (auto& o : amount_overrides(c, v)) q.overrides.push_back(o);
         if (axis.key == "sweep.model") q.overrides.push_back("--train.model=" + v);
         if (axis.key == "sweep.num_data") q.overrides.push_back("--data.num_data=" + v);
         if (axis.key == "sweep.seed") q.overrides.push_back("--run.seed=" + v);

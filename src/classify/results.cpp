@@ -46,6 +46,32 @@ void write_attributes(const h5::Handle& file, const TrainResult& r, const RunInf
   h5::set_attribute(file, "resumed_from", r.resumed_from);
 }
 
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+
+// The images behind the run, as indices and fingerprints (docs/architecture.md).
+void write_selection(const h5::Handle& file, const SelectionRecord& s) {
+  h5::create_group(file, "selection");
+  if (s.has_real) {
+    write_vector(file, "selection/real_index", at::tensor(s.real_index, at::kLong));
+    h5::set_attribute(file, "selection.real_fingerprint", s.real_fingerprint);
+    h5::set_attribute(file, "selection.real_count", static_cast<std::int64_t>(s.real_index.size()));
+  }
+  if (s.synthetic_tags.empty()) return;
+  h5::create_group(file, "selection/synthetic");
+  for (std::size_t t = 0; t < s.synthetic_tags.size(); ++t)
+    write_vector(file, "selection/synthetic/" + s.synthetic_tags[t], at::tensor(s.synthetic_rows[t], at::kLong));
+  h5::set_attribute(file, "selection.synthetic_tags", joined(s.synthetic_tags));
+  h5::set_attribute(file, "selection.synthetic_count", s.synthetic_count);
+  h5::set_attribute(file, "selection.synthetic_fingerprint", s.synthetic_fingerprint);
+  h5::set_attribute(file, "selection.follow_real", static_cast<std::int64_t>(s.follow_real ? 1 : 0));
+  h5::set_attribute(file, "selection.per_source", s.per_source);
+  h5::set_attribute(file, "selection.total", s.total);
+}
+
 }  // namespace
 
 void write_results(const std::string& path, const TrainResult& r, const RunInfo& info) {
@@ -75,6 +101,7 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
     write_vector(file, "eval/per_class_accuracy", per_class_table(r.evals, classes));
     write_vector(file, "final/per_class_accuracy", at::tensor(r.final_eval().per_class_accuracy, at::kDouble));
     write_attributes(file, r, info);
+    write_selection(file, info.selection);
     h5::set_attribute(file, "complete", static_cast<std::int64_t>(1));
     h5::flush(file, tmp);
     file.close("results file " + tmp);

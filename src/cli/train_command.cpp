@@ -53,6 +53,21 @@ void save_model(const Config& config, const classify::Trainer& trainer, const cl
   log::info("run '" + info.run_name + "': classifier kept in " + folder);
 }
 
+classify::SelectionRecord selection(const data::TrainingData& d) {
+  classify::SelectionRecord s;
+  s.has_real = !d.real_fingerprint.empty();
+  s.real_index = d.real_indices;
+  s.real_fingerprint = d.real_fingerprint;
+  s.synthetic_tags = d.store_samples.tags;
+  s.synthetic_rows = d.store_samples.rows;
+  s.synthetic_count = d.store_samples.count;
+  s.synthetic_fingerprint = d.store_samples.fingerprint;
+  s.follow_real = d.follow_real;
+  s.per_source = d.per_source;
+  s.total = d.total;
+  return s;
+}
+
 // One run; returns 0 also when stopped by a signal (the checkpoint resumes it).
 int train_one(const Config& config, dist::World& world, dist::Communicator& comm) {
   const std::string name = classify::run_name(config);
@@ -68,7 +83,7 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
             " steps of " + std::to_string(options.batch_size) + " images on " + world.describe() + ", gradients over " +
             comm.backend());
   classify::RunInfo info{name, recorded_ini(config), fingerprints(*d), d->test->class_names(), world.size(),
-                         world.device().str(), options.batch_size};
+                         world.device().str(), options.batch_size, selection(*d)};
   const std::string checkpoint = options.checkpoint_path;
   classify::Trainer trainer(options, classify::make_loader_batches(d, options.seed), &comm, world.device());
   classify::TrainResult r = trainer.run();

@@ -59,6 +59,11 @@ void register_data_options(ConfigSchema& s) {
   s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);
   s.add("data.prefetch", 4, "batches prepared ahead per loader").min(1).max(256);
   register_section(s, "syn", "none", "synthetic images");
+  s.add("syn.follow_real", true, "store format: train on the samples whose source image lies in the run's real "
+        "subset (data.num_data; by /samples/<tag>/source), also when data.real_bs = 0; the store must come from "
+        "the real dataset. false: every sample of syn.tags");
+  s.add("syn.per_source", 0, "store format: the first N samples of each source image (0: all)").min(0);
+  s.add("syn.total", 0, "store format: N samples of those selected, drawn with data.subset_seed (0: all)").min(0);
 }
 
 DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,

@@ -1,21 +1,144 @@
-// The synthetic images of a dinv store (/samples/<tag>), read serially.
+// The synthetic images of a dinv store (/samples/<tag>), read serially: all of
+// them, or those a run's selection keeps (the samples of its real subset's
+// images by the store's provenance, so many per source, so many in all).
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <map>
+
 #include "dinv/core/error.h"
+#include "dinv/core/log.h"
 #include "dinv/data/readers.h"
+#include "dinv/data/rng.h"
 #include "dinv/store/h5.h"
 
 namespace dinv::data {
+namespace {
 
-DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags) {
+std::string hash_text(const std::string& text, const std::string& seed) { return content_hash(text.data(), text.size(), seed); }
+
+std::string optional_string(const h5::Handle& obj, const std::string& name, const std::string& where) {
+  return h5::has_attribute(obj, name) ? h5::string_attribute(obj, name, where) : "";
+}
+
+// A half-generated tag would give a run fewer (and other) samples than the
+// same command gives after generate finishes: refuse it rather than train on it.
+void require_finished(const h5::Handle& file, const std::string& store_path, const std::string& group) {
+  if (!h5::exists(file, group + "/done"))
+    throw StoreError("store '" + store_path + "' /" + group + " has no ledger /" + group +
+                     "/done: the tag was never finished; rerun 'dinv generate' for it");
+  const auto done = h5::read_all(h5::open_dataset(file, group + "/done"), store_path + ":/" + group + "/done");
+  const auto finished = done.ne(0).sum().item<std::int64_t>();
+  if (finished != done.numel())
+    throw StoreError("store '" + store_path + "' /" + group + ": only " + std::to_string(finished) + " of " +
+                     std::to_string(done.numel()) +
+                     " chunks are finished (/" + group + "/done); rerun 'dinv generate' with the same settings to finish "
+                     "the tag before training on it");
+}
+
+std::vector<std::int64_t> read_sources(const h5::Handle& file, const std::string& store_path, const std::string& group,
+                                       std::int64_t count) {
+  if (!h5::exists(file, group + "/source"))
+    throw StoreError("store '" + store_path + "' has no /" + group + "/source (the samples' source images), which " +
+                     "syn.follow_real and syn.per_source need");
+  const auto ds = h5::open_dataset(file, group + "/source");
+  h5::require_layout(ds, "/" + group + "/source", at::kLong, {count});
+  const auto t = h5::read_all(ds, store_path + ":/" + group + "/source").contiguous();
+  return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
+}
+
+// Rows of one tag kept by follow_real and per_source (ascending).
+std::vector<std::int64_t> select_rows(const std::vector<std::int64_t>& source, const std::string& tag,
+                                      const SampleSelection& sel) {
+  std::map<std::int64_t, std::int64_t> taken;  // source image -> samples kept so far
+  std::vector<std::int64_t> rows;
+  for (std::size_t m = 0; m < source.size(); ++m) {
+    const auto src = source[m];
+    if (src < 0)
+      throw ConfigError("tag '" + tag + "' holds per-class prompt samples (no source image, /samples/" + tag +
+                        "/source = -1): they cannot follow the real subset or be counted per source image; set "
+                        "syn.follow_real = false and syn.per_source = 0 for it (syn.total still applies)");
+    if (sel.follow_real && !std::binary_search(sel.real_indices.begin(), sel.real_indices.end(), src)) continue;
+    auto& n = taken[src];
+    if (sel.per_source > 0 && n >= sel.per_source) continue;
+    ++n;
+    rows.push_back(static_cast<std::int64_t>(m));
+  }
+  if (sel.follow_real && sel.per_source == 0) {
+    std::int64_t without = 0;
+    for (auto src : sel.real_indices) without += taken.count(src) == 0 ? 1 : 0;
+    if (without > 0)
+      log::warn("tag '" + tag + "': " + std::to_string(without) + " of the " + std::to_string(sel.real_indices.size()) +
+                " images of the real subset have no samples (embed.num_images?); their share of the synthetic data is missing");
+  }
+  if (sel.per_source > 0) {
+    // Every image the selection stands for must have its full share.
+    std::int64_t short_images = 0, example = -1, example_count = 0;
+    auto check = [&](std::int64_t src) {
+      const auto it = taken.find(src);
+      const auto n = it == taken.end() ? 0 : it->second;
+      if (n < sel.per_source) {
+        if (short_images++ == 0) example = src, example_count = n;
+      }
+    };
+    if (sel.follow_real)
+      for (auto src : sel.real_indices) check(src);
+    else
+      for (const auto& [src, n] : taken) check(src);
+    if (short_images > 0)
+      throw ConfigError("syn.per_source = " + std::to_string(sel.per_source) + " but tag '" + tag + "' has only " +
+                        std::to_string(example_count) + " sample(s) of real image " + std::to_string(example) + " (" +
+                        std::to_string(short_images) + " source image(s) have fewer than " +
+                        std::to_string(sel.per_source) + "; generate.num_samples, embed.num_images)");
+  }
+  return rows;
+}
+
+// syn.total: `total` of the kept samples, uniformly without replacement, ascending per tag.
+void draw_total(std::vector<std::vector<std::int64_t>>& rows, const std::vector<std::string>& tags,
+                const SampleSelection& sel) {
+  std::vector<std::pair<std::size_t, std::int64_t>> all;
+  for (std::size_t t = 0; t < rows.size(); ++t)
+    for (auto r : rows[t]) all.emplace_back(t, r);
+  const auto available = static_cast<std::int64_t>(all.size());
+  if (sel.total > available) {
+    std::string names;
+    for (const auto& t : tags) names += (names.empty() ? "" : ",") + t;
+    throw ConfigError("syn.total = " + std::to_string(sel.total) + " but the selection of tag(s) " + names + " has only " +
+                      std::to_string(available) + " samples" +
+                      (sel.follow_real ? " whose source image is in the real subset" : ""));
+  }
+  Rng rng(mix_seed({sel.seed, 0x5E1EC7ull}));
+  for (std::int64_t i = 0; i < sel.total; ++i)  // partial Fisher-Yates, as subset_indices draws groups
+    std::swap(all[i], all[i + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(available - i)))]);
+  all.resize(static_cast<std::size_t>(sel.total));
+  std::sort(all.begin(), all.end());
+  for (auto& r : rows) r.clear();
+  for (const auto& [t, r] : all) rows[t].push_back(r);
+}
+
+}  // namespace
+
+StoreSamples select_store_samples(const std::string& store_path, const std::vector<std::string>& tags,
+                                  const SampleSelection& sel) {
   if (tags.empty()) throw IoError("store '" + store_path + "': no sample tags given (data key 'tags')");
   h5::quiet_errors();
   auto file = h5::open_file_serial(store_path);
   if (!h5::exists(file, "source"))
     throw StoreError("store '" + store_path + "': no /source group (class names live in its attribute 'class_names')");
-  auto names = h5::strings_attribute(h5::open_group(file, "source"), "class_names", store_path + ":/source");
+  const auto source_group = h5::open_group(file, "source");
+  auto names = h5::strings_attribute(source_group, "class_names", store_path + ":/source");
+  const std::string dataset_fp = optional_string(source_group, "dataset_fingerprint", store_path + ":/source");
+  if (sel.follow_real && dataset_fp != sel.real_fingerprint)
+    throw StoreError("store '" + store_path + "' was generated from other images than the real data: its /source " +
+                     "dataset_fingerprint is '" + dataset_fp + "', the real data (data.format, data.root, data.split) is '" +
+                     sel.real_fingerprint + "'. syn.follow_real selects samples by their source image's index in the "
+                     "real dataset, which needs the store made from that dataset (or set syn.follow_real = false)");
+  const bool by_source = sel.follow_real || sel.per_source > 0;
+  StoreSamples out;
+  out.tags = tags;
+  out.fingerprint = hash_text(dataset_fp, "");
   std::vector<at::Tensor> images, labels;
-  std::string hash, tag_list;
   for (const auto& tag : tags) {
     const std::string group = "samples/" + tag;
     if (!h5::exists(file, "samples") || !h5::exists(file, group))
@@ -23,29 +146,62 @@ DatasetPtr open_store_samples(const std::string& store_path, const std::vector<s
     // Shapes and dtypes first: the extents come from the file.
     const auto xd = h5::open_dataset(file, group + "/images");
     h5::require_layout(xd, "/" + group + "/images", at::kByte, {-1, -1, -1, 3});
+    const auto count = h5::dataset_dims(xd)[0];
     const auto yd = h5::open_dataset(file, group + "/label");
     const auto ydims = h5::dataset_dims(yd);
-    if (ydims.size() != 1 || ydims[0] != h5::dataset_dims(xd)[0])
+    if (ydims.size() != 1 || ydims[0] != count)
       throw StoreError("store '" + store_path + "' /" + group + "/label is " + c10::str(c10::IntArrayRef(ydims)) +
-                       ", expected one label per image [" + std::to_string(h5::dataset_dims(xd)[0]) + "]");
-    auto x = h5::read_all(xd, store_path + ":/" + group + "/images");
-    auto y = h5::read_all(yd, store_path + ":/" + group + "/label");
-    if (x.scalar_type() != at::kByte || x.dim() != 4 || x.size(3) != 3 || y.dim() != 1 || y.size(0) != x.size(0))
-      throw StoreError("store '" + store_path + "' /" + group + ": expected images [M, H, W, 3] u8 and label [M], found " +
-                       c10::str(x.sizes()) + " " + std::string(c10::toString(x.scalar_type())) + " and " + c10::str(y.sizes()));
+                       ", expected one label per image [" + std::to_string(count) + "]");
+    require_finished(file, store_path, group);
+    std::vector<std::int64_t> rows;
+    if (by_source) {
+      rows = select_rows(read_sources(file, store_path, group, count), tag, sel);
+    } else {
+      rows.resize(static_cast<std::size_t>(count));
+      for (std::int64_t m = 0; m < count; ++m) rows[static_cast<std::size_t>(m)] = m;
+    }
+    out.rows.push_back(std::move(rows));
+    // The tag's identity: what generated it (settings, model) and its name.
+    const auto g = h5::open_group(file, group);
+    out.fingerprint = hash_text(tag + "\n" + optional_string(g, "settings", store_path + ":/" + group) + "\n" +
+                                    optional_string(g, "model_fingerprint", store_path + ":/" + group),
+                                out.fingerprint);
+  }
+  if (sel.total > 0) draw_total(out.rows, tags, sel);
+  std::string hash, tag_list;
+  for (std::size_t t = 0; t < tags.size(); ++t) {
+    const std::string group = "samples/" + tags[t];
+    const auto& rows = out.rows[t];
+    out.fingerprint = content_hash(rows.data(), rows.size() * sizeof(std::int64_t), out.fingerprint);
+    // Read whole datasets, keep the rows: one contiguous read per tag.
+    const auto index = at::tensor(rows, at::kLong);
+    auto x = h5::read_all(h5::open_dataset(file, group + "/images"), store_path + ":/" + group + "/images").index_select(0, index);
+    auto y = h5::read_all(h5::open_dataset(file, group + "/label"), store_path + ":/" + group + "/label").index_select(0, index);
     if (!images.empty() && x.sizes().slice(1) != images[0].sizes().slice(1))
       throw StoreError("store '" + store_path + "' /" + group + ": images " + c10::str(x.sizes()) +
                        " differ in size from the first tag's " + c10::str(images[0].sizes()));
+    x = x.contiguous();
     hash = content_hash(x.data_ptr(), x.numel(), hash);
     images.push_back(x);
     labels.push_back(y.to(at::kLong));
-    tag_list += (tag_list.empty() ? "" : ",") + tag;
+    tag_list += (tag_list.empty() ? "" : ",") + tags[t];
   }
   auto x = at::cat(images);
+  out.count = x.size(0);
+  if (out.count == 0)
+    throw ConfigError("no synthetic images selected from tag(s) " + tag_list + " of '" + store_path + "'" +
+                      (sel.follow_real ? ": no sample's source image lies in the real subset (data.num_data, "
+                                         "data.subset_seed; embed.num_images)"
+                                       : ""));
   const std::string desc = "store samples " + tag_list + " (" + std::to_string(x.size(0)) + " images, " +
                            std::to_string(x.size(1)) + "x" + std::to_string(x.size(2)) + ", " + store_path + ")";
-  return std::make_shared<TensorDataset>(x, at::cat(labels), names,
-                                         "store:" + tag_list + ":n=" + std::to_string(x.size(0)) + ":" + hash, desc);
+  out.dataset = std::make_shared<TensorDataset>(x, at::cat(labels), names,
+                                                "store:" + tag_list + ":n=" + std::to_string(x.size(0)) + ":" + hash, desc);
+  return out;
+}
+
+DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags) {
+  return select_store_samples(store_path, tags, SampleSelection{}).dataset;
 }
 
 }  // namespace dinv::data

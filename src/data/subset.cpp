@@ -68,19 +68,30 @@ DatasetPtr make_subset(DatasetPtr base, std::vector<std::int64_t> indices, const
   return std::make_shared<SubsetDataset>(std::move(base), std::move(indices), why);
 }
 
+std::vector<std::int64_t> subset_indices(std::int64_t dataset_size, const Config& config) {
+  const auto num_data = config.get_int("data.num_data");
+  std::vector<std::int64_t> all;
+  if (num_data == 0) {
+    all.resize(static_cast<std::size_t>(dataset_size));
+    for (std::int64_t i = 0; i < dataset_size; ++i) all[static_cast<std::size_t>(i)] = i;
+    return all;
+  }
+  try {
+    return subset_indices(dataset_size, num_data, config.get_int("data.group_size"),
+                          static_cast<std::uint64_t>(config.get_int("data.subset_seed")));
+  } catch (const ConfigError& e) {
+    config.reject("data.num_data", e.what());
+  }
+}
+
 DatasetPtr apply_subset_options(DatasetPtr base, const Config& config) {
   const auto num_data = config.get_int("data.num_data");
   if (num_data == 0 || !base) return base;
   const auto group_size = config.get_int("data.group_size");
   const auto seed = static_cast<std::uint64_t>(config.get_int("data.subset_seed"));
-  try {
-    auto indices = subset_indices(base->size(), num_data, group_size, seed);
-    return make_subset(base, std::move(indices),
-                       "num_data=" + std::to_string(num_data) + ",group_size=" + std::to_string(group_size) +
-                           ",seed=" + std::to_string(seed));
-  } catch (const ConfigError& e) {
-    config.reject("data.num_data", e.what());
-  }
+  return make_subset(base, subset_indices(base->size(), config),
+                     "num_data=" + std::to_string(num_data) + ",group_size=" + std::to_string(group_size) +
+                         ",seed=" + std::to_string(seed));
 }
 
 MeanStd mean_std(const std::string& dataset) {

@@ -1,5 +1,7 @@
 #include "dinv/data/training_data.h"
 
+#include <sstream>
+
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
 #include "dinv/data/subset.h"
@@ -51,6 +53,55 @@ std::int64_t per_rank(const Config& config, const std::string& key, int world) {
   return total / world;
 }
 
+std::string real_selection_fingerprint(const Dataset& base, const std::vector<std::int64_t>& indices) {
+  return content_hash(indices.data(), indices.size() * sizeof(std::int64_t),
+                      content_hash(base.fingerprint().data(), base.fingerprint().size()));
+}
+
+// Store samples as syn.follow_real / per_source / total select them.
+void open_store_samples(const Config& config, const DatasetPtr& base, TrainingData& d) {
+  if (config.get_string("syn.tags").find_first_not_of(", ") == std::string::npos)
+    config.reject("syn.tags", "format 'store' needs at least one sample tag");
+  if (config.get_string("syn.root").empty()) config.reject("syn.root", "format 'store' needs the path of its files");
+  SampleSelection sel;
+  sel.follow_real = d.follow_real;
+  sel.per_source = d.per_source;
+  sel.total = d.total;
+  sel.seed = static_cast<std::uint64_t>(config.get_int("data.subset_seed"));
+  if (sel.follow_real) {
+    sel.real_indices = d.real_indices;
+    sel.real_fingerprint = base->fingerprint();
+  }
+  std::vector<std::string> tags;
+  std::stringstream in(config.get_string("syn.tags"));
+  for (std::string tag; std::getline(in, tag, ',');)
+    if (!tag.empty()) tags.push_back(tag);
+  d.store_samples = select_store_samples(config.get_string("syn.root"), tags, sel);
+  d.synthetic = d.store_samples.dataset;
+}
+
+// The real subset and the synthetic images. With syn.follow_real the real
+// dataset is opened also for synthetic-only runs: its subset picks the samples.
+void open_train_sets(const Config& config, bool real, bool syn, TrainingData& d) {
+  const bool store = syn && config.get_string("syn.format") == "store";
+  d.follow_real = store && config.get_bool("syn.follow_real");
+  d.per_source = config.get_int("syn.per_source");
+  d.total = config.get_int("syn.total");
+  if (!store && syn && (d.per_source > 0 || d.total > 0))
+    config.reject(d.per_source > 0 ? "syn.per_source" : "syn.total", "selects samples of a store: needs syn.format = store");
+  if (real || d.follow_real) {
+    const auto base = make_dataset(config, "data");
+    d.real_indices = subset_indices(base->size(), config);
+    d.real_fingerprint = real_selection_fingerprint(*base, d.real_indices);
+    if (real) d.real = apply_subset_options(base, config);
+    if (store) open_store_samples(config, base, d);
+  } else if (store) {
+    open_store_samples(config, nullptr, d);
+  }
+  if (syn && !store) d.synthetic = make_dataset(config, "syn");
+  if (syn && !d.synthetic) config.reject("syn.format", "data.syn_bs > 0 needs synthetic images (syn.format is 'none')");
+}
+
 }  // namespace
 
 TransformOptions transform_options(const Config& config, bool train) {
@@ -69,11 +120,7 @@ TrainingData make_training_data(const Config& config, int rank, int world_size) 
   const auto seed = static_cast<std::uint64_t>(config.get_int("run.seed"));
   const auto real_bs = per_rank(config, "data.real_bs", world_size), syn_bs = per_rank(config, "data.syn_bs", world_size);
   if (real_bs == 0 && syn_bs == 0) config.reject("data.syn_bs", "data.real_bs and data.syn_bs are both 0: no training images");
-  if (real_bs > 0) d.real = apply_subset_options(make_dataset(config, "data"), config);
-  if (syn_bs > 0) {
-    d.synthetic = make_dataset(config, "syn");
-    if (!d.synthetic) config.reject("syn.format", "data.syn_bs > 0 needs synthetic images (syn.format is 'none')");
-  }
+  open_train_sets(config, real_bs > 0, syn_bs > 0, d);
   d.test = make_dataset(config.get_string("data.format"), config.get_string("data.root"), "test",
                         config.get_string("data.labels"));
   require_same_classes(d.real, d.synthetic);

@@ -13,6 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
+import store_fixture
+
 DINV = os.environ["DINV"]
 SOURCE = pathlib.Path(os.environ["DINV_SOURCE_DIR"])
 SHAPES = ["disk", "square", "triangle", "plus", "ring", "diamond", "frame", "x_cross", "bars", "crescent"]
@@ -87,17 +89,13 @@ def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_metrics(shape
         assert a.attrs["final_accuracy"] == b.attrs["final_accuracy"]
 
 
-def write_store(path, count, seed=0):
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        f.create_group("source").attrs["class_names"] = SHAPES
-        g = f.create_group("samples/default")
-        g["images"] = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-        g["label"] = np.arange(count) % 10
+def write_store(path, shapes):
+    """One sample of each of the 400 shapes images, by the store layout generate writes."""
+    store_fixture.write_store(path, store_fixture.dataset_fingerprint(DINV, shapes), {"default": (range(400), 1)})
 
 
 def test_sweep_runs_the_grid_skips_finished_points_and_feeds_the_analysis(shapes, tmp_path):
-    write_store(tmp_path / "store.h5", 40)
+    write_store(tmp_path / "store.h5", shapes)
     grid = ["--syn.format=store", f"--syn.root={tmp_path / 'store.h5'}", "--syn.tags=default",
             "--sweep.name=sc", "--sweep.num_data=100,200", "--sweep.source=real,mixed", "--data.group_size=100"]
     dinv("sweep", *small_run(shapes, steps=6), *grid, cwd=tmp_path)
@@ -132,7 +130,7 @@ def failure(shapes, tmp_path, *extra, launcher=()):
 
 def test_bad_inputs_are_clear_errors(shapes, tmp_path):
     assert "num_data" in failure(shapes, tmp_path, "--data.num_data=1000", "--data.group_size=100")
-    write_store(tmp_path / "store.h5", 10)
+    write_store(tmp_path / "store.h5", shapes)
     err = failure(shapes, tmp_path, "--data.syn_bs=4", "--syn.format=store", f"--syn.root={tmp_path / 'store.h5'}",
                   "--syn.tags=default,nope")
     assert "samples/nope" in err

@@ -138,6 +138,7 @@ def write_store(path, tags):
         for tag, (x, y) in tags.items():
             g = f.create_group(f"samples/{tag}")
             g["images"], g["label"] = x, y
+            g["done"] = np.ones(1, np.uint8)  # the generate ledger: one finished chunk
 
 
 def test_store_samples_one_or_several_tags(tmp_path):

@@ -37,3 +37,16 @@ def test_embed_generate_train(tmp_path):
         assert int(f.attrs["complete"]) == 1
         assert "[syn]" in f.attrs["config"]
         assert 0.0 <= float(f.attrs["final_accuracy"]) <= 1.0
+    # a subset of the real images: exactly the generated samples of its images
+    # (by /samples/method/source), the others reported as having none
+    r = dinv_stage(2, "train", config, work, *TRAIN, "--data.real_bs=0", "--data.syn_bs=16", "--syn.format=store",
+                   f"--syn.root={work}/store.h5", "--syn.tags=method", "--data.num_data=90", "--data.group_size=10",
+                   "--train.run_name=followed")
+    assert r.returncode == 0, r.stderr
+    assert "images of the real subset have no samples" in r.stderr
+    with h5py.File(work / "store.h5") as s, h5py.File(work / "results" / "followed.h5") as f:
+        sources = s["/samples/method/source"][:]
+        real = f["selection/real_index"][:]
+        assert len(real) == 90 and int(f.attrs["selection.follow_real"]) == 1
+        np.testing.assert_array_equal(f["selection/synthetic/method"][:], np.flatnonzero(np.isin(sources, real)))
+        assert int(f.attrs["selection.synthetic_count"]) == np.isin(sources, real).sum() > 0

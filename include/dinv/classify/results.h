@@ -22,6 +22,19 @@ namespace dinv::classify {
 
 inline constexpr const char* kResultsSchema = "dinv-train-results/1";
 
+// Which images a run trained on (results: /selection and attributes selection.*).
+struct SelectionRecord {
+  bool has_real = false;               // a real dataset was opened (real images, or synthetic following them)
+  std::vector<std::int64_t> real_index;  // dataset indices of the real subset
+  std::string real_fingerprint;
+  std::vector<std::string> synthetic_tags;               // store tags (empty: no store samples)
+  std::vector<std::vector<std::int64_t>> synthetic_rows;  // per tag, rows of /samples/<tag>
+  std::int64_t synthetic_count = 0;
+  std::string synthetic_fingerprint;
+  bool follow_real = false;
+  std::int64_t per_source = 0, total = 0;
+};
+
 struct RunInfo {
   std::string run_name;
   std::string config_ini;
@@ -30,6 +43,7 @@ struct RunInfo {
   int world_size = 1;
   std::string device = "cpu";
   std::int64_t global_batch = 0;
+  SelectionRecord selection;
 };
 
 void write_results(const std::string& path, const TrainResult& result, const RunInfo& info);

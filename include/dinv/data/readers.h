@@ -61,7 +61,33 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split);
 // The synthetic images of a dinv store: /samples/<tag>/images [M, H, W, 3] u8
 // and /samples/<tag>/label [M] for each tag (concatenated in the order given);
 // class names from the /source attribute `class_names`.
+// Every sample of the tags; a tag with unfinished chunks (its /samples/<tag>/done
+// ledger) is a StoreError.
 DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags);
+
+// Which samples of a store a run trains on (syn.follow_real, syn.per_source,
+// syn.total; docs/method.md "Sample-complexity sweeps").
+struct SampleSelection {
+  // Keep only samples whose /samples/<tag>/source lies in `real_indices`
+  // (sorted dataset indices of the run's real subset); the store's /source
+  // dataset_fingerprint must equal `real_fingerprint`.
+  bool follow_real = false;
+  std::vector<std::int64_t> real_indices;
+  std::string real_fingerprint;
+  std::int64_t per_source = 0;  // the first per_source samples of each source image (0: all)
+  std::int64_t total = 0;       // then `total` of those, drawn with `seed` (0: all)
+  std::uint64_t seed = 0;
+};
+// The samples chosen, with the record a results file keeps.
+struct StoreSamples {
+  DatasetPtr dataset;
+  std::vector<std::string> tags;
+  std::vector<std::vector<std::int64_t>> rows;  // per tag: ascending rows of /samples/<tag>
+  std::int64_t count = 0;
+  std::string fingerprint;  // the store's dataset fingerprint, each tag's identity and rows, hashed
+};
+StoreSamples select_store_samples(const std::string& store_path, const std::vector<std::string>& tags,
+                                  const SampleSelection& selection);
 
 // Register [data] (real images) and [syn] (synthetic images) keys.
 void register_data_options(ConfigSchema& schema);

@@ -26,6 +26,9 @@ std::vector<std::int64_t> subset_indices(std::int64_t dataset_size, std::int64_t
 
 // A view of `base` at `indices` (labels and class names of the base).
 DatasetPtr make_subset(DatasetPtr base, std::vector<std::int64_t> indices, const std::string& why);
+// The dataset indices data.num_data / data.group_size / data.subset_seed
+// choose from a dataset of `dataset_size` images (num_data 0: all, ascending).
+std::vector<std::int64_t> subset_indices(std::int64_t dataset_size, const Config& config);
 // data.num_data / data.group_size / data.subset_seed applied (num_data 0: the whole dataset).
 DatasetPtr apply_subset_options(DatasetPtr base, const Config& config);
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dinv/data/loader.h"
 #include "dinv/data/readers.h"
@@ -27,6 +28,13 @@ struct TrainingData {
   std::string mix = "none";      // batch-level mixing the trainer applies: none, mixup, cutmix
   double mix_alpha = 1.0;
   std::int64_t num_classes = 0;
+  // What the run trains on, for its results file: the real subset's dataset
+  // indices (empty when no real dataset was opened) and the store samples.
+  std::vector<std::int64_t> real_indices;
+  std::string real_fingerprint;  // the real dataset's fingerprint and the indices, hashed
+  bool follow_real = false;
+  std::int64_t per_source = 0, total = 0;
+  StoreSamples store_samples;  // empty unless syn.format = store
 };
 
 // The transform options for the real dataset's format (train or eval).
