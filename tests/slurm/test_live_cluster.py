@@ -247,9 +247,7 @@ def test_pipeline_with_requeue_cancel_and_resubmit(cluster, inputs, reference, t
              240, env, work)
     r = run(["scontrol", "requeue", embed], env=env)
     assert r.returncode == 0, r.stderr
-    wait_for("embed to be requeued", lambda: state(env, embed)[0] == "PENDING", 60, env, work)
-    r = run(["scontrol", "update", f"JobId={embed}", "StartTime=now"], env=env)
-    assert r.returncode == 0, r.stderr
+    release_when_requeued(env, embed, work)
 
     # A pending array task that is cancelled leaves no record in Slurm: the
     # sweep then reports its point as missing.
@@ -338,8 +336,22 @@ def under_way(env, job, out, restart):
     return at >= 0 and PROGRESS.search(text, at) is not None
 
 
+def controller_log(env, job):
+    """What slurmctld said about a job (for failure messages)."""
+    show = run(["scontrol", "show", "job", job], env=env).stdout
+    log = Path(env.get("SLURM_LOCAL_DIR", "/nonexistent")) / "log" / "slurmctld.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    ids = {job, show.split("JobId=")[1].split()[0]} if "JobId=" in show else {job}
+    mine = [l for l in lines if any(f"JobId={i} " in l or f"JobId={i}(" in l or f"{i} " in l for i in ids)]
+    return f"\n--- scontrol show job {job}\n{show}\n--- slurmctld.log\n" + "\n".join(mine[-40:])
+
+
 def release_when_requeued(env, job, work):
     wait_for(f"job {job} to be requeued", lambda: state(env, job)[0] == "PENDING", 60, env, work)
+    # A requeued job normally waits about 2 minutes. Started again within the
+    # same second as it was killed, its credential counts as revoked and slurmd
+    # refuses it ("Job credential revoked": the job FAILS), so wait 2 s.
+    time.sleep(2)
     r = run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env)
     assert r.returncode == 0, r.stderr
 
@@ -354,7 +366,7 @@ def preempt_twice(env, job, out, work):
     assert r.returncode == 0, r.stderr
     release_when_requeued(env, job, work)
     wait_for(f"job {job} to end", lambda: state(env, job)[0] in DONE, 300, env, work)
-    assert state(env, job)[0] == "COMPLETED", out.read_text()[-3000:]
+    assert state(env, job)[0] == "COMPLETED", out.read_text()[-3000:] + controller_log(env, job)
     text = out.read_text()
     assert "restart 2 " in text and "SIGUSR2 received" in text and "SIGTERM received" in text, text[-3000:]
 
