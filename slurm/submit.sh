@@ -52,13 +52,14 @@ options() {  # options STAGE: the stage's sbatch options from the configuration,
   "$DINV" slurm "$1" --config "$config" "${overrides[@]}" --run.log_level=warn
 }
 
-submit() {  # submit STAGE [dependency]
+submit() {  # submit STAGE [dependency] [more sbatch options]
   local stage=$1 dep=${2:-} opts
   opts=$(options "$stage") || { echo "submit.sh: dinv slurm $stage failed" >&2; return 2; }
   local args=(--parsable --job-name="dinv-$stage")
   [[ -n $opts ]] && mapfile -t -O ${#args[@]} args <<<"$opts"
   args+=("${sbatch_opts[@]}")
   [[ -n $dep ]] && args+=(--dependency="afterok:$dep" --kill-on-invalid-dep=yes)
+  args+=("${@:3}")
   if ((dry)); then
     echo "sbatch ${args[*]} $here/stage.sbatch $stage $config ${overrides[*]}" >&2
     echo "DRY$stage"
@@ -67,8 +68,12 @@ submit() {  # submit STAGE [dependency]
   fi
 }
 
-embed=$(submit embed)
-generate=$(submit generate "$embed")
+# embed is held until the whole chain is queued: a stage that failed at once
+# would otherwise end before its dependents exist, and they would never learn
+# of it. A chain that cannot be completed is cancelled.
+embed=$(submit embed "" --hold)
+cancel_chain() { ((dry)) || scancel "$@" 2>/dev/null || true; }
+generate=$(submit generate "$embed") || { cancel_chain "$embed"; echo "submit.sh: submitting generate failed; cancelled embed $embed" >&2; exit 1; }
 # The sweep writes its frozen configuration and array script into
 # train.results_dir and submits the array after generate (dinv records the job
 # id for `dinv sweep --status`); raw sbatch options are passed on to it.
@@ -85,9 +90,10 @@ else
   out=$("$DINV" "${sweep_args[@]}" --sweep.submit --sweep.after="$generate") || {
     echo "$out" >&2
     echo "submit.sh: submitting the sweep failed; cancelling embed $embed and generate $generate" >&2
-    scancel "$embed" "$generate" 2>/dev/null || true
+    cancel_chain "$embed" "$generate"
     exit 1
   }
   sweep=$(sed -n 's/^submitted sweep .* as job \([0-9][0-9]*\).*/\1/p' <<<"$out" | tail -n1)
+  scontrol release "$embed"
 fi
 echo "submitted: embed $embed, generate $generate, sweep $sweep"
