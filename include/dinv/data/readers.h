@@ -63,6 +63,10 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split);
 // class names from the /source attribute `class_names`.
 DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags);
 
+// Register the keys <section>.format, .root, .split, .labels, .tags that
+// make_dataset(config, section) reads ("retrieve.pool" for the retrieval pool).
+void register_dataset_options(ConfigSchema& schema, const std::string& section, const std::string& format,
+                              const std::string& what);
 // Register [data] (real images) and [syn] (synthetic images) keys.
 void register_data_options(ConfigSchema& schema);
 // The dataset that keys `<section>.format`, `<section>.root`, `<section>.split`,
