@@ -10,7 +10,7 @@ namespace dinv::data {
 namespace {
 
 const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100", "stl10",
-                                        "folder",   "medmnist", "store",   "captioned"};
+                                        "folder",   "medmnist", "store",   "captioned", "webdataset"};
 const char* kLabelledFormats = "cifar10, cifar100, stl10, folder or medmnist; [syn] also store";
 
 // Captioned folders (data/captioned.h) are images with captions and no class
@@ -33,7 +33,7 @@ std::vector<std::string> split_list(const std::string& text) {
 
 void register_dataset_options(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
   s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
-        "captioned (metadata.jsonl + images: pretraining data, no labels)")
+        "webdataset (.tar shards: root is one or a folder of them), captioned (metadata.jsonl + images: pretraining data, no labels)")
       .choices(kFormats);
   s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
   s.add(section + ".split", "train", "split to read: train, test (medmnist also val)").choices({"train", "test", "val"});
@@ -73,8 +73,9 @@ DatasetPtr make_dataset(const std::string& format, const std::string& root, cons
   if (format == "folder") return open_image_folder(root, split);
   if (format == "medmnist") return open_medmnist(root, split);
   if (format == "store") return open_store_samples(root, tags);
+  if (format == "webdataset") return open_webdataset(root);
   throw ConfigError("unknown dataset format '" + format +
-                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned");
+                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned, webdataset");
 }
 
 void require_labelled_data(const Config& config) {

@@ -201,6 +201,33 @@ def test_bad_pool_image_is_skipped_and_counted(inputs, tmp_path):
     assert r.returncode != 0 and victim.name in r.stderr and "max_bad_share" in r.stderr, r.stderr
 
 
+def test_webdataset_pool_equals_folder_pool(inputs, tmp_path):
+    """The same pool as .tar shards (ustar, one member per .png / .cls, keys
+    sorted as the folder's files): the same neighbours and bytes."""
+    import tarfile
+
+    files = sorted((inputs / "pool").glob("*/*.png"), key=lambda x: (x.parent.name, x.name))
+    classes = sorted({f.parent.name for f in files})
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):
+        with tarfile.open(shards / f"pool-{s:05d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i, f in list(enumerate(files))[s * 20:(s + 1) * 20]:
+                tar.add(f, arcname=f"sample{i:06d}.png")
+                cls = tmp_path / "cls"
+                cls.write_text(str(classes.index(f.parent.name)))
+                tar.add(cls, arcname=f"sample{i:06d}.cls")
+    retrieve(inputs, tmp_path / "folder")
+    retrieve(inputs, tmp_path / "wds", "--retrieve.pool.format=webdataset", f"--retrieve.pool.root={shards}", np_=2)
+    a, b = tag(tmp_path / "folder" / "store.h5"), tag(tmp_path / "wds" / "store.h5")
+    for key in TAG_DATASETS:
+        assert np.array_equal(a[key], b[key]), key
+    (shards / "pool-00001.tar").write_bytes((shards / "pool-00001.tar").read_bytes()[:3000])
+    r = retrieve(inputs, tmp_path / "cut", "--retrieve.pool.format=webdataset", f"--retrieve.pool.root={shards}",
+                 check=False)
+    assert r.returncode != 0 and "pool-00001.tar" in r.stderr, r.stderr
+
+
 def test_bad_settings_are_named(inputs, tmp_path):
     r = retrieve(inputs, tmp_path / "a", f"--retrieve.model={tmp_path}/absent", check=False)
     assert r.returncode != 0 and "absent" in r.stderr, r.stderr

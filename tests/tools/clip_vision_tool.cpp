@@ -7,6 +7,10 @@
 //   dinv_clip_vision features MODEL_DIR OUT.safetensors IMAGE...
 //     OUT: image_embeds [N, P] of the files, preprocessed with
 //     MODEL_DIR/preprocessor_config.json
+//   dinv_clip_vision bench MODEL_DIR BATCH REPEAT
+//     prints {"images_per_s": ...}: forward passes on random pixel values
+//     (one warm-up pass, model loading excluded)
+#include <chrono>
 #include <iostream>
 #include <map>
 #include <vector>
@@ -47,9 +51,22 @@ int main(int argc, char** argv) {
       io::write_safetensors(argv[3], {{"image_embeds", model->forward(at::stack(pixels)).image_embeds}});
       return 0;
     }
+    if (cmd == "bench" && argc == 5) {
+      sd::ClipVisionModel model = sd::load_clip_vision_model(argv[2]);
+      const auto& c = model->config();
+      const std::int64_t batch = std::stoll(argv[3]), repeat = std::stoll(argv[4]);
+      const at::Tensor pixels = at::randn({batch, c.num_channels, c.image_size, c.image_size});
+      model->forward(pixels);
+      const auto start = std::chrono::steady_clock::now();
+      for (std::int64_t i = 0; i < repeat; ++i) model->forward(pixels);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cout << "{\"images_per_s\": " << static_cast<double>(batch * repeat) / s << "}" << std::endl;
+      return 0;
+    }
     std::cerr << "usage: dinv_clip_vision encode MODEL_DIR IN.safetensors OUT.safetensors\n"
                  "       dinv_clip_vision preprocess PREPROCESSOR_CONFIG.json OUT.safetensors IMAGE...\n"
-                 "       dinv_clip_vision features MODEL_DIR OUT.safetensors IMAGE...\n";
+                 "       dinv_clip_vision features MODEL_DIR OUT.safetensors IMAGE...\n"
+                 "       dinv_clip_vision bench MODEL_DIR BATCH REPEAT\n";
     return 2;
   } catch (const dinv::Error& e) {
     std::cerr << e.what() << "\n";

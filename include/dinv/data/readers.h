@@ -63,6 +63,11 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split);
 // class names from the /source attribute `class_names`.
 DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags);
 
+// WebDataset shards: `root` is a .tar file or a folder of them (sorted by
+// name); POSIX ustar members grouped by key into samples of one image
+// (.png/.jpg/.jpeg) and an optional class index (.cls). The shards' headers are
+// scanned once, front to back; images are read and decoded on `get`.
+DatasetPtr open_webdataset(const std::string& root);
 // Register the keys <section>.format, .root, .split, .labels, .tags that
 // make_dataset(config, section) reads ("retrieve.pool" for the retrieval pool).
 void register_dataset_options(ConfigSchema& schema, const std::string& section, const std::string& format,
