@@ -376,9 +376,11 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   std::vector<std::int64_t> pool_indices(static_cast<std::size_t>(pool.size()));
   for (std::int64_t i = 0; i < pool.size(); ++i) pool_indices[static_cast<std::size_t>(i)] = i;
   const std::string pool_key = "pool=" + pool.fingerprint() + unit_key;
+  // The queries are identified by the data and every index (a subset of the same size is other data).
+  const std::string index_hash =
+      data::content_hash(q.index.data(), q.index.size() * sizeof(std::int64_t));
   std::ostringstream qk;
-  qk << "data=" << real.fingerprint() << " indices=" << q.index.size() << ":" << q.index.front() << ".."
-     << q.index.back() << unit_key;
+  qk << "data=" << real.fingerprint() << " indices=" << q.index.size() << ":" << index_hash << unit_key;
   bool stopped = false;
   compute_features(world, cache, "/query", real, q.index, enc, s, false, qk.str(), &stopped);
   if (!stopped) compute_features(world, cache, "/pool", pool, pool_indices, enc, s, true, pool_key, &stopped);
