@@ -11,6 +11,7 @@
 #include "dinv/inversion/embed.h"
 #include "dinv/pretrain/pretrain.h"
 #include "dinv/evaluate/evaluate.h"
+#include "dinv/retrieve/retrieve.h"
 
 namespace dinv::cli {
 
@@ -20,6 +21,7 @@ int run_embed(CommandContext& ctx);
 int run_generate(CommandContext& ctx);
 int run_pretrain(CommandContext& ctx);
 int run_evaluate(CommandContext& ctx);
+int run_retrieve(CommandContext& ctx);
 int run_train(CommandContext& ctx);
 int run_sweep(CommandContext& ctx);
 int run_slurm(CommandContext& ctx);
@@ -37,6 +39,7 @@ ConfigSchema build_schema() {
   inversion::register_embed_options(s);
   diffusion::register_diffusion_options(s);
   generation::register_generate_options(s);
+  retrieve::register_retrieve_options(s);
   classify::register_train_options(s);
   classify::register_sweep_options(s);
   evaluate::register_evaluate_options(s);
@@ -55,6 +58,9 @@ std::vector<Command> build_commands() {
   c.push_back({"embed", "stage 1: learn one conditioning tensor per real image into the store",
                "dinv embed --config FILE [--section.key=value ...]", {"run", "store", "model", "data", "embed"}, {},
                run_embed});
+  c.push_back({"retrieve", "baseline: the k nearest pool images of each real image by CLIP image features, as samples",
+               "dinv retrieve --config FILE [--section.key=value ...]", {"run", "store", "data", "retrieve"}, {},
+               run_retrieve});
   c.push_back({"generate", "stage 2: sample images from perturbed embeddings into the store",
                "dinv generate --config FILE [--preview N [--preview-out PATH]] [--section.key=value ...]\n"
                "  --preview N          after generating (or resuming, or finding the tag done), write a PNG of\n"

@@ -26,6 +26,7 @@
 #include "dinv/dist/communicator.h"
 #include "dinv/pretrain/pretrain.h"
 #include "dinv/evaluate/evaluate.h"
+#include "dinv/retrieve/retrieve.h"
 #include "dinv/sd/pipeline.h"
 #include "dinv/io/json.h"
 #include "dinv/store/store.h"
@@ -179,6 +180,25 @@ int run_generate(CommandContext& ctx) {
   log::info("generate: done, " + std::to_string(out.images) + " images in " + store + ":/samples/" + out.tag);
   if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
   return settings.preview > 0 ? write_preview(ctx, settings, store, out.tag) : 0;
+}
+
+int run_retrieve(CommandContext& ctx) {
+  data::require_labelled_data(ctx.config);
+  const auto settings = retrieve::retrieve_settings(ctx.config);
+  const auto store = store_path(ctx);
+  const auto real = data::make_dataset(ctx.config);
+  const auto pool = data::make_dataset(ctx.config, "retrieve.pool");
+  if (!real) throw ConfigError("data.format = none: retrieve needs the real images to query");
+  if (!pool) ctx.config.reject("retrieve.pool.format", "retrieve needs a pool of images to retrieve from");
+  const auto out = retrieve::run_retrieve(ctx.world, settings, *real, *pool, store, recorded_ini(ctx.config));
+  if (out.stopped) {
+    log::info("retrieve: stopped by signal; rerun the same command to resume (finished shards are kept)");
+    return 0;
+  }
+  log::info("retrieve: done, " + std::to_string(out.rows) + " images in " + store + ":/samples/" + out.tag + " (" +
+            std::to_string(out.bad_pool) + " pool images skipped: they did not decode)");
+  if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
+  return 0;
 }
 
 int run_pretrain(CommandContext& ctx) {

@@ -10,7 +10,7 @@ namespace dinv::data {
 namespace {
 
 const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100", "stl10",
-                                        "folder",   "medmnist", "store",   "captioned"};
+                                        "folder",   "medmnist", "store",   "captioned", "webdataset"};
 const char* kLabelledFormats = "cifar10, cifar100, stl10, folder or medmnist; [syn] also store";
 
 // Captioned folders (data/captioned.h) are images with captions and no class
@@ -29,9 +29,11 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-void register_section(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
+}  // namespace
+
+void register_dataset_options(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
   s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
-        "captioned (metadata.jsonl + images: pretraining data, no labels)")
+        "webdataset (.tar shards: root is one or a folder of them), captioned (metadata.jsonl + images: pretraining data, no labels)")
       .choices(kFormats);
   s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
   s.add(section + ".split", "train", "split to read: train, test (medmnist also val)").choices({"train", "test", "val"});
@@ -39,10 +41,9 @@ void register_section(ConfigSchema& s, const std::string& section, const std::st
   s.add(section + ".tags", "", "store format: comma-separated /samples/<tag> names, concatenated in this order");
 }
 
-}  // namespace
 
 void register_data_options(ConfigSchema& s) {
-  register_section(s, "data", "cifar10", "real images");
+  register_dataset_options(s, "data", "cifar10", "real images");
   s.add("data.num_data", 0, "real images used: 0 = all, else a multiple of data.group_size").min(0);
   s.add("data.group_size", 100, "subset groups: consecutive dataset indices g*group_size ..").min(1);
   s.add("data.subset_seed", 0, "seed choosing the subset's groups").min(0);
@@ -58,7 +59,7 @@ void register_data_options(ConfigSchema& s) {
   s.add("data.mix_alpha", 1.0, "Beta(alpha, alpha) of MixUp / CutMix").greater_than(0);
   s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);
   s.add("data.prefetch", 4, "batches prepared ahead per loader").min(1).max(256);
-  register_section(s, "syn", "none", "synthetic images");
+  register_dataset_options(s, "syn", "none", "synthetic images");
   s.add("syn.follow_real", true, "store format: train on the samples whose source image lies in the run's real "
         "subset (data.num_data; by /samples/<tag>/source), also when data.real_bs = 0; the store must come from "
         "the real dataset. false: every sample of syn.tags");
@@ -77,8 +78,9 @@ DatasetPtr make_dataset(const std::string& format, const std::string& root, cons
   if (format == "folder") return open_image_folder(root, split);
   if (format == "medmnist") return open_medmnist(root, split);
   if (format == "store") return open_store_samples(root, tags);
+  if (format == "webdataset") return open_webdataset(root);
   throw ConfigError("unknown dataset format '" + format +
-                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned");
+                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned, webdataset");
 }
 
 void require_labelled_data(const Config& config) {

@@ -48,8 +48,6 @@ WeightLayout weight_layout(const std::vector<std::string>& files) {
   return layout;
 }
 
-at::Tensor quick_gelu(const at::Tensor& x) { return x * at::sigmoid(1.702 * x); }
-
 }  // namespace
 
 // --- config -----------------------------------------------------------------
@@ -71,33 +69,9 @@ ClipTextConfig ClipTextConfig::from_json(const io::Json& json, const std::string
   c.max_position_embeddings = o.get_int("max_position_embeddings", c.max_position_embeddings);
   c.hidden_act = o.get_string("hidden_act", c.hidden_act);
   c.layer_norm_eps = o.get_double("layer_norm_eps", c.layer_norm_eps);
-  auto positive = [&](const char* key, std::int64_t v) {
-    if (v <= 0) throw ModelError(where + ": key '" + key + "': expected a positive integer, found " + std::to_string(v));
-  };
-  positive("vocab_size", c.vocab_size);
-  positive("hidden_size", c.hidden_size);
-  positive("intermediate_size", c.intermediate_size);
-  positive("num_hidden_layers", c.num_hidden_layers);
-  positive("num_attention_heads", c.num_attention_heads);
-  positive("max_position_embeddings", c.max_position_embeddings);
-  // Caps: sizes become tensor shapes (CLIP ViT-L/14: 49408 tokens, width 768,
-  // 3072 inner, 12 layers; OpenCLIP ViT-bigG: width 1280, 32 layers).
-  auto capped = [&](const char* key, std::int64_t v, std::int64_t hi) {
-    if (v > hi)
-      throw ModelError(where + ": key '" + key + "': " + std::to_string(v) + " is more than dinv's limit of " +
-                       std::to_string(hi));
-  };
-  capped("vocab_size", c.vocab_size, 1'000'000);
-  capped("hidden_size", c.hidden_size, 16384);
-  capped("intermediate_size", c.intermediate_size, 65536);
-  capped("num_hidden_layers", c.num_hidden_layers, 256);
-  capped("num_attention_heads", c.num_attention_heads, 16384);
-  capped("max_position_embeddings", c.max_position_embeddings, 65536);
-  if (c.hidden_size % c.num_attention_heads != 0)
-    throw ModelError(where + ": hidden_size " + std::to_string(c.hidden_size) + " is not divisible by " +
-                     "num_attention_heads " + std::to_string(c.num_attention_heads));
-  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_new")
-    throw ModelError(where + ": key 'hidden_act': expected quick_gelu, gelu or gelu_new, found '" + c.hidden_act + "'");
+  validate(c.encoder(), where);
+  check_config_size(where, "vocab_size", c.vocab_size, 1'000'000);
+  check_config_size(where, "max_position_embeddings", c.max_position_embeddings, 65536);
   return c;
 }
 
@@ -122,57 +96,16 @@ io::Json ClipTextConfig::to_json() const {
                   {"torch_dtype", "float32"}};
 }
 
+ClipEncoderConfig ClipTextConfig::encoder() const {
+  return {hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, hidden_act, layer_norm_eps};
+}
+
 at::Tensor ClipTextOutput::penultimate() const {
   if (hidden_states.size() < 2) throw ModelError("the text encoder has no hidden states to take the penultimate of");
   return hidden_states[hidden_states.size() - 2];
 }
 
-// --- layers -----------------------------------------------------------------
-
-ClipAttentionImpl::ClipAttentionImpl(const ClipTextConfig& c) : heads_(c.num_attention_heads) {
-  q_proj_ = register_module("q_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  k_proj_ = register_module("k_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  v_proj_ = register_module("v_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-  out_proj_ = register_module("out_proj", torch::nn::Linear(c.hidden_size, c.hidden_size));
-}
-
-at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
-  const auto b = x.size(0), t = x.size(1), d = x.size(2);
-  auto heads = [&](const at::Tensor& y) { return y.view({b, t, heads_, d / heads_}).transpose(1, 2); };
-  // SDPA scales by 1/sqrt(head_dim), as CLIP does; the causal mask lets each
-  // token see only itself and the tokens before it.
-  at::Tensor o = at::scaled_dot_product_attention(heads(q_proj_(x)), heads(k_proj_(x)), heads(v_proj_(x)), {}, 0.0,
-                                                  /*is_causal=*/true);
-  return out_proj_(o.transpose(1, 2).reshape({b, t, d}));
-}
-
-ClipMlpImpl::ClipMlpImpl(const ClipTextConfig& c) : activation_(c.hidden_act) {
-  fc1_ = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
-  fc2_ = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
-}
-
-at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
-  at::Tensor h = fc1_(x);
-  if (activation_ == "quick_gelu") h = quick_gelu(h);
-  else if (activation_ == "gelu") h = at::gelu(h);
-  else h = at::gelu(h, "tanh");  // gelu_new
-  return fc2_(h);
-}
-
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipTextConfig& c) {
-  auto norm = [&] {
-    return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps));
-  };
-  self_attn_ = register_module("self_attn", ClipAttention(c));
-  layer_norm1_ = register_module("layer_norm1", norm());
-  mlp_ = register_module("mlp", ClipMlp(c));
-  layer_norm2_ = register_module("layer_norm2", norm());
-}
-
-at::Tensor ClipEncoderLayerImpl::forward(const at::Tensor& x) {
-  at::Tensor h = x + self_attn_(layer_norm1_(x));
-  return h + mlp_(layer_norm2_(h));
-}
+// --- layers ---------------------------------------------------------------
 
 ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c, bool position_ids_buffer) {
   token_embedding_ = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
@@ -191,22 +124,14 @@ at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
 
 ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c, bool position_ids_buffer) {
   embeddings_ = register_module("embeddings", ClipTextEmbeddings(c, position_ids_buffer));
-  // transformers nests the layers as encoder.layers.N.
-  auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
-  layers_ = encoder->register_module("layers", torch::nn::ModuleList());
-  for (std::int64_t i = 0; i < c.num_hidden_layers; ++i) layers_->push_back(ClipEncoderLayer(c));
+  encoder_ = register_module("encoder", ClipEncoder(c.encoder(), /*causal=*/true));
   final_layer_norm_ = register_module(
       "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
 }
 
 ClipTextOutput ClipTextTransformerImpl::forward(const at::Tensor& input_ids) {
   ClipTextOutput out;
-  at::Tensor h = embeddings_(input_ids);
-  out.hidden_states.push_back(h);
-  for (const auto& layer : *layers_) {
-    h = layer->as<ClipEncoderLayer>()->forward(h);
-    out.hidden_states.push_back(h);
-  }
+  const at::Tensor h = encoder_(embeddings_(input_ids), &out.hidden_states);  // [B, T, D]
   out.last_hidden_state = final_layer_norm_(h);
   return out;
 }

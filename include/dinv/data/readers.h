@@ -89,6 +89,15 @@ struct StoreSamples {
 StoreSamples select_store_samples(const std::string& store_path, const std::vector<std::string>& tags,
                                   const SampleSelection& selection);
 
+// WebDataset shards: `root` is a .tar file or a folder of them (sorted by
+// name); POSIX ustar members grouped by key into samples of one image
+// (.png/.jpg/.jpeg) and an optional class index (.cls). The shards' headers are
+// scanned once, front to back; images are read and decoded on `get`.
+DatasetPtr open_webdataset(const std::string& root);
+// Register the keys <section>.format, .root, .split, .labels, .tags that
+// make_dataset(config, section) reads ("retrieve.pool" for the retrieval pool).
+void register_dataset_options(ConfigSchema& schema, const std::string& section, const std::string& format,
+                              const std::string& what);
 // Register [data] (real images) and [syn] (synthetic images) keys.
 void register_data_options(ConfigSchema& schema);
 // The dataset that keys `<section>.format`, `<section>.root`, `<section>.split`,

@@ -1,7 +1,8 @@
 // CLIPTextModel, the text encoder of Stable Diffusion (transformers' layout and
 // weight names, so that text_encoder/model.safetensors loads by name): token +
 // position embeddings, pre-LayerNorm transformer layers with a causal mask,
-// quick_gelu (SD 1.x) or gelu (SD 2.x), final_layer_norm.
+// quick_gelu (SD 1.x) or gelu (SD 2.x), final_layer_norm. The layers are
+// clip_encoder.h's, shared with the vision tower.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "dinv/io/json.h"
+#include "dinv/sd/clip_encoder.h"
 #include "dinv/sd/loader.h"
 
 namespace dinv::sd {
@@ -36,6 +38,7 @@ struct ClipTextConfig {
   // From text_encoder/config.json; ModelError naming the file and key for bad values.
   static ClipTextConfig from_json(const io::Json& json, const std::string& where);
   io::Json to_json() const;  // a config.json transformers loads as CLIPTextModel
+  ClipEncoderConfig encoder() const;  // the shared encoder's part of it
 };
 
 // What the encoder computes for [B, T] token ids.
@@ -44,40 +47,6 @@ struct ClipTextOutput {
   std::vector<at::Tensor> hidden_states;   // as transformers: embeddings, then each layer's output (no final norm)
   at::Tensor penultimate() const;          // hidden_states[-2]: the second-to-last layer's output
 };
-
-class ClipAttentionImpl : public torch::nn::Module {
- public:
-  ClipAttentionImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& x);  // causal self-attention
-
- private:
-  std::int64_t heads_;
-  torch::nn::Linear q_proj_{nullptr}, k_proj_{nullptr}, v_proj_{nullptr}, out_proj_{nullptr};
-};
-TORCH_MODULE(ClipAttention);
-
-class ClipMlpImpl : public torch::nn::Module {
- public:
-  ClipMlpImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& x);
-
- private:
-  std::string activation_;
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
-};
-TORCH_MODULE(ClipMlp);
-
-class ClipEncoderLayerImpl : public torch::nn::Module {
- public:
-  ClipEncoderLayerImpl(const ClipTextConfig& config);
-  at::Tensor forward(const at::Tensor& x);
-
- private:
-  torch::nn::LayerNorm layer_norm1_{nullptr}, layer_norm2_{nullptr};
-  ClipAttention self_attn_{nullptr};
-  ClipMlp mlp_{nullptr};
-};
-TORCH_MODULE(ClipEncoderLayer);
 
 class ClipTextEmbeddingsImpl : public torch::nn::Module {
  public:
@@ -98,7 +67,7 @@ class ClipTextTransformerImpl : public torch::nn::Module {
 
  private:
   ClipTextEmbeddings embeddings_{nullptr};
-  torch::nn::ModuleList layers_{nullptr};
+  ClipEncoder encoder_{nullptr};
   torch::nn::LayerNorm final_layer_norm_{nullptr};
 };
 TORCH_MODULE(ClipTextTransformer);

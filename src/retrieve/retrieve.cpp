@@ -1,0 +1,442 @@
+#include "dinv/retrieve/retrieve.h"
+
+#include <algorithm>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "dinv/core/config.h"
+#include "dinv/core/error.h"
+#include "dinv/core/log.h"
+#include "dinv/core/progress.h"
+#include "dinv/core/signals.h"
+#include "dinv/data/readers.h"
+#include "dinv/data/transforms.h"
+#include "dinv/dist/communicator.h"
+#include "dinv/dist/partition.h"
+#include "dinv/dist/world.h"
+#include "dinv/io/json.h"
+#include "dinv/sd/clip_vision.h"
+#include "dinv/store/h5.h"
+#include "dinv/store/store.h"
+
+namespace dinv::retrieve {
+
+void register_retrieve_options(ConfigSchema& s) {
+  s.add("retrieve.model", "", "CLIP vision folder as transformers saves CLIPVisionModelWithProjection: config.json, "
+        "model.safetensors and the image processor's preprocessor_config.json");
+  s.add("retrieve.k", 5, "neighbours retrieved per real image").min(1).max(100000);
+  s.add("retrieve.tag", "", "name of /samples/<tag> (empty: retrieval_k<k>, with _dedup when retrieve.dedup)");
+  s.add("retrieve.dedup", false, "write a pool image retrieved by several real images once, labelled by the most "
+        "similar of them (ties: the first); otherwise once per query");
+  s.add("retrieve.max_bad_share", 0.01, "share of pool images that may fail to decode (skipped and counted) before "
+        "the run fails naming them").min(0).max(1);
+  s.add("retrieve.batch_size", 32, "images per feature batch (cut within shards: any rank count gives the same "
+        "bytes for the same batch_size and shard_size)").min(1).max(65536);
+  s.add("retrieve.shard_size", 256, "pool and query images per work unit (resume granularity)").min(1);
+  s.add("retrieve.cache", "", "HDF5 file caching the CLIP features, reused by reruns and other k "
+        "(empty: <store.path>.retrieve_features.h5)");
+  s.add("retrieve.resolution", 0, "size of the stored images: shorter side resized (antialiased bicubic), centre "
+        "crop (0: the first real image's height)").min(0).max(kMaxResolution);
+  data::register_dataset_options(s, "retrieve.pool", "folder", "retrieval pool");
+}
+
+RetrieveSettings retrieve_settings(const Config& c) {
+  RetrieveSettings s;
+  s.model = c.get_string("retrieve.model");
+  if (s.model.empty()) c.reject("retrieve.model", "name the CLIP vision folder (CLIPVisionModelWithProjection)");
+  s.k = c.get_int("retrieve.k");
+  s.dedup = c.get_bool("retrieve.dedup");
+  s.tag = c.get_string("retrieve.tag");
+  if (s.tag.empty()) s.tag = "retrieval_k" + std::to_string(s.k) + (s.dedup ? "_dedup" : "");
+  s.max_bad_share = c.get_real("retrieve.max_bad_share");
+  s.batch_size = c.get_int("retrieve.batch_size");
+  s.shard_size = c.get_int("retrieve.shard_size");
+  s.cache = c.get_string("retrieve.cache");
+  s.resolution = c.get_int("retrieve.resolution");
+  return s;
+}
+
+namespace {
+
+struct Encoder {
+  sd::ClipVisionModel model{nullptr};
+  sd::ClipImageProcessor processor;
+  std::string fingerprint;  // weights + config + preprocessing
+};
+
+Encoder load_encoder(const std::string& dir, const at::Device& device) {
+  Encoder e;
+  sd::LoadOptions options;
+  options.device = device;
+  e.model = sd::load_clip_vision_model(dir, options);
+  const std::string pre = dir + "/preprocessor_config.json";
+  e.processor = sd::ClipImageProcessor::from_file(pre);
+  e.fingerprint = sd::fingerprint_folder(dir).fingerprint;
+  return e;
+}
+
+// Which dataset indices are the queries, and their labels.
+struct Queries {
+  std::vector<std::int64_t> index, label;
+};
+
+// Features of `indices` of `dataset` into `group` of the cache: /features
+// [N, P], /bad [N] (1: did not decode; only allowed when `skip_bad`), and a
+// ledger of shards. Returns how many images this rank found bad now.
+std::int64_t compute_features(dist::World& world, store::Store& cache, const std::string& group,
+                              const data::Dataset& dataset, const std::vector<std::int64_t>& indices,
+                              Encoder& enc, const RetrieveSettings& s, bool skip_bad, const std::string& key,
+                              bool* stopped) {
+  const auto n = static_cast<std::int64_t>(indices.size());
+  const auto units = dist::chunk_count(n, s.shard_size);
+  const auto dim = enc.model->config().projection_dim;
+  if (!cache.has(group)) {
+    auto g = cache.create_group(group);
+    h5::set_attribute(g, "key", key);
+    h5::set_attribute(g, "shard_size", s.shard_size);
+    h5::set_attribute(g, "batch_size", s.batch_size);
+    cache.create_dataset(group + "/features", at::kFloat, {n, dim});
+    cache.create_dataset(group + "/bad", at::kByte, {n});
+    store::UnitLedger::create(cache, group, units);
+    cache.flush();
+  }
+  const std::string hint = "the cache was made for other images, model, shard_size or batch_size: name another "
+                           "retrieve.cache or remove " + cache.path();
+  cache.require_attribute(group, "key", key, hint);
+  cache.require_dataset(group + "/features", at::kFloat, {n, dim});
+  store::UnitLedger ledger(cache, group, units);
+  std::int64_t bad = 0;
+  const auto mine = dist::units_of_rank(units, world.size(), world.rank());
+  std::int64_t pending = 0;
+  for (auto u : mine)
+    if (!ledger.is_done(u)) pending += dist::chunk(n, s.shard_size, u).size();
+  Progress progress("retrieve " + group + " features (rank 0)", pending, "images");
+  torch::NoGradGuard no_grad;
+  const at::Device device = enc.model->parameters().front().device();
+  for (auto u : mine) {
+    if (ledger.is_done(u)) continue;
+    if (signals::stop_requested()) {
+      *stopped = true;
+      break;
+    }
+    const auto r = dist::chunk(n, s.shard_size, u);
+    at::Tensor feats = at::zeros({r.size(), dim}, at::kFloat);
+    at::Tensor flags = at::zeros({r.size()}, at::kByte);
+    for (auto b = r.begin; b < r.end; b += s.batch_size) {
+      const auto e = std::min(r.end, b + s.batch_size);
+      std::vector<at::Tensor> pixels;
+      std::vector<std::int64_t> rows;
+      for (auto i = b; i < e; ++i) {
+        try {
+          pixels.push_back(enc.processor(dataset.get(indices[static_cast<std::size_t>(i)]).image));
+          rows.push_back(i - r.begin);
+        } catch (const IoError& err) {
+          if (!skip_bad) throw;
+          log::warn("retrieve: pool image " + std::to_string(indices[static_cast<std::size_t>(i)]) +
+                    " skipped: " + err.what());
+          flags[i - r.begin] = 1;
+          ++bad;
+        }
+      }
+      if (!pixels.empty()) {
+        // A batch of the usable images: its shape depends only on the data, not on the rank count.
+        const at::Tensor out = enc.model->forward(at::stack(pixels).to(device)).image_embeds.to(at::kCPU, at::kFloat);
+        feats.index_copy_(0, at::tensor(rows, at::kLong), out);
+      }
+      progress.advance(e - b);
+    }
+    h5::write_rows(cache.dataset(group + "/features"), group + "/features", r.begin, feats, false);
+    h5::write_rows(cache.dataset(group + "/bad"), group + "/bad", r.begin, flags, false);
+    ledger.mark_done_independent(u);
+  }
+  progress.finish();
+  return bad;
+}
+
+// Rows scaled to unit length: cosine similarity is then a dot product.
+at::Tensor unit_rows(const at::Tensor& x) { return x / x.norm(2, {1}, true).clamp_min(1e-12); }
+
+struct Candidate {
+  float sim = -std::numeric_limits<float>::infinity();
+  std::int64_t pool = -1;
+};
+
+bool better(const Candidate& a, const Candidate& b) {
+  if (a.pool < 0 || b.pool < 0) return a.pool >= 0 && b.pool < 0;
+  return a.sim > b.sim || (a.sim == b.sim && a.pool < b.pool);
+}
+
+// Keep the k best of `list` (sorted best first, padded with empty candidates).
+void keep_best(std::vector<Candidate>& list, std::int64_t k) {
+  std::sort(list.begin(), list.end(), better);
+  list.resize(static_cast<std::size_t>(k));
+}
+
+// Per query, the k best pool images among this rank's pool shards, then
+// merged over all ranks: [Q][k].
+std::vector<std::vector<Candidate>> top_k(dist::World& world, store::Store& cache, std::int64_t q_count,
+                                          std::int64_t p_count, const RetrieveSettings& s) {
+  const at::Tensor queries = unit_rows(h5::read_all(cache.dataset("/query/features"), "/query/features"));
+  std::vector<std::vector<Candidate>> best(static_cast<std::size_t>(q_count),
+                                           std::vector<Candidate>(static_cast<std::size_t>(s.k)));
+  const auto units = dist::chunk_count(p_count, s.shard_size);
+  for (auto u : dist::units_of_rank(units, world.size(), world.rank())) {
+    const auto r = dist::chunk(p_count, s.shard_size, u);
+    const at::Tensor pool = unit_rows(h5::read_rows(cache.dataset("/pool/features"), "/pool/features", r.begin, r.end));
+    const at::Tensor bad = h5::read_rows(cache.dataset("/pool/bad"), "/pool/bad", r.begin, r.end);
+    // [Q, shard]: one fixed-shape product per shard, the same on any rank count.
+    const at::Tensor sims = at::matmul(queries, pool.t()).contiguous();
+    const float* sp = sims.data_ptr<float>();
+    const std::uint8_t* bp = bad.data_ptr<std::uint8_t>();
+    for (std::int64_t q = 0; q < q_count; ++q) {
+      auto& list = best[static_cast<std::size_t>(q)];
+      for (std::int64_t j = 0; j < r.size(); ++j)
+        if (!bp[j]) list.push_back({sp[q * r.size() + j], r.begin + j});
+      keep_best(list, s.k);
+    }
+  }
+  // Every rank contributes Q*k candidates; all ranks merge them alike.
+  const auto per_rank = q_count * s.k;
+  std::vector<float> sims(static_cast<std::size_t>(per_rank));
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(per_rank));
+  for (std::int64_t q = 0; q < q_count; ++q)
+    for (std::int64_t j = 0; j < s.k; ++j) {
+      sims[static_cast<std::size_t>(q * s.k + j)] = best[q][j].sim;
+      idx[static_cast<std::size_t>(q * s.k + j)] = best[q][j].pool;
+    }
+  std::vector<float> all_sims(static_cast<std::size_t>(per_rank * world.size()));
+  std::vector<std::int64_t> all_idx(all_sims.size());
+  dist::check_mpi(MPI_Allgather(sims.data(), static_cast<int>(per_rank), MPI_FLOAT, all_sims.data(),
+                                static_cast<int>(per_rank), MPI_FLOAT, world.comm()), "MPI_Allgather");
+  dist::check_mpi(MPI_Allgather(idx.data(), static_cast<int>(per_rank), MPI_INT64_T, all_idx.data(),
+                                static_cast<int>(per_rank), MPI_INT64_T, world.comm()), "MPI_Allgather");
+  for (std::int64_t q = 0; q < q_count; ++q) {
+    auto& list = best[static_cast<std::size_t>(q)];
+    list.clear();
+    for (int rank = 0; rank < world.size(); ++rank)
+      for (std::int64_t j = 0; j < s.k; ++j) {
+        const auto at_ = static_cast<std::size_t>(rank * per_rank + q * s.k + j);
+        list.push_back({all_sims[at_], all_idx[at_]});
+      }
+    keep_best(list, s.k);
+  }
+  return best;
+}
+
+struct Row {
+  std::int64_t source = 0, label = 0, pool = 0;
+  float sim = 0;
+};
+
+// Rows of the tag: query by query, neighbour by neighbour. With dedup, a pool
+// image keeps only its most similar query's row (ties: the first query).
+std::vector<Row> plan_rows(const std::vector<std::vector<Candidate>>& best, const Queries& q, bool dedup) {
+  std::vector<Row> rows;
+  for (std::size_t i = 0; i < best.size(); ++i)
+    for (const auto& c : best[i]) rows.push_back({static_cast<std::int64_t>(i), q.label[i], c.pool, c.sim});
+  if (!dedup) return rows;
+  std::map<std::int64_t, std::size_t> owner;  // pool index -> row kept
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    auto it = owner.find(rows[r].pool);
+    if (it == owner.end()) owner.emplace(rows[r].pool, r);
+    else if (rows[r].sim > rows[it->second].sim) it->second = r;
+  }
+  std::vector<Row> kept;
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    if (owner.at(rows[r].pool) == r) kept.push_back(rows[r]);
+  return kept;
+}
+
+std::string tag_settings(const RetrieveSettings& s, const std::string& features_key) {
+  std::ostringstream o;
+  o << "k=" << s.k << " dedup=" << s.dedup << " resolution=" << s.resolution << " shard_size=" << s.shard_size
+    << " features=" << features_key;
+  return o.str();
+}
+
+void create_tag(store::Store& st, const std::string& group, const RetrieveSettings& s, const std::string& settings,
+                std::int64_t count, std::int64_t units) {
+  const auto r = s.resolution;
+  st.require_free_space(count * (r * r * 3 + 4 * 8) + units + (1 << 20), group);
+  if (!st.has("/samples")) {
+    st.create_group("/samples");
+    st.flush();
+  }
+  auto g = st.create_group(group);
+  h5::set_attribute(g, "settings", settings);
+  h5::set_attribute(g, "mode", std::string("retrieval"));
+  h5::set_attribute(g, "k", s.k);
+  h5::set_attribute(g, "dedup", static_cast<std::int64_t>(s.dedup));
+  h5::set_attribute(g, "save_resolution", r);
+  h5::set_attribute(g, "chunk_size", s.shard_size);
+  st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
+  for (const char* name : {"/label", "/source", "/pool_index"}) st.create_dataset(group + name, at::kLong, {count});
+  st.create_dataset(group + "/similarity", at::kFloat, {count});
+  store::UnitLedger::create(st, group, units);
+  st.flush();
+}
+
+at::Tensor stored_image(const at::Tensor& image, std::int64_t size) {
+  return data::center_crop(data::resize_shorter_side(image, size), size, size);
+}
+
+Queries read_queries(store::Store& st, const data::Dataset& real) {
+  Queries q;
+  if (st.has("/source/index")) {
+    st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(),
+                         "retrieve queries the real images of the store's /source: use the [data] it was made with");
+    const at::Tensor index = h5::read_all(st.dataset("/source/index"), "/source/index");
+    const at::Tensor label = h5::read_all(st.dataset("/source/label"), "/source/label");
+    q.index.assign(index.data_ptr<std::int64_t>(), index.data_ptr<std::int64_t>() + index.numel());
+    q.label.assign(label.data_ptr<std::int64_t>(), label.data_ptr<std::int64_t>() + label.numel());
+    return q;
+  }
+  for (std::int64_t i = 0; i < real.size(); ++i) {
+    q.index.push_back(i);
+    q.label.push_back(real.get(i).label);
+  }
+  return q;
+}
+
+// A store without /source (no dinv embed yet) gets one for the whole [data]
+// set, so that syn.format = store finds the class names.
+void write_source(store::Store& st, const data::Dataset& real, const Queries& q, bool root) {
+  auto source = st.create_group("/source");
+  h5::set_attribute(source, "class_names", real.class_names());
+  h5::set_attribute(source, "dataset_fingerprint", real.fingerprint());
+  h5::set_attribute(source, "dataset", real.describe());
+  const auto n = static_cast<std::int64_t>(q.index.size());
+  st.create_dataset("/source/index", at::kLong, {n});
+  st.create_dataset("/source/label", at::kLong, {n});
+  st.flush();
+  if (root) {
+    h5::write_rows(st.dataset("/source/index"), "/source/index", 0, at::tensor(q.index, at::kLong), false);
+    h5::write_rows(st.dataset("/source/label"), "/source/label", 0, at::tensor(q.label, at::kLong), false);
+  }
+  st.flush();
+}
+
+std::int64_t allreduce_sum(dist::World& world, std::int64_t v) {
+  std::int64_t out = 0;
+  dist::check_mpi(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, world.comm()), "MPI_Allreduce");
+  return out;
+}
+
+bool any_rank(dist::World& world, bool v) { return allreduce_sum(world, v ? 1 : 0) > 0; }
+
+// The run fails past max_bad_share, naming the first bad pool images (their
+// decoding error names the file).
+void check_bad_share(store::Store& cache, const data::Dataset& pool, const RetrieveSettings& s, std::int64_t* count) {
+  const at::Tensor bad = h5::read_all(cache.dataset("/pool/bad"), "/pool/bad");
+  *count = bad.ne(0).sum().item<std::int64_t>();
+  const auto n = bad.numel();
+  if (*count == 0 || static_cast<double>(*count) <= s.max_bad_share * static_cast<double>(n)) return;
+  std::string names;
+  const at::Tensor where = bad.nonzero().flatten();
+  for (std::int64_t i = 0; i < std::min<std::int64_t>(where.numel(), 10); ++i) {
+    const auto idx = where[i].item<std::int64_t>();
+    try {
+      pool.get(idx);
+      names += "\n  pool image " + std::to_string(idx);
+    } catch (const Error& e) {
+      names += "\n  pool image " + std::to_string(idx) + ": " + e.what();
+    }
+  }
+  throw IoError("retrieve: " + std::to_string(*count) + " of " + std::to_string(n) + " pool images did not decode, " +
+                "more than retrieve.max_bad_share = " + std::to_string(s.max_bad_share) + " of the pool:" + names +
+                (where.numel() > 10 ? "\n  ..." : ""));
+}
+
+}  // namespace
+
+RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& settings, const data::Dataset& real,
+                             const data::Dataset& pool, const std::string& store_path, const std::string& config_text) {
+  RetrieveSettings s = settings;
+  RetrieveOutcome out;
+  out.tag = s.tag;
+  if (pool.size() < s.k)
+    throw ConfigError("retrieve.k = " + std::to_string(s.k) + " is more than the " + std::to_string(pool.size()) +
+                      " images of the pool (" + pool.describe() + ")");
+  Encoder enc = load_encoder(s.model, world.device());
+  auto st = store::Store::open_or_create(store_path, world.comm(), config_text);
+  const Queries q = read_queries(st, real);
+  if (!st.has("/source")) write_source(st, real, q, world.is_root());
+  if (q.index.empty()) throw ConfigError("retrieve: no real images to query ([data] is empty)");
+  if (s.resolution == 0) s.resolution = real.get(q.index.front()).image.size(0);
+
+  // Features, cached and resumable per shard.
+  auto cache = store::Store::open_or_create(s.cache.empty() ? store_path + ".retrieve_features.h5" : s.cache,
+                                            world.comm(), config_text);
+  const std::string unit_key = " model=" + enc.fingerprint + " shard_size=" + std::to_string(s.shard_size) +
+                               " batch_size=" + std::to_string(s.batch_size);
+  std::vector<std::int64_t> pool_indices(static_cast<std::size_t>(pool.size()));
+  for (std::int64_t i = 0; i < pool.size(); ++i) pool_indices[static_cast<std::size_t>(i)] = i;
+  const std::string pool_key = "pool=" + pool.fingerprint() + unit_key;
+  // The queries are identified by the data and every index (a subset of the same size is other data).
+  const std::string index_hash =
+      data::content_hash(q.index.data(), q.index.size() * sizeof(std::int64_t));
+  std::ostringstream qk;
+  qk << "data=" << real.fingerprint() << " indices=" << q.index.size() << ":" << index_hash << unit_key;
+  bool stopped = false;
+  compute_features(world, cache, "/query", real, q.index, enc, s, false, qk.str(), &stopped);
+  if (!stopped) compute_features(world, cache, "/pool", pool, pool_indices, enc, s, true, pool_key, &stopped);
+  if (any_rank(world, stopped)) {
+    out.stopped = true;
+    return out;
+  }
+  cache.flush();
+  check_bad_share(cache, pool, s, &out.bad_pool);
+  if (pool.size() - out.bad_pool < s.k)
+    throw ConfigError("retrieve.k = " + std::to_string(s.k) + " is more than the " +
+                      std::to_string(pool.size() - out.bad_pool) + " usable images of the pool");
+  const auto best = top_k(world, cache, static_cast<std::int64_t>(q.index.size()), pool.size(), s);
+  cache.close();
+
+  // The tag: rows in fixed units, each written by one rank and marked done.
+  const auto rows = plan_rows(best, q, s.dedup);
+  out.rows = static_cast<std::int64_t>(rows.size());
+  const std::string group = "/samples/" + s.tag;
+  const auto units = dist::chunk_count(out.rows, s.shard_size);
+  const std::string settings_text = tag_settings(s, pool_key + " " + qk.str());
+  if (!st.has(group)) create_tag(st, group, s, settings_text, out.rows, units);
+  st.require_attribute(group, "settings", settings_text,
+                       "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
+  store::UnitLedger ledger(st, group, units);
+  for (auto u : dist::units_of_rank(units, world.size(), world.rank())) {
+    if (ledger.is_done(u)) continue;
+    if (signals::stop_requested()) {
+      stopped = true;
+      break;
+    }
+    const auto r = dist::chunk(out.rows, s.shard_size, u);
+    std::vector<at::Tensor> images;
+    std::vector<std::int64_t> label, source, pool_index;
+    std::vector<float> sim;
+    for (auto i = r.begin; i < r.end; ++i) {
+      const Row& row = rows[static_cast<std::size_t>(i)];
+      images.push_back(stored_image(pool.get(row.pool).image, s.resolution));
+      label.push_back(row.label);
+      source.push_back(row.source);
+      pool_index.push_back(row.pool);
+      sim.push_back(row.sim);
+    }
+    auto write = [&](const std::string& name, const at::Tensor& values) {
+      h5::write_rows(st.dataset(group + name), group + name, r.begin, values, false);
+    };
+    write("/images", at::stack(images).contiguous());
+    write("/label", at::tensor(label, at::kLong));
+    write("/source", at::tensor(source, at::kLong));
+    write("/pool_index", at::tensor(pool_index, at::kLong));
+    write("/similarity", at::tensor(sim, at::kFloat));
+    ledger.mark_done_independent(u);
+  }
+  st.close();
+  out.stopped = any_rank(world, stopped);
+  return out;
+}
+
+}  // namespace dinv::retrieve

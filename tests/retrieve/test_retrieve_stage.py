@@ -1,0 +1,241 @@
+"""`dinv retrieve`, the retrieval baseline, on the procedural shapes data
+(queries: a CIFAR-format train set; pool: PNG folders of another shapes set)
+with a tiny random CLIP vision model saved by transformers: top-k equal to a
+brute-force numpy computation on the cached features, features equal to
+transformers', the same bytes on 1, 2 and 4 ranks, dedup, resume, bad input."""
+import os
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+DINV = os.environ["DINV"]
+MPIEXEC = os.environ.get("MPIEXEC", "mpirun")
+
+
+def mpirun_cmd(np_, *args):
+    return [MPIEXEC, "--oversubscribe", "-np", str(np_), *map(str, args)]
+
+
+def run(cmd, timeout=300, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kw)
+
+ENV = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", OMP_NUM_THREADS="1")
+TAG_DATASETS = ("images", "label", "source", "pool_index", "similarity", "done")
+
+CONFIG = """\
+[run]
+threads = 1
+[data]
+format = cifar10
+root = {root}/queries
+split = train
+[store]
+path = store.h5
+[retrieve]
+model = {root}/clip
+k = 3
+batch_size = 4
+shard_size = 7
+[retrieve.pool]
+format = folder
+root = {root}/pool
+"""
+
+
+def read_cifar(folder):
+    """The train split of a CIFAR-10-format folder: data_batch_1..5.bin."""
+    raw = np.concatenate([np.fromfile(folder / f"data_batch_{i}.bin", dtype=np.uint8) for i in range(1, 6)])
+    raw = raw.reshape(-1, 3073)
+    return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), raw[:, 0].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    root = tmp_path_factory.mktemp("retrieve")
+    for name, n, seed in [("queries", 20, 1), ("poolsrc", 40, 2)]:
+        r = run([DINV, "data", "shapes", "--out", root / name, "--train", n, "--test", 10, "--seed", seed], env=ENV)
+        assert r.returncode == 0, r.stderr
+    images, labels = read_cifar(root / "poolsrc")
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        (root / "pool" / f"c{lab}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / "pool" / f"c{lab}" / f"{i:03d}.png")
+    torch.manual_seed(0)
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8, projection_dim=16, hidden_act="quick_gelu")
+    CLIPVisionModelWithProjection(cfg).eval().save_pretrained(root / "clip", safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
+    (root / "retrieve.ini").write_text(CONFIG.format(root=root))
+    return root
+
+
+def retrieve(inputs, workdir, *overrides, np_=1, check=True):
+    workdir.mkdir(parents=True, exist_ok=True)
+    r = run(mpirun_cmd(np_, DINV, "retrieve", "--config", inputs / "retrieve.ini", *overrides), cwd=workdir,
+            env=ENV, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def tag(path, name="retrieval_k3"):
+    with h5py.File(path, "r") as f:
+        return {k: f[f"samples/{name}/{k}"][()] for k in TAG_DATASETS}
+
+
+def brute_force(q, p, k, bad=None):
+    qn = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    pn = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    sims = qn.astype(np.float64) @ pn.T.astype(np.float64)
+    if bad is not None:
+        sims[:, bad.astype(bool)] = -np.inf
+    order = np.stack([np.lexsort((np.arange(len(p)), -row))[:k] for row in sims])
+    return order, np.take_along_axis(sims, order, 1)
+
+
+def test_top_k_equals_brute_force(inputs, tmp_path):
+    retrieve(inputs, tmp_path)
+    with h5py.File(tmp_path / "store.h5.retrieve_features.h5", "r") as f:
+        q, p = f["query/features"][()], f["pool/features"][()]
+    t = tag(tmp_path / "store.h5")
+    order, sims = brute_force(q, p, 3)
+    assert (t["pool_index"].reshape(-1, 3) == order).all()
+    np.testing.assert_allclose(t["similarity"].reshape(-1, 3), sims, rtol=0, atol=1e-5)
+    _, labels = read_cifar(inputs / "queries")
+    assert (t["source"] == np.repeat(np.arange(20), 3)).all()
+    assert (t["label"] == np.repeat(labels, 3)).all()  # neighbours take their query's label
+    assert t["images"].shape == (60, 32, 32, 3) and t["done"].all()
+    # The stored image is the pool image itself (32 px pool, 32 px queries: no resize).
+    pool_files = sorted((inputs / "pool").glob("*/*.png"), key=lambda x: (x.parent.name, x.name))
+    first = np.asarray(Image.open(pool_files[t["pool_index"][0]]).convert("RGB"))
+    assert (t["images"][0] == first).all()
+    # syn.format = store reads the tag like any generated one.
+    r = run([DINV, "data", "info", "--data.format=store", f"--data.root={tmp_path / 'store.h5'}",
+             "--data.tags=retrieval_k3"], env=ENV)
+    assert r.returncode == 0 and "images: 60" in r.stdout, r.stdout + r.stderr
+
+
+def test_features_equal_transformers(inputs, tmp_path):
+    from transformers import CLIPVisionModelWithProjection
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    retrieve(inputs, tmp_path)
+    with h5py.File(tmp_path / "store.h5.retrieve_features.h5", "r") as f:
+        p = f["pool/features"][()]
+    files = sorted((inputs / "pool").glob("*/*.png"), key=lambda x: (x.parent.name, x.name))[:6]
+    model = CLIPVisionModelWithProjection.from_pretrained(inputs / "clip").eval()
+    pixels = CLIPImageProcessorPil.from_pretrained(inputs / "clip")([Image.open(x) for x in files], return_tensors="pt")
+    with torch.no_grad():
+        ref = model(**pixels).image_embeds.numpy()
+    assert np.linalg.norm(p[:6] - ref) / np.linalg.norm(ref) <= 1e-4
+
+
+def test_same_bytes_on_1_2_4_ranks_and_other_k_reuses_cache(inputs, tmp_path):
+    results = {}
+    for np_ in (1, 2, 4):
+        retrieve(inputs, tmp_path / f"np{np_}", np_=np_)
+        results[np_] = tag(tmp_path / f"np{np_}" / "store.h5")
+    for np_ in (2, 4):
+        for key in TAG_DATASETS:
+            assert np.array_equal(results[1][key], results[np_][key]), (np_, key)
+    # Another k reuses the cached features: no feature progress, same first neighbours.
+    r = retrieve(inputs, tmp_path / "np1", "--retrieve.k=2")
+    t2 = tag(tmp_path / "np1" / "store.h5", "retrieval_k2")
+    assert (t2["pool_index"].reshape(-1, 2) == results[1]["pool_index"].reshape(-1, 3)[:, :2]).all()
+
+
+def test_dedup_writes_each_pool_image_once(inputs, tmp_path):
+    retrieve(inputs, tmp_path, "--retrieve.dedup=true", "--retrieve.k=5")
+    t = tag(tmp_path / "store.h5", "retrieval_k5_dedup")
+    assert len(np.unique(t["pool_index"])) == len(t["pool_index"]) < 60
+
+
+def test_kill_and_resume(inputs, tmp_path):
+    """SIGKILL at random moments of the run (features, search, tag), then a
+    rerun: the same bytes as an uninterrupted run."""
+    import random
+
+    slow = ["--retrieve.shard_size=1", "--retrieve.batch_size=1"]
+    start = time.monotonic()
+    retrieve(inputs, tmp_path / "ref", *slow)
+    full = time.monotonic() - start
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [str(c) for c in mpirun_cmd(2, DINV, "retrieve", "--config", inputs / "retrieve.ini", *slow)]
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(8):
+        proc = subprocess.Popen(cmd, cwd=work, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(rng.uniform(0.4, 0.9) * full)
+        if proc.poll() is not None:
+            break
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        if kills >= 3:
+            break
+    assert kills >= 3, f"only {kills} runs were killed mid-way"
+    retrieve(inputs, work, *slow, np_=2)
+    a, b = tag(tmp_path / "ref" / "store.h5"), tag(work / "store.h5")
+    for key in TAG_DATASETS:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_bad_pool_image_is_skipped_and_counted(inputs, tmp_path):
+    import shutil
+
+    pool = tmp_path / "pool"
+    shutil.copytree(inputs / "pool", pool)
+    victim = sorted(pool.glob("*/*.png"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # header intact, pixels cut short
+    r = retrieve(inputs, tmp_path / "ok", f"--retrieve.pool.root={pool}", "--retrieve.max_bad_share=0.1")
+    assert "1 pool images skipped" in r.stdout + r.stderr, r.stdout + r.stderr
+    files = sorted(pool.glob("*/*.png"), key=lambda x: (x.parent.name, x.name))
+    bad_index = files.index(victim)
+    assert bad_index not in tag(tmp_path / "ok" / "store.h5")["pool_index"]
+    r = retrieve(inputs, tmp_path / "fail", f"--retrieve.pool.root={pool}", "--retrieve.max_bad_share=0",
+                 check=False)
+    assert r.returncode != 0 and victim.name in r.stderr and "max_bad_share" in r.stderr, r.stderr
+
+
+def test_webdataset_pool_equals_folder_pool(inputs, tmp_path):
+    """The same pool as .tar shards (ustar, one member per .png / .cls, keys
+    sorted as the folder's files): the same neighbours and bytes."""
+    import tarfile
+
+    files = sorted((inputs / "pool").glob("*/*.png"), key=lambda x: (x.parent.name, x.name))
+    classes = sorted({f.parent.name for f in files})
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):
+        with tarfile.open(shards / f"pool-{s:05d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i, f in list(enumerate(files))[s * 20:(s + 1) * 20]:
+                tar.add(f, arcname=f"sample{i:06d}.png")
+                cls = tmp_path / "cls"
+                cls.write_text(str(classes.index(f.parent.name)))
+                tar.add(cls, arcname=f"sample{i:06d}.cls")
+    retrieve(inputs, tmp_path / "folder")
+    retrieve(inputs, tmp_path / "wds", "--retrieve.pool.format=webdataset", f"--retrieve.pool.root={shards}", np_=2)
+    a, b = tag(tmp_path / "folder" / "store.h5"), tag(tmp_path / "wds" / "store.h5")
+    for key in TAG_DATASETS:
+        assert np.array_equal(a[key], b[key]), key
+    (shards / "pool-00001.tar").write_bytes((shards / "pool-00001.tar").read_bytes()[:3000])
+    r = retrieve(inputs, tmp_path / "cut", "--retrieve.pool.format=webdataset", f"--retrieve.pool.root={shards}",
+                 check=False)
+    assert r.returncode != 0 and "pool-00001.tar" in r.stderr, r.stderr
+
+
+def test_bad_settings_are_named(inputs, tmp_path):
+    r = retrieve(inputs, tmp_path / "a", f"--retrieve.model={tmp_path}/absent", check=False)
+    assert r.returncode != 0 and "absent" in r.stderr, r.stderr
+    r = retrieve(inputs, tmp_path / "b", "--retrieve.k=41", check=False)
+    assert r.returncode != 0 and "retrieve.k = 41" in r.stderr and "40" in r.stderr, r.stderr
