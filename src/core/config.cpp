@@ -433,7 +433,11 @@ std::string Config::to_ini(const std::vector<std::string>& sections) const {
       out << (current.empty() ? "" : "\n") << "[" << sec << "]\n";
       current = sec;
     }
-    out << key.substr(sec.size() + 1) << " = " << it->second.text << "\n";
+    // A key below a subsection (retrieve.pool.format) is written whole: read_ini
+    // takes a dotted key inside a section as absolute, so "pool.format" would
+    // come back as a key of its own.
+    const auto rest = key.substr(sec.size() + 1);
+    out << (rest.find('.') == std::string::npos ? rest : key) << " = " << it->second.text << "\n";
   }
   return out.str();
 }

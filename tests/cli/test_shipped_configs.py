@@ -33,4 +33,4 @@ def test_sample_complexity_sweep_expands_on_cifar10(tmp_path):
     assert r.returncode == 0, r.stderr
     assert re.search(r"wrote results/sample_complexity\.sbatch \(27 array tasks\)", r.stdout + r.stderr)
     base = (tmp_path / "results" / "sample_complexity.ini").read_text()
-    assert "tags = s42" in base and "experiments/cifar10/store.h5" in base
+    assert "tags = method" in base and "experiments/cifar10/store.h5" in base

@@ -57,6 +57,20 @@ TEST(Config, IniRoundTrip) {
   EXPECT_EQ(again.to_ini(), text);
 }
 
+TEST(Config, IniRoundTripOfKeysBelowASubsection) {
+  // retrieve.pool.* (the retrieval pool's dataset keys) sit one level below
+  // their section; the recorded configuration must read back as written.
+  ConfigSchema s;
+  s.add("retrieve.k", 5, "neighbours");
+  s.add("retrieve.pool.format", "folder", "pool format");
+  auto cfg = Config::resolve(s, {}, {"--retrieve.pool.format=webdataset", "--retrieve.k=3"});
+  const auto text = cfg.to_ini();
+  const auto again = Config::resolve(s, {write_file("sub.ini", text)}, {});
+  EXPECT_EQ(again.get_string("retrieve.pool.format"), "webdataset") << text;
+  EXPECT_EQ(again.get_int("retrieve.k"), 3);
+  EXPECT_EQ(again.to_ini(), text);
+}
+
 TEST(Config, UnknownKeyNamesFileLineAndSuggestion) {
   const auto f = write_file("u.ini", "[embed]\nlr = 0.1\nlearning_rate = 3\n");
   const auto msg = error_of({f}, {});
