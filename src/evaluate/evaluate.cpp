@@ -150,16 +150,20 @@ void require_same_classes(const classify::LoadedClassifier& c, const data::Datas
                       std::to_string(d.class_names().size()) + " classes): train it on this dataset");
 }
 
-// The tag's sources (dataset indices), distinct, for the memorisation check.
-std::vector<std::int64_t> tag_sources(const std::string& store_path, const std::string& tag, std::int64_t rows) {
+// Each sample's source image (dataset index; -1 for per-class prompts).
+at::Tensor tag_sources(const std::string& store_path, const std::string& tag, std::int64_t rows) {
   auto file = h5::open_file_serial(store_path);
   const std::string name = "samples/" + tag + "/source";
   const auto ds = h5::open_dataset(file, name);
   h5::require_layout(ds, "/" + name, at::kLong, {-1});
-  const auto source = h5::read_rows(ds, store_path + ":/" + name, 0, rows);
+  return h5::read_rows(ds, store_path + ":/" + name, 0, rows);
+}
+
+// The distinct sources, for the memorisation check.
+std::vector<std::int64_t> distinct_sources(const at::Tensor& source) {
   const auto* p = source.data_ptr<std::int64_t>();
   std::set<std::int64_t> distinct(p, p + source.numel());
-  distinct.erase(-1);  // per-class prompts have no source
+  distinct.erase(-1);
   return {distinct.begin(), distinct.end()};
 }
 
@@ -189,14 +193,12 @@ TagMetrics measure(const std::string& tag, const SetFeatures& real, const SetFea
   const auto to_fake = nearest(test.representation, fake.representation).distance;
   m.leaked_test_images = to_fake.le(s.leak_ratio * test_spacing).sum().item<std::int64_t>();
   // Memorisation: each generated image's nearest source image, and whether it is its own.
-  const auto sources = tag_sources(store_path, tag, fake.label.size(0));
+  const auto own = tag_sources(store_path, tag, fake.label.size(0));
+  const auto sources = distinct_sources(own);
   if (sources.size() >= 2) {
     const auto source_set = data::make_subset(real_data, sources, "the sources of /samples/" + tag);
     const auto src = model.of(*source_set, source_set->size(), "the sources of " + tag);
     const auto near = nearest(fake.representation, src.representation);
-    auto file = h5::open_file_serial(store_path);
-    const auto own = h5::read_rows(h5::open_dataset(file, "samples/" + tag + "/source"),
-                                   store_path + ":/samples/" + tag + "/source", 0, fake.label.size(0));
     const auto nearest_source = at::tensor(sources, at::kLong).index_select(0, near.index);
     m.own_source_share = nearest_source.eq(own).to(at::kDouble).mean().item<double>();
     m.mean_source_distance = near.distance.mean().item<double>();
