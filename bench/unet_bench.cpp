@@ -70,11 +70,12 @@ int main(int argc, char** argv) {
       }
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const long after = peak_rss_kb();
-      std::printf("component %s\nparameters %lld\nweight_bytes %llu\npeak_rss_before_bytes %lld\npeak_rss_bytes %lld\n"
-                  "ratio %.3f\nload_seconds %.2f\n",
-                  comp.c_str(), static_cast<long long>(params), static_cast<unsigned long long>(bytes),
-                  static_cast<long long>(before) * 1024, static_cast<long long>(after) * 1024,
-                  static_cast<double>(after) * 1024 / static_cast<double>(bytes), secs);
+      std::printf(
+          "component %s\nparameters %lld\nweight_bytes %llu\npeak_rss_before_bytes %lld\npeak_rss_bytes %lld\n"
+          "ratio %.3f\nload_seconds %.2f\n",
+          comp.c_str(), static_cast<long long>(params), static_cast<unsigned long long>(bytes),
+          static_cast<long long>(before) * 1024, static_cast<long long>(after) * 1024,
+          static_cast<double>(after) * 1024 / static_cast<double>(bytes), secs);
       return 0;
     }
     if (cmd == "unet") {

@@ -15,7 +15,7 @@ build="${BUILD_DIR:-$repo/build}"
 log() { printf '[bootstrap] %s\n' "$*"; }
 
 apt_packages=(
-  build-essential cmake git pkg-config ccache
+  build-essential cmake git pkg-config ccache clang-format
   openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libboost-program-options-dev libgtest-dev
   libpng-dev libjpeg62-turbo-dev zlib1g-dev nlohmann-json3-dev

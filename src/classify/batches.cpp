@@ -73,8 +73,9 @@ class DatasetBatches final : public BatchSource {
                     std::to_string(res) + ", 3]");
       at::Tensor chw = ex.image.permute({2, 0, 1}).to(at::kFloat).div_(255.0);
       if (augment)
-        chw = augment_image(chw, std::max<std::int64_t>(1, res / 8),
-                            data::mix_seed({o_.seed, static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(indices[i])}));
+        chw = augment_image(
+            chw, std::max<std::int64_t>(1, res / 8),
+            data::mix_seed({o_.seed, static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(indices[i])}));
       images[i].copy_(chw.sub(mean_).div_(std_));
       labels[i] = ex.label;
     }

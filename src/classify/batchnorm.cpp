@@ -50,9 +50,9 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
   // count its number of values per channel (float64 [1], on the device: no
   // host synchronisation); the gradient through mean and invstd is part of
   // backward below.
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias, const at::Tensor& mean, const at::Tensor& invstd,
-                            const at::Tensor& count, dist::Communicator* comm) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& count,
+                            dist::Communicator* comm) {
     const auto d = x.dim();
     at::Tensor scale = invstd * weight;
     at::Tensor y = (x - per_channel(mean, d)) * per_channel(scale, d) + per_channel(bias, d);
@@ -79,8 +79,8 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto channels = x.size(1);
     at::Tensor mean_dy = (sums.narrow(0, 0, channels) / count).to(x.scalar_type());
     at::Tensor mean_dy_xhat = (sums.narrow(0, channels, channels) / count).to(x.scalar_type());
-    at::Tensor dx = (dy - per_channel(mean_dy, d) - x_hat * per_channel(mean_dy_xhat, d)) *
-                    per_channel(invstd * weight, d);
+    at::Tensor dx =
+        (dy - per_channel(mean_dy, d) - x_hat * per_channel(mean_dy_xhat, d)) * per_channel(invstd * weight, d);
     return {dx, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -118,8 +118,8 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& input) {
     var = var64.to(input.scalar_type());
     // Running statistics as BatchNorm2d keeps them: momentum, unbiased variance.
     num_batches_tracked += 1;
-    const double momentum = options.momentum().has_value() ? *options.momentum()
-                                                            : 1.0 / num_batches_tracked.item<double>();
+    const double momentum =
+        options.momentum().has_value() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
     running_mean.mul_(1 - momentum).add_(mean64.to(running_mean.scalar_type()), momentum);
     running_var.mul_(1 - momentum).add_((var64 * (count / (count - 1))).to(running_var.scalar_type()), momentum);
   }

@@ -15,11 +15,8 @@ namespace dinv::classify::layers {
 
 inline torch::nn::Conv2d conv(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride = 1,
                               std::int64_t groups = 1, bool bias = false) {
-  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
-                               .stride(stride)
-                               .padding(kernel / 2)
-                               .groups(groups)
-                               .bias(bias));
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).groups(groups).bias(bias));
 }
 
 // BatchNorm2d that synchronise_batchnorm() can switch to global batch statistics.
@@ -38,8 +35,8 @@ TORCH_MODULE(Stack);
 enum class Act { none, relu, relu6, silu };
 
 // torchvision's Conv2dNormActivation: conv (no bias), BatchNorm, activation.
-inline Stack conv_bn_act(std::int64_t in, std::int64_t out, std::int64_t kernel,
-                                         std::int64_t stride, std::int64_t groups, Act act) {
+inline Stack conv_bn_act(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride,
+                         std::int64_t groups, Act act) {
   Stack s;
   s->push_back(conv(in, out, kernel, stride, groups));
   s->push_back(bn(out));

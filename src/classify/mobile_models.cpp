@@ -36,8 +36,8 @@ class MobileNetV2Impl : public ClassifierImpl {
  public:
   explicit MobileNetV2Impl(const ModelSpec& spec) {
     // expansion t, channels c, repeats n, first stride s (the paper's table 2).
-    const int settings[7][4] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2},  {6, 64, 4, 2},
-                                {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+    const int settings[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                                {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     features->push_back(conv_bn_act(3, 32, 3, stem_stride(spec), 1, Act::relu6));
     std::int64_t in = 32;
     for (const auto& s : settings) {
@@ -97,8 +97,8 @@ class EfficientNetB0Impl : public ClassifierImpl {
  public:
   explicit EfficientNetB0Impl(const ModelSpec& spec) {
     // expansion, kernel, stride, in, out, repeats (EfficientNet-B0, width and depth 1.0).
-    const int stages[7][6] = {{1, 3, 1, 32, 16, 1},   {6, 3, 2, 16, 24, 2},  {6, 5, 2, 24, 40, 2},
-                              {6, 3, 2, 40, 80, 3},   {6, 5, 1, 80, 112, 3}, {6, 5, 2, 112, 192, 4},
+    const int stages[7][6] = {{1, 3, 1, 32, 16, 1},  {6, 3, 2, 16, 24, 2},  {6, 5, 2, 24, 40, 2},
+                              {6, 3, 2, 40, 80, 3},  {6, 5, 1, 80, 112, 3}, {6, 5, 2, 112, 192, 4},
                               {6, 3, 1, 192, 320, 1}};
     features->push_back(conv_bn_act(3, 32, 3, stem_stride(spec), 1, Act::silu));
     for (const auto& s : stages) {
@@ -164,7 +164,8 @@ class ShuffleNetV2Impl : public ClassifierImpl {
     std::int64_t in = widths[0];
     for (int s = 0; s < 3; ++s) {
       layers::Stack stage;
-      for (int i = 0; i < repeats[s]; ++i) stage->push_back(ShuffleUnit(i == 0 ? in : widths[s + 1], widths[s + 1], i == 0 ? 2 : 1));
+      for (int i = 0; i < repeats[s]; ++i)
+        stage->push_back(ShuffleUnit(i == 0 ? in : widths[s + 1], widths[s + 1], i == 0 ? 2 : 1));
       in = widths[s + 1];
       stages_.push_back(register_module("stage" + std::to_string(s + 2), stage));
     }

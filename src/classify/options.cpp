@@ -15,12 +15,14 @@ void register_train_options(ConfigSchema& s) {
   s.add("train.lr", 0.1, "base learning rate").greater_than(0);
   s.add("train.momentum", 0.9, "SGD momentum (AdamW: beta1)").min(0).max(0.999999);
   s.add("train.weight_decay", 5e-4, "weight decay").min(0);
-  s.add("train.warmup_steps", 1000, "linear warm-up from 0.001x over these steps (times cosine decay to 0.001x)").min(0);
+  s.add("train.warmup_steps", 1000, "linear warm-up from 0.001x over these steps (times cosine decay to 0.001x)")
+      .min(0);
   s.add("train.label_smoothing", 0.0, "label smoothing of the cross-entropy").min(0).max(1);
   s.add("train.precision", "fp32", "autocast precision on GPU: fp32, fp16 (dynamic loss scaling), bf16")
       .choices({"fp32", "fp16", "bf16"});
   s.add("train.bucket_mb", 25.0, "gradient all-reduce bucket size in MiB").greater_than(0);
-  s.add("train.sync_bn", false, "synchronised BatchNorm: batch statistics of the global batch (all ranks) "
+  s.add("train.sync_bn", false,
+        "synchronised BatchNorm: batch statistics of the global batch (all ranks) "
         "instead of each rank's own");
   s.add("train.num_evals", 20, "evaluations on the test set over the run (the last at the final step)").min(1);
   s.add("train.checkpoint_every", 1000, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)").min(0);
@@ -38,9 +40,11 @@ void register_sweep_options(ConfigSchema& s) {
   s.add("sweep.model", "", "comma-separated train.model values (empty: the configured one)");
   s.add("sweep.num_data", "", "comma-separated data.num_data values");
   s.add("sweep.source", "", "comma-separated sources: real, synthetic, mixed (half real, half synthetic per step)");
-  s.add("sweep.syn_tags", "", "comma-separated syn.tags values, several tags of one value joined by '+' (e.g. "
+  s.add("sweep.syn_tags", "",
+        "comma-separated syn.tags values, several tags of one value joined by '+' (e.g. "
         "method,prompt,method+prompt); real-only points do not repeat over it");
-  s.add("sweep.syn_amount", "", "comma-separated amounts of synthetic data: N = syn.per_source (samples per source "
+  s.add("sweep.syn_amount", "",
+        "comma-separated amounts of synthetic data: N = syn.per_source (samples per source "
         "image, 0: all), tN = syn.total (N samples in all); real-only points do not repeat over it");
   s.add("sweep.seed", "", "comma-separated run.seed values");
   s.add("sweep.mode", "local", "local: run the points one after another here; slurm: write a job-array script")
@@ -53,8 +57,9 @@ void register_sweep_options(ConfigSchema& s) {
   s.add("sweep.launcher", "srun", "how a task starts its ranks in slurm mode (e.g. srun, \"mpirun -np 4\")");
   // No defaults: these say what to do with a sweep, not what it is, and are
   // left out of the sweep's frozen configuration.
-  s.add_without_default("sweep.status", ValueKind::boolean,
-                        "print the status of every point (done, running, pending, failed, missing) and exit (--status)");
+  s.add_without_default(
+      "sweep.status", ValueKind::boolean,
+      "print the status of every point (done, running, pending, failed, missing) and exit (--status)");
   s.add_without_default("sweep.resubmit", ValueKind::boolean,
                         "submit a job array of only the failed and missing points of the frozen sweep (--resubmit)");
   s.add_without_default("sweep.sbatch_args", ValueKind::string,

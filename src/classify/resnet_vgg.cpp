@@ -72,7 +72,8 @@ TORCH_MODULE(Bottleneck);
 class ResNetImpl : public ClassifierImpl {
  public:
   template <typename Holder>  // BasicBlock or Bottleneck
-  ResNetImpl(const ModelSpec& spec, const std::vector<int>& blocks, Holder*) : stem_(stem_for_resolution(spec.resolution)) {
+  ResNetImpl(const ModelSpec& spec, const std::vector<int>& blocks, Holder*)
+      : stem_(stem_for_resolution(spec.resolution)) {
     conv1 = register_module("conv1", stem_ == Stem::cifar ? conv(3, 64, 3, 1) : conv(3, 64, 7, 2));
     bn1 = register_module("bn1", bn(64));
     std::int64_t in = 64;
@@ -160,8 +161,7 @@ void check_spec(const ModelSpec& spec) {
   if (spec.num_classes < 1)
     throw ModelError("model '" + spec.name + "': num_classes must be >= 1, got " + std::to_string(spec.num_classes));
   if (spec.resolution < 16)
-    throw ModelError("model '" + spec.name + "': resolution must be >= 16 px, got " +
-                     std::to_string(spec.resolution));
+    throw ModelError("model '" + spec.name + "': resolution must be >= 16 px, got " + std::to_string(spec.resolution));
 }
 
 }  // namespace

@@ -41,8 +41,9 @@ void write_attributes(const h5::Handle& file, const TrainResult& r, const RunInf
   h5::set_attribute(file, "train_seconds", r.train_seconds);
   h5::set_attribute(file, "eval_seconds", r.eval_seconds);
   const double trained_steps = static_cast<double>(r.steps_done - r.resumed_from);
-  h5::set_attribute(file, "images_per_second",
-                    r.train_seconds > 0 ? trained_steps * static_cast<double>(info.global_batch) / r.train_seconds : 0.0);
+  h5::set_attribute(
+      file, "images_per_second",
+      r.train_seconds > 0 ? trained_steps * static_cast<double>(info.global_batch) / r.train_seconds : 0.0);
   h5::set_attribute(file, "resumed_from", r.resumed_from);
 }
 

@@ -52,7 +52,8 @@ SavedClassifierInfo read_info(const std::string& path) {
   const io::JsonObject o(json, path);
   const auto format = o.get_string("format");
   if (format != kSavedClassifierFormat)
-    throw IoError(path + ": format '" + format + "', expected '" + kSavedClassifierFormat + "' (a folder written by "
+    throw IoError(path + ": format '" + format + "', expected '" + kSavedClassifierFormat +
+                  "' (a folder written by "
                   "dinv train with train.save_model)");
   SavedClassifierInfo info;
   info.spec.name = o.get_string("model");
@@ -85,7 +86,8 @@ void save_classifier(const std::string& folder, ClassifierImpl& model, const Sav
 LoadedClassifier load_classifier(const std::string& folder) {
   const std::string config = folder + "/config.json", weights = folder + "/model.safetensors";
   if (!std::filesystem::is_regular_file(config))
-    throw IoError("no classifier in " + folder + ": " + config + " is missing (dinv train writes one with "
+    throw IoError("no classifier in " + folder + ": " + config +
+                  " is missing (dinv train writes one with "
                   "train.save_model = true)");
   LoadedClassifier out;
   out.info = read_info(config);

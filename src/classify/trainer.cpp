@@ -34,8 +34,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 // Mixed precision on the GPU for the forward pass (the loss stays fp32).
 class AutocastScope {
  public:
-  AutocastScope(const std::string& precision, c10::Device device)
-      : active_(device.is_cuda() && precision != "fp32") {
+  AutocastScope(const std::string& precision, c10::Device device) : active_(device.is_cuda() && precision != "fp32") {
     if (!active_) return;
     at::autocast::set_autocast_dtype(at::kCUDA, precision == "bf16" ? at::kBFloat16 : at::kHalf);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
@@ -86,7 +85,10 @@ Trainer::Trainer(TrainOptions options, data::DatasetPtr train, data::DatasetPtr 
 
 Trainer::Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dist::Communicator* comm,
                  c10::Device device)
-    : options_(std::move(options)), batches_(std::move(batches)), comm_(comm), device_(device),
+    : options_(std::move(options)),
+      batches_(std::move(batches)),
+      comm_(comm),
+      device_(device),
       state_(std::make_unique<State>()) {
   check_options();
   at::manual_seed(data::mix_seed({options_.seed, 0x5eed}));  // same initial weights on every rank ...
@@ -114,8 +116,7 @@ void Trainer::check_options() const {
                       std::to_string(size) + " ranks of this job (each rank takes batch_size / ranks)");
   if (options_.steps < 1) throw ConfigError("train.steps must be >= 1");
   if (options_.precision != "fp32" && !device_.is_cuda())
-    log::warn("train.precision = " + options_.precision + " applies on GPU only; training in fp32 on " +
-              device_.str());
+    log::warn("train.precision = " + options_.precision + " applies on GPU only; training in fp32 on " + device_.str());
 }
 
 std::vector<BucketTiming> Trainer::last_bucket_timings() const {
@@ -126,8 +127,9 @@ std::vector<BucketTiming> Trainer::last_bucket_timings() const {
 // to stop (so that all ranks stop after the same step).
 // The tensor lives on the rank's device: the NCCL backend reduces CUDA tensors only.
 bool Trainer::agree_stop_and_check_loss(std::int64_t step, const at::Tensor& local_loss, double& global_loss) {
-  at::Tensor t = at::cat({local_loss.detach().to(at::kDouble).reshape({1}),
-                          at::full({1}, signals::stop_requested() ? 1.0 : 0.0, local_loss.options().dtype(at::kDouble))});
+  at::Tensor t =
+      at::cat({local_loss.detach().to(at::kDouble).reshape({1}),
+               at::full({1}, signals::stop_requested() ? 1.0 : 0.0, local_loss.options().dtype(at::kDouble))});
   if (comm_) comm_->all_reduce(t);
   t = t.cpu();  // the step's one host synchronisation
   const int size = comm_ ? comm_->size() : 1;
@@ -146,7 +148,8 @@ at::Tensor Trainer::train_step(std::int64_t step, TrainResult& result) {
   const int rank = comm_ ? comm_->rank() : 0;
   // Dropout draws from the global generator: seeding it from (seed, step, rank)
   // makes every step reproducible without saving generator states.
-  at::manual_seed(data::mix_seed({options_.seed, static_cast<std::uint64_t>(step), 1000u + static_cast<std::uint64_t>(rank)}));
+  at::manual_seed(
+      data::mix_seed({options_.seed, static_cast<std::uint64_t>(step), 1000u + static_cast<std::uint64_t>(rank)}));
   TrainBatch batch = batches_->train_batch(step);
   at::Tensor images = batch.images.to(device_), labels = batch.labels.to(device_);
   const double lr = options_.optimizer.lr * lr_factor(step, options_.steps, options_.warmup_steps);
@@ -234,10 +237,11 @@ TrainResult Trainer::run() {
   signals::install_stop_handlers();
   TrainResult result;
   std::int64_t step = 0;
-  if (load_checkpoint(result, step)) log::info("resuming from " + options_.checkpoint_path + " at step " +
-                                               std::to_string(step));
+  if (load_checkpoint(result, step))
+    log::info("resuming from " + options_.checkpoint_path + " at step " + std::to_string(step));
   result.resumed_from = step;
-  const std::int64_t eval_every = std::max<std::int64_t>(1, options_.steps / std::max<std::int64_t>(1, options_.num_evals));
+  const std::int64_t eval_every =
+      std::max<std::int64_t>(1, options_.steps / std::max<std::int64_t>(1, options_.num_evals));
   const bool root = !comm_ || comm_->rank() == 0;
   Progress progress("train", options_.steps, "steps",
                     !root || options_.progress == "off" ? Progress::Style::silent : Progress::Style::automatic);
@@ -392,7 +396,8 @@ bool Trainer::load_checkpoint(TrainResult& result, std::int64_t& next_step) {
   next_step = step_tensor.item<std::int64_t>();
   archive.read("loss_scale", scale);
   if (scale.scalar_type() != at::kDouble || scale.numel() != 2)
-    throw IoError("checkpoint " + options_.checkpoint_path + ": loss_scale is not two float64 values (delete it to start over)");
+    throw IoError("checkpoint " + options_.checkpoint_path +
+                  ": loss_scale is not two float64 values (delete it to start over)");
   state_->loss_scale = scale[0].item<double>();
   state_->good_steps = static_cast<std::int64_t>(scale[1].item<double>());
   at::Tensor lr, loss, evals;

@@ -55,7 +55,8 @@ std::map<std::string, std::string> parse_options(const std::vector<std::string>&
   return options;
 }
 
-std::int64_t integer_option(const std::map<std::string, std::string>& o, const std::string& key, std::int64_t fallback) {
+std::int64_t integer_option(const std::map<std::string, std::string>& o, const std::string& key,
+                            std::int64_t fallback) {
   const auto it = o.find(key);
   if (it == o.end()) return fallback;
   try {
@@ -89,7 +90,8 @@ int run_shapes(dist::World& world, std::vector<std::string> args) {
   const auto o = parse_options(args, 1);
   if (captioned) return run_captioned_shapes(world, o);
   if (o.count("count"))
-    throw ConfigError("dinv data shapes: --count is an option of --captioned (the labelled set takes --train and --test)");
+    throw ConfigError(
+        "dinv data shapes: --count is an option of --captioned (the labelled set takes --train and --test)");
   for (const auto& [key, value] : o)
     if (key != "out" && key != "train" && key != "test" && key != "seed" && key != "resolution")
       throw ConfigError("dinv data shapes: unknown option --" + key + "\n" + kUsage);
@@ -127,9 +129,12 @@ int run_export(dist::World& world, const std::vector<std::string>& args) {
   std::vector<std::string> rest;
   std::string out;
   for (std::size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--out" && i + 1 < args.size()) out = args[++i];
-    else if (args[i].rfind("--out=", 0) == 0) out = args[i].substr(6);
-    else rest.push_back(args[i]);
+    if (args[i] == "--out" && i + 1 < args.size())
+      out = args[++i];
+    else if (args[i].rfind("--out=", 0) == 0)
+      out = args[i].substr(6);
+    else
+      rest.push_back(args[i]);
   }
   if (out.empty()) throw ConfigError("dinv data export: --out DIR is required\n" + std::string(kUsage));
   auto parsed = split_args(rest);
@@ -163,8 +168,10 @@ int run_info(dist::World& world, const std::vector<std::string>& args) {
   std::vector<std::string> rest;
   bool verify = false;
   for (std::size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--verify") verify = true;
-    else rest.push_back(args[i]);
+    if (args[i] == "--verify")
+      verify = true;
+    else
+      rest.push_back(args[i]);
   }
   auto parsed = split_args(rest);
   auto config = Config::resolve(schema(), parsed.config_files, parsed.overrides);

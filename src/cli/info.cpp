@@ -99,8 +99,8 @@ std::string version_report() {
 #else
       << " (CPU build)"
 #endif
-      << "\n  MPI      " << mpi_library_version() << "\n  HDF5     " << h5::library_version()
-      << "\n  NCCL     " << nccl_version() << "\n  store schema version " << store::kSchemaVersion << "\n";
+      << "\n  MPI      " << mpi_library_version() << "\n  HDF5     " << h5::library_version() << "\n  NCCL     "
+      << nccl_version() << "\n  store schema version " << store::kSchemaVersion << "\n";
   return out.str();
 }
 

@@ -59,8 +59,7 @@ int run(const Command& cmd, const std::vector<std::string>& args, int* argc, cha
     if (cmd.run_raw) return cmd.run_raw(world, args);
     auto parsed = dinv::cli::split_args(args, cmd.flags);
     dinv::cli::CommandContext ctx{
-        world,
-        dinv::Config::resolve(dinv::cli::schema(), parsed.config_files, parsed.overrides, cmd.required_keys),
+        world, dinv::Config::resolve(dinv::cli::schema(), parsed.config_files, parsed.overrides, cmd.required_keys),
         parsed.positional};
     dinv::cli::apply_run_options(ctx.config, world);
     dinv::log::info("dinv " + cmd.name + " on " + world.describe());

@@ -71,8 +71,7 @@ Args parse(const std::vector<std::string>& args, const std::set<std::string>& wi
       a.flags.insert(key);
       continue;
     }
-    if (!with_value.count(key))
-      throw ConfigError(sub + ": unknown option '--" + key + "'\n" + usage());
+    if (!with_value.count(key)) throw ConfigError(sub + ": unknown option '--" + key + "'\n" + usage());
     if (!inline_value) {
       if (i + 1 >= args.size()) throw ConfigError(sub + ": option --" + key + " needs a value");
       value = args[++i];
@@ -176,7 +175,8 @@ int model_info(const std::vector<std::string>& args) {
   for (const auto& [name, lib_cls] : mi.components) {
     io::Json c = {{"library", lib_cls.first}, {"class", lib_cls.second}};
     const fs::path cdir = fs::path(dir) / name;
-    if (!fs::is_directory(cdir)) throw ModelError(dir + "/model_index.json lists '" + name + "' but " + cdir.string() + " does not exist");
+    if (!fs::is_directory(cdir))
+      throw ModelError(dir + "/model_index.json lists '" + name + "' but " + cdir.string() + " does not exist");
     if (lib_cls.second == "UNet2DConditionModel" || lib_cls.second == "AutoencoderKL") {
       const auto files = sd::find_component(dir, name, lo.variant);
       std::string describe;
@@ -234,11 +234,13 @@ int model_info(const std::vector<std::string>& args) {
     std::cout << out.dump(2) << std::endl;
     return 0;
   }
-  std::cout << "model:       " << dir << "\npipeline:    " << mi.class_name << "\nfingerprint: " << out["fingerprint"].get<std::string>()
-            << "\nparameters:  " << grouped(total) << "\n";
+  std::cout << "model:       " << dir << "\npipeline:    " << mi.class_name
+            << "\nfingerprint: " << out["fingerprint"].get<std::string>() << "\nparameters:  " << grouped(total)
+            << "\n";
   for (auto it = out["components"].begin(); it != out["components"].end(); ++it) {
     const auto& c = it.value();
-    std::cout << "\n" << it.key() << ": " << c["class"].get<std::string>() << " (" << c["library"].get<std::string>() << ")\n";
+    std::cout << "\n"
+              << it.key() << ": " << c["class"].get<std::string>() << " (" << c["library"].get<std::string>() << ")\n";
     if (c.contains("architecture")) std::cout << "  " << c["architecture"].get<std::string>() << "\n";
     if (c.contains("parameters")) {
       std::string dt;
@@ -266,8 +268,8 @@ const at::Tensor& input(const std::map<std::string, at::Tensor>& in, const std::
 }
 
 int model_run(const std::vector<std::string>& args) {
-  const Args a = parse(args, {"component", "inputs", "output", "dtype", "device", "variant", "threads", "slice", "seed"},
-                       {}, "run");
+  const Args a = parse(
+      args, {"component", "inputs", "output", "dtype", "device", "variant", "threads", "slice", "seed"}, {}, "run");
   if (a.positional.size() != 1) throw ConfigError("run: expected one model folder\n" + usage());
   for (const char* k : {"component", "inputs", "output"})
     if (!a.options.count(k)) throw ConfigError(std::string("--") + k + " is required\n" + usage());
@@ -298,7 +300,8 @@ int model_run(const std::vector<std::string>& args) {
     out["mean"] = post.mean;
     out["std"] = post.std;
     if (a.options.count("seed")) {
-      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))));
+      at::Generator g =
+          at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))));
       out["latents"] = post.sample(g);
     }
   } else if (component == "vae-decode") {
@@ -320,7 +323,8 @@ int model_init(const std::vector<std::string>& args) {
   const Args a = parse(args, {"preset", "seed"}, {"configs-only"}, "init");
   if (a.positional.size() != 1) throw ConfigError("init: expected one output folder\n" + usage());
   if (!a.options.count("preset")) throw ConfigError("--preset is required\n" + usage());
-  const std::uint64_t seed = a.options.count("seed") ? static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))) : 0;
+  const std::uint64_t seed =
+      a.options.count("seed") ? static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))) : 0;
   const std::string out = a.positional[0];
   const auto report = sd::init_model_folder(out, a.options.at("preset"), seed, !a.flags.count("configs-only"));
   std::string list;
@@ -341,7 +345,8 @@ int model_sample(const std::vector<std::string>& args);  // model_sample.cpp
 
 int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    if (world.is_root()) std::cout << "dinv model: inspect, run and create Stable Diffusion model folders\n\n" << usage();
+    if (world.is_root())
+      std::cout << "dinv model: inspect, run and create Stable Diffusion model folders\n\n" << usage();
     return args.empty() ? 2 : 0;
   }
   // One process does the work; other ranks of an MPI launch have nothing to do.

@@ -32,9 +32,9 @@ namespace dinv::cli {
 
 namespace {
 
-const std::set<std::string> kValueOptions = {"cond", "uncond", "sampler", "steps", "guidance", "seed", "eta",
-                                             "spacing", "first-index", "height", "width", "latents", "device",
-                                             "output", "png", "save-size"};
+const std::set<std::string> kValueOptions = {"cond",   "uncond",  "sampler",     "steps",    "guidance", "seed",
+                                             "eta",    "spacing", "first-index", "height",   "width",    "latents",
+                                             "device", "output",  "png",         "save-size"};
 
 struct SampleArgs {
   std::string dir;
@@ -94,8 +94,9 @@ SampleArgs parse_sample_args(const std::vector<std::string>& args) {
     if (!kValueOptions.count(key)) throw ConfigError("dinv model sample: unknown option '--" + key + "'");
     a.options[key] = value;
   }
-  if (positional.size() != 1) throw ConfigError("dinv model sample: expected one model folder, got " +
-                                                std::to_string(positional.size()) + " positional arguments");
+  if (positional.size() != 1)
+    throw ConfigError("dinv model sample: expected one model folder, got " + std::to_string(positional.size()) +
+                      " positional arguments");
   a.dir = positional[0];
   for (const char* k : {"cond", "output"})
     if (!a.has(k)) throw ConfigError(std::string("dinv model sample: --") + k + " is required");
@@ -116,7 +117,8 @@ at::Tensor read_one_tensor(const std::string& path, const std::vector<std::strin
 at::Device parse_device(const std::string& d) {
   try {
     at::Device device(d);
-    if (device.is_cuda() && !at::hasCUDA()) throw ConfigError("dinv model sample: --device " + d + " but there is no CUDA");
+    if (device.is_cuda() && !at::hasCUDA())
+      throw ConfigError("dinv model sample: --device " + d + " but there is no CUDA");
     return device;
   } catch (const ConfigError&) {
     throw;
@@ -164,8 +166,8 @@ int model_sample(const std::vector<std::string>& args) {
   so.timestep_spacing = a.get("spacing", "folder");
   so.eta = a.real("eta", 0.0);
   so.karras_sigmas = a.karras;
-  auto scheduler = diffusion::make_scheduler(
-      diffusion::SchedulerConfig::from_file(a.dir + "/scheduler/scheduler_config.json"), so);
+  auto scheduler =
+      diffusion::make_scheduler(diffusion::SchedulerConfig::from_file(a.dir + "/scheduler/scheduler_config.json"), so);
 
   at::InferenceMode guard;
   auto unet = sd::load_unet(a.dir, lo);
@@ -194,15 +196,16 @@ int model_sample(const std::vector<std::string>& args) {
   };
   const auto shift = vae->config().shift_factor.value_or(0.0);
   diffusion::Decoder decoder = [&](const at::Tensor& z) { return vae->decode(z + shift); };
-  const auto save_size = a.has("save-size") ? parse_size(a.options.at("save-size")) : std::pair<std::int64_t, std::int64_t>{0, 0};
+  const auto save_size =
+      a.has("save-size") ? parse_size(a.options.at("save-size")) : std::pair<std::int64_t, std::int64_t>{0, 0};
   const auto start = std::chrono::steady_clock::now();
   const auto result = diffusion::sample_guided(denoiser, decoder, *scheduler, cond, uncond, o, latents);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   at::Tensor images = result.images.to(at::kCPU);
   if (save_size.first > 0) images = io::resize(images, save_size.first, save_size.second, io::ResizeFilter::bicubic);
-  io::write_safetensors(a.options.at("output"), {{"latents", result.latents.to(at::kCPU).contiguous()},
-                                                 {"images", images.contiguous()}});
+  io::write_safetensors(a.options.at("output"),
+                        {{"latents", result.latents.to(at::kCPU).contiguous()}, {"images", images.contiguous()}});
   if (a.has("png")) write_pngs(a.options.at("png"), images, o.first_sample_index);
   std::cout << "dinv model sample: " << cond.size(0) << " samples, " << scheduler->name() << " " << o.steps
             << " steps, guidance " << o.guidance << " in " << seconds << " s (loop and decode) -> "

@@ -44,7 +44,8 @@ std::pair<int, std::string> auto_threads(const dist::World& world) {
 
 void register_run_options(ConfigSchema& s) {
   s.add("run.seed", 0, "seed of every random stream of the run (each work unit derives its own)").min(0);
-  s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N").non_empty();
+  s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N")
+      .non_empty();
   s.add("run.threads", 0,
         "intra-op CPU threads per rank (0: OMP_NUM_THREADS, else SLURM_CPUS_PER_TASK, else the CPUs the "
         "rank is bound to, at most cores / ranks on the node); CPU results depend on it, so fix it (e.g. 1) to "
@@ -83,9 +84,8 @@ ParsedArgs split_args(const std::vector<std::string>& args,
   ParsedArgs out;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto flag = std::find_if(flags.begin(), flags.end(), [&](const auto& f) {
-      return a == f.first || a.rfind(f.first + "=", 0) == 0;
-    });
+    const auto flag = std::find_if(flags.begin(), flags.end(),
+                                   [&](const auto& f) { return a == f.first || a.rfind(f.first + "=", 0) == 0; });
     if (flag != flags.end() && flag->second.find('=') != std::string::npos) {
       // A switch ("--status" for "sweep.status=true") takes no value.
       if (a != flag->first) throw ConfigError(flag->first + " takes no value");

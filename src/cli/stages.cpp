@@ -41,7 +41,8 @@ namespace {
 
 std::shared_ptr<sd::Pipeline> load_model(const CommandContext& ctx, const std::string& dtype_key) {
   const auto dir = ctx.config.get_string("model.path");
-  if (dir.empty()) throw ConfigError("model.path is not set: name a Stable Diffusion folder (dinv model init makes one)");
+  if (dir.empty())
+    throw ConfigError("model.path is not set: name a Stable Diffusion folder (dinv model init makes one)");
   const auto dtype = sd::stage_dtype(ctx.config.get_string(dtype_key), ctx.world.device(), dtype_key);
   return sd::load_pipeline(dir, ctx.world.device(), dtype);
 }
@@ -59,8 +60,8 @@ int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, co
   std::exception_ptr failure;
   if (ctx.world.is_root()) {
     try {
-      generation::PreviewRequest r{store, tag, s.chunk_size, s.preview, io::resize_filter_from_string(s.resize_filter),
-                                   s.preview_path};
+      generation::PreviewRequest r{
+          store, tag, s.chunk_size, s.preview, io::resize_filter_from_string(s.resize_filter), s.preview_path};
       const auto out = generation::write_preview(r, *data::make_dataset(ctx.config));
       log::info("generate: preview of " + std::to_string(out.samples) + " samples in " + std::to_string(out.rows) +
                 " rows written to " + out.path);
@@ -142,7 +143,8 @@ int run_embed(CommandContext& ctx) {
                        {"images", out.images},
                        {"stopped", out.stopped}});
   if (out.stopped) {
-    log::info("embed: stopped by signal with " + std::to_string(out.units_done) + "/" + std::to_string(out.units_total) +
+    log::info("embed: stopped by signal with " + std::to_string(out.units_done) + "/" +
+              std::to_string(out.units_total) +
               " units done and the others checkpointed; rerun the same command to resume");
     return 0;
   }
@@ -236,8 +238,8 @@ int run_evaluate(CommandContext& ctx) {
       continue;
     }
     std::cout << m.tag << "\t" << m.fid << "\t" << m.precision << "\t" << m.recall << "\t" << m.density << "\t"
-              << m.coverage << "\t" << m.label_agreement << "\t" << m.leaked_test_images << "\t"
-              << m.own_source_share << "\n";
+              << m.coverage << "\t" << m.label_agreement << "\t" << m.leaked_test_images << "\t" << m.own_source_share
+              << "\n";
   }
   return 0;
 }

@@ -46,7 +46,11 @@ void save_model(const Config& config, const classify::Trainer& trainer, const cl
                 const classify::TrainResult& r, const classify::RunInfo& info) {
   const std::string folder = config.get_string("train.results_dir") + "/" + info.run_name + ".model";
   const auto norm = data::transform_options(config, false).norm;
-  classify::SavedClassifierInfo saved{spec, info.class_names, norm.mean, norm.std, info.run_name,
+  classify::SavedClassifierInfo saved{spec,
+                                      info.class_names,
+                                      norm.mean,
+                                      norm.std,
+                                      info.run_name,
                                       info.fingerprints.count("test") ? info.fingerprints.at("test") : "",
                                       r.final_eval().accuracy};
   classify::save_classifier(folder, *trainer.model(), saved);
@@ -78,12 +82,12 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
   }
   auto d = std::make_shared<data::TrainingData>(data::make_training_data(config, world.rank(), world.size()));
   classify::TrainOptions options = classify::train_options(config, data_resolution(config, *d), d->num_classes);
-  log::info("run '" + name + "': " + options.model.name + " at " + std::to_string(options.model.resolution) +
-            " px, " + std::to_string(d->num_classes) + " classes, " + std::to_string(options.steps) +
-            " steps of " + std::to_string(options.batch_size) + " images on " + world.describe() + ", gradients over " +
+  log::info("run '" + name + "': " + options.model.name + " at " + std::to_string(options.model.resolution) + " px, " +
+            std::to_string(d->num_classes) + " classes, " + std::to_string(options.steps) + " steps of " +
+            std::to_string(options.batch_size) + " images on " + world.describe() + ", gradients over " +
             comm.backend());
-  classify::RunInfo info{name, recorded_ini(config), fingerprints(*d), d->test->class_names(), world.size(),
-                         world.device().str(), options.batch_size, selection(*d)};
+  classify::RunInfo info{name,         recorded_ini(config), fingerprints(*d),   d->test->class_names(),
+                         world.size(), world.device().str(), options.batch_size, selection(*d)};
   const std::string checkpoint = options.checkpoint_path;
   classify::Trainer trainer(options, classify::make_loader_batches(d, options.seed), &comm, world.device());
   classify::TrainResult r = trainer.run();
@@ -117,7 +121,8 @@ void write_text(const std::string& path, const std::string& text) {
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+  for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+    s.replace(at, from.size(), to);
   return s;
 }
 
@@ -219,7 +224,8 @@ std::string write_slurm_array(const Config& config, const std::string& base_ini,
   if (!submit) return "";
   std::string cmd = "sbatch --parsable";
   if (config.has("sweep.after") && !trim(config.get_string("sweep.after")).empty())
-    cmd += " --dependency=afterok:" + shell_quote(trim(config.get_string("sweep.after"))) + " --kill-on-invalid-dep=yes";
+    cmd +=
+        " --dependency=afterok:" + shell_quote(trim(config.get_string("sweep.after"))) + " --kill-on-invalid-dep=yes";
   if (config.has("sweep.sbatch_args")) cmd += " " + config.get_string("sweep.sbatch_args");
   cmd += " " + shell_quote(script);
   const auto [rc, out] = capture(cmd);
@@ -287,10 +293,10 @@ struct PointStatus {
 
 std::string classify_state(const std::string& slurm) {
   const std::string s = slurm.substr(0, slurm.find(' '));
-  static const std::set<std::string> running = {"RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT", "SIGNALING",
-                                                "RESIZING", "SUSPENDED"};
-  static const std::set<std::string> pending = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-                                                "RESV_DEL_HOLD", "SPECIAL_EXIT"};
+  static const std::set<std::string> running = {"RUNNING",   "COMPLETING", "CONFIGURING", "STAGE_OUT",
+                                                "SIGNALING", "RESIZING",   "SUSPENDED"};
+  static const std::set<std::string> pending = {"PENDING",     "REQUEUED",      "REQUEUE_HOLD",
+                                                "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"};
   if (running.count(s)) return "running";
   if (pending.count(s)) return "pending";
   return "failed";  // COMPLETED without a results file, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
@@ -324,7 +330,8 @@ std::vector<PointStatus> sweep_status(const Config& config, const std::string& b
       s.status = "missing";
     }
     if (s.status != "done" && std::filesystem::exists(failed)) s.note = "error: " + trim(read_text(failed));
-    if (s.status != "done" && std::filesystem::exists(checkpoint)) s.note += (s.note.empty() ? "" : "; ") + std::string("checkpoint ") + checkpoint;
+    if (s.status != "done" && std::filesystem::exists(checkpoint))
+      s.note += (s.note.empty() ? "" : "; ") + std::string("checkpoint ") + checkpoint;
     out.push_back(std::move(s));
   }
   return out;
@@ -380,8 +387,8 @@ int run_sweep(CommandContext& ctx) {
   if (status || resubmit) {
     // The points of the sweep as it was written, whatever the configuration says now.
     if (!std::filesystem::exists(base))
-      throw ConfigError("no sweep '" + config.get_string("sweep.name") + "' in " + config.get_string("train.results_dir") +
-                        " (" + base + " is missing): run `dinv sweep` first");
+      throw ConfigError("no sweep '" + config.get_string("sweep.name") + "' in " +
+                        config.get_string("train.results_dir") + " (" + base + " is missing): run `dinv sweep` first");
     if (!ctx.world.is_root()) return 0;
     const Config frozen = Config::resolve(schema(), {base}, {});
     const auto points = classify::expand_sweep(frozen);
@@ -421,8 +428,7 @@ int run_sweep(CommandContext& ctx) {
     log::info("sweep point " + std::to_string(i + 1) + "/" + std::to_string(points.size()) + ": " + points[i].name);
     const Config point = Config::resolve(schema(), {base}, points[i].overrides);
     // A point that fails leaves <run>.failed with the reason (`dinv sweep --status` shows it).
-    const std::string failed =
-        point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
+    const std::string failed = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
     try {
       train_one(point, ctx.world, *comm);
     } catch (const Error& e) {

@@ -38,10 +38,14 @@ std::string format_real(double v) {
 
 std::string kind_name(ValueKind k) {
   switch (k) {
-    case ValueKind::integer: return "an integer";
-    case ValueKind::real: return "a number";
-    case ValueKind::boolean: return "true or false";
-    case ValueKind::string: return "a string";
+    case ValueKind::integer:
+      return "an integer";
+    case ValueKind::real:
+      return "a number";
+    case ValueKind::boolean:
+      return "true or false";
+    case ValueKind::string:
+      return "a string";
   }
   return "?";
 }
@@ -66,30 +70,33 @@ std::string section_of(const std::string& key) { return key.substr(0, key.find('
 // Typed value -> canonical text.
 std::string canonical(const OptionSpec& spec, const boost::any& v) {
   switch (spec.kind) {
-    case ValueKind::integer: return std::to_string(boost::any_cast<std::int64_t>(v));
-    case ValueKind::real: return format_real(boost::any_cast<double>(v));
-    case ValueKind::boolean: return boost::any_cast<bool>(v) ? "true" : "false";
-    case ValueKind::string: return boost::any_cast<std::string>(v);
+    case ValueKind::integer:
+      return std::to_string(boost::any_cast<std::int64_t>(v));
+    case ValueKind::real:
+      return format_real(boost::any_cast<double>(v));
+    case ValueKind::boolean:
+      return boost::any_cast<bool>(v) ? "true" : "false";
+    case ValueKind::string:
+      return boost::any_cast<std::string>(v);
   }
   return "";
 }
 
-[[noreturn]] void fail_value(const OptionSpec& spec, const std::string& text,
-                             const std::string& origin, const std::string& why) {
-  throw ConfigError(origin + ": " + spec.key + " = '" + text + "' " + why + " (allowed: " +
-                    spec.allowed() + ")");
+[[noreturn]] void fail_value(const OptionSpec& spec, const std::string& text, const std::string& origin,
+                             const std::string& why) {
+  throw ConfigError(origin + ": " + spec.key + " = '" + text + "' " + why + " (allowed: " + spec.allowed() + ")");
 }
 
 // Parse `text` with the Boost semantic of the key, then check bounds/choices.
-boost::any parse_value(const OptionSpec& spec, const po::options_description& desc,
-                       const std::string& text, const std::string& origin) {
+boost::any parse_value(const OptionSpec& spec, const po::options_description& desc, const std::string& text,
+                       const std::string& origin) {
   // Boost's conversion is quadratic in the length of the text (a 4 MB number
   // takes minutes): refuse long values before converting them.
   const std::size_t limit = spec.kind == ValueKind::string ? kMaxConfigValue : kMaxNumberText;
   if (text.size() > limit)
     throw ConfigError(origin + ": " + spec.key + " has a value of " + std::to_string(text.size()) +
-                      " characters, more than the " + std::to_string(limit) + " allowed for " +
-                      kind_name(spec.kind) + " (allowed: " + spec.allowed() + ")");
+                      " characters, more than the " + std::to_string(limit) + " allowed for " + kind_name(spec.kind) +
+                      " (allowed: " + spec.allowed() + ")");
   boost::any v;
   try {
     desc.find(spec.key, false).semantic()->parse(v, {text}, true);
@@ -99,9 +106,8 @@ boost::any parse_value(const OptionSpec& spec, const po::options_description& de
     throw ConfigError(origin + ": " + spec.key + " is not valid UTF-8 text (allowed: " + spec.allowed() + ")");
   }
   if (spec.kind == ValueKind::integer || spec.kind == ValueKind::real) {
-    const double x = spec.kind == ValueKind::integer
-                         ? static_cast<double>(boost::any_cast<std::int64_t>(v))
-                         : boost::any_cast<double>(v);
+    const double x = spec.kind == ValueKind::integer ? static_cast<double>(boost::any_cast<std::int64_t>(v))
+                                                     : boost::any_cast<double>(v);
     if (std::isnan(x) || std::isinf(x)) fail_value(spec, text, origin, "is not a finite number");
     if (spec.min && (spec.min_exclusive ? !(x > *spec.min) : !(x >= *spec.min)))
       fail_value(spec, text, origin, "is out of range");
@@ -109,16 +115,14 @@ boost::any parse_value(const OptionSpec& spec, const po::options_description& de
   }
   if (spec.kind == ValueKind::string) {
     const auto& s = boost::any_cast<const std::string&>(v);
-    if (!spec.choices.empty() &&
-        std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end())
+    if (!spec.choices.empty() && std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end())
       fail_value(spec, text, origin, "is not one of the choices");
     if (!spec.allow_empty && s.empty()) fail_value(spec, text, origin, "must not be empty");
   }
   return v;
 }
 
-[[noreturn]] void fail_unknown(const ConfigSchema& schema, const std::string& key,
-                               const std::string& origin) {
+[[noreturn]] void fail_unknown(const ConfigSchema& schema, const std::string& key, const std::string& origin) {
   std::string msg = origin + ": unknown configuration key '" + key + "'";
   const auto near = schema.closest(key);
   if (!near.empty()) {
@@ -152,11 +156,28 @@ std::string OptionSpec::allowed() const {
 // ------------------------------------------------------------- OptionBuilder
 
 OptionSpec& OptionBuilder::spec() { return schema_.specs_[index_]; }
-OptionBuilder& OptionBuilder::min(double v) { spec().min = v; spec().min_exclusive = false; return *this; }
-OptionBuilder& OptionBuilder::greater_than(double v) { spec().min = v; spec().min_exclusive = true; return *this; }
-OptionBuilder& OptionBuilder::max(double v) { spec().max = v; return *this; }
-OptionBuilder& OptionBuilder::choices(std::vector<std::string> allowed) { spec().choices = std::move(allowed); return *this; }
-OptionBuilder& OptionBuilder::non_empty() { spec().allow_empty = false; return *this; }
+OptionBuilder& OptionBuilder::min(double v) {
+  spec().min = v;
+  spec().min_exclusive = false;
+  return *this;
+}
+OptionBuilder& OptionBuilder::greater_than(double v) {
+  spec().min = v;
+  spec().min_exclusive = true;
+  return *this;
+}
+OptionBuilder& OptionBuilder::max(double v) {
+  spec().max = v;
+  return *this;
+}
+OptionBuilder& OptionBuilder::choices(std::vector<std::string> allowed) {
+  spec().choices = std::move(allowed);
+  return *this;
+}
+OptionBuilder& OptionBuilder::non_empty() {
+  spec().allow_empty = false;
+  return *this;
+}
 
 // -------------------------------------------------------------- ConfigSchema
 
@@ -171,10 +192,18 @@ OptionBuilder ConfigSchema::add_spec(OptionSpec spec) {
   if (find(spec.key)) throw Error("internal: configuration key '" + spec.key + "' registered twice");
   po::value_semantic* semantic = nullptr;
   switch (spec.kind) {
-    case ValueKind::integer: semantic = po::value<std::int64_t>(); break;
-    case ValueKind::real: semantic = po::value<double>(); break;
-    case ValueKind::boolean: semantic = po::value<bool>()->implicit_value(true, "true"); break;
-    case ValueKind::string: semantic = po::value<std::string>(); break;
+    case ValueKind::integer:
+      semantic = po::value<std::int64_t>();
+      break;
+    case ValueKind::real:
+      semantic = po::value<double>();
+      break;
+    case ValueKind::boolean:
+      semantic = po::value<bool>()->implicit_value(true, "true");
+      break;
+    case ValueKind::string:
+      semantic = po::value<std::string>();
+      break;
   }
   description_->add_options()(spec.key.c_str(), semantic, spec.help.c_str());
   specs_.push_back(std::move(spec));
@@ -193,8 +222,7 @@ OptionBuilder ConfigSchema::add(const std::string& key, bool v, const std::strin
 OptionBuilder ConfigSchema::add(const std::string& key, const std::string& v, const std::string& help) {
   return add_spec({key, ValueKind::string, help, v});
 }
-OptionBuilder ConfigSchema::add_without_default(const std::string& key, ValueKind kind,
-                                                const std::string& help) {
+OptionBuilder ConfigSchema::add_without_default(const std::string& key, ValueKind kind, const std::string& help) {
   return add_spec({key, kind, help, std::nullopt});
 }
 
@@ -210,8 +238,7 @@ std::vector<std::string> ConfigSchema::closest(const std::string& key, std::size
     const auto d = edit_distance(key, s.key);
     // Same key name in another section is a likely mix-up too.
     const auto leaf = s.key.substr(s.key.find('.') + 1);
-    const bool same_leaf = key.size() >= leaf.size() &&
-                           key.compare(key.size() - leaf.size(), leaf.size(), leaf) == 0;
+    const bool same_leaf = key.size() >= leaf.size() && key.compare(key.size() - leaf.size(), leaf.size(), leaf) == 0;
     if (d <= std::max<std::size_t>(2, key.size() / 3) || same_leaf) scored.emplace_back(same_leaf ? 0 : d, s.key);
   }
   std::sort(scored.begin(), scored.end());
@@ -233,7 +260,9 @@ std::string ConfigSchema::help(const std::vector<std::string>& sections) const {
       current = sec;
     }
     out << "  --" << s.key;
-    out << " (" << s.allowed() << (s.default_value ? "; default " + (s.default_value->empty() ? "\"\"" : *s.default_value) : "; required") << ")\n";
+    out << " (" << s.allowed()
+        << (s.default_value ? "; default " + (s.default_value->empty() ? "\"\"" : *s.default_value) : "; required")
+        << ")\n";
     out << "      " << s.help << "\n";
   }
   return out.str();
@@ -262,13 +291,11 @@ std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name
       continue;
     }
     const auto eq = t.find('=');
-    if (eq == std::string::npos)
-      throw ConfigError(origin + ": expected 'key = value', found '" + t + "'");
+    if (eq == std::string::npos) throw ConfigError(origin + ": expected 'key = value', found '" + t + "'");
     std::string key = trim(t.substr(0, eq));
     if (key.empty()) throw ConfigError(origin + ": missing key before '='");
     if (key.find('.') == std::string::npos) {
-      if (section.empty())
-        throw ConfigError(origin + ": key '" + key + "' is outside any [section]");
+      if (section.empty()) throw ConfigError(origin + ": key '" + key + "' is outside any [section]");
       key = section + "." + key;
     }
     // One file sets a key once: a second setting is almost always an edit
@@ -295,13 +322,13 @@ std::vector<IniEntry> read_ini(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw ConfigError("cannot read configuration file '" + path + "': " +
-                      (S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file"));
+    throw ConfigError("cannot read configuration file '" + path +
+                      "': " + (S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file"));
   }
   if (st.st_size > static_cast<off_t>(kMaxConfigFile)) {
     ::close(fd);
-    throw ConfigError("configuration file '" + path + "' has " + std::to_string(st.st_size) +
-                      " bytes, more than the " + std::to_string(kMaxConfigFile) + " a configuration file may have");
+    throw ConfigError("configuration file '" + path + "' has " + std::to_string(st.st_size) + " bytes, more than the " +
+                      std::to_string(kMaxConfigFile) + " a configuration file may have");
   }
   std::string text;
   char buf[65536];
@@ -328,8 +355,7 @@ std::vector<IniEntry> read_ini(const std::string& path) {
 // ------------------------------------------------------------------ Config
 
 Config Config::resolve(const ConfigSchema& schema, const std::vector<std::string>& ini_files,
-                       const std::vector<std::string>& overrides,
-                       const std::vector<std::string>& required_keys) {
+                       const std::vector<std::string>& overrides, const std::vector<std::string>& required_keys) {
   std::vector<IniEntry> entries;
   for (const auto& f : ini_files) {
     auto e = read_ini(f);

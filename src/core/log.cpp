@@ -15,7 +15,10 @@ Level g_level = Level::info;
 std::mutex g_mutex;  // one line at a time, also from worker threads
 }  // namespace
 
-void set_rank(int rank, int size) { g_rank = rank; g_size = size; }
+void set_rank(int rank, int size) {
+  g_rank = rank;
+  g_size = size;
+}
 void set_level(Level level) { g_level = level; }
 Level level() { return g_level; }
 int rank() { return g_rank; }

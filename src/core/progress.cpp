@@ -31,7 +31,10 @@ Progress::Progress(std::string label, std::int64_t total, std::string unit, Styl
 
 Progress::~Progress() { finish(); }
 
-void Progress::set_already_done(std::int64_t n) { resumed_ = n; done_ = n; }
+void Progress::set_already_done(std::int64_t n) {
+  resumed_ = n;
+  done_ = n;
+}
 
 double Progress::elapsed() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();

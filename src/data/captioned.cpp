@@ -39,12 +39,12 @@ class CaptionedFolder : public CaptionedDataset {
  public:
   explicit CaptionedFolder(const std::string& root) : root_(root) {
     std::error_code ec;
-    if (!fs::is_directory(root, ec))
-      throw IoError("captioned folder: '" + root + "' is not a folder (missing?)");
+    if (!fs::is_directory(root, ec)) throw IoError("captioned folder: '" + root + "' is not a folder (missing?)");
     const fs::path metadata = fs::path(root) / "metadata.jsonl";
     metadata_ = metadata.string();
     if (!fs::exists(metadata, ec))
-      throw IoError("captioned folder: '" + metadata_ + "' is missing: expected one JSON object per line with "
+      throw IoError("captioned folder: '" + metadata_ +
+                    "' is missing: expected one JSON object per line with "
                     "\"file_name\" (an image path relative to the folder) and \"text\" (its caption)");
     const auto bytes = read_file_bytes(metadata_);
     io::Sha256 metadata_hash, files_hash;
@@ -110,8 +110,7 @@ class CaptionedFolder : public CaptionedDataset {
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
 
   CaptionedExample get(std::int64_t index) const override {
-    if (index < 0 || index >= size())
-      throw Error(describe() + ": index " + std::to_string(index) + " out of range");
+    if (index < 0 || index >= size()) throw Error(describe() + ": index " + std::to_string(index) + " out of range");
     at::Tensor image;
     try {
       image = decode_image_file(files_[index]);

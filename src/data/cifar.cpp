@@ -46,18 +46,20 @@ void read_cifar_file(const std::string& path, int label_bytes, int label_byte, s
                     std::to_string(classes - 1) + " (" + std::to_string(classes) + " class names)");
   auto raw = at::from_blob(const_cast<std::uint8_t*>(bytes.data()), {n, record}, at::kByte);
   labels.push_back(raw.select(1, label_byte).to(at::kLong));
-  images.push_back(raw.narrow(1, label_bytes, kCifarPixels).reshape({n, 3, kCifarSide, kCifarSide})
-                       .permute({0, 2, 3, 1}).contiguous());
+  images.push_back(raw.narrow(1, label_bytes, kCifarPixels)
+                       .reshape({n, 3, kCifarSide, kCifarSide})
+                       .permute({0, 2, 3, 1})
+                       .contiguous());
   hash = content_hash(bytes.data(), bytes.size(), hash);
 }
 
 DatasetPtr finish(const std::string& format, const std::string& root, const std::string& split,
-                  std::vector<at::Tensor>& images, std::vector<at::Tensor>& labels,
-                  std::vector<std::string> names, const std::string& hash) {
+                  std::vector<at::Tensor>& images, std::vector<at::Tensor>& labels, std::vector<std::string> names,
+                  const std::string& hash) {
   auto x = at::cat(images), y = at::cat(labels);
   const auto n = x.size(0);
-  const std::string desc = format + " " + split + " (" + std::to_string(n) + " images, " +
-                           std::to_string(x.size(1)) + "x" + std::to_string(x.size(2)) + ", " + root + ")";
+  const std::string desc = format + " " + split + " (" + std::to_string(n) + " images, " + std::to_string(x.size(1)) +
+                           "x" + std::to_string(x.size(2)) + ", " + root + ")";
   const std::string fp = format + ":" + split + ":n=" + std::to_string(n) + ":" + hash;
   return std::make_shared<TensorDataset>(x, y, std::move(names), fp, desc);
 }
@@ -74,7 +76,8 @@ DatasetPtr open_cifar10(const std::string& root, const std::string& split) {
     for (int k = 1; fs::exists(dir / ("data_batch_" + std::to_string(k) + ".bin")); ++k)
       files.push_back((dir / ("data_batch_" + std::to_string(k) + ".bin")).string());
     if (files.empty())
-      throw IoError("CIFAR-10: missing file '" + (dir / "data_batch_1.bin").string() + "' (expected data_batch_1.bin ... in " + root + ")");
+      throw IoError("CIFAR-10: missing file '" + (dir / "data_batch_1.bin").string() +
+                    "' (expected data_batch_1.bin ... in " + root + ")");
   }
   auto names = read_class_names((dir / "batches.meta.txt").string());
   std::vector<at::Tensor> images, labels;
@@ -116,7 +119,8 @@ DatasetPtr open_stl10(const std::string& root, const std::string& split) {
                     ", expected 1.." + std::to_string(names.size()) + " (labels are 1-based)");
   // Column-major per image: [c][x][y] in the file, so [N, 3, W, H] -> [N, H, W, 3].
   auto x = at::from_blob(const_cast<std::uint8_t*>(xb.data()), {n, 3, side, side}, at::kByte)
-               .permute({0, 3, 2, 1}).contiguous();
+               .permute({0, 3, 2, 1})
+               .contiguous();
   auto y = at::from_blob(const_cast<std::uint8_t*>(yb.data()), {n}, at::kByte).to(at::kLong) - 1;
   std::vector<at::Tensor> images{x}, labels{y};
   const std::string hash = content_hash(yb.data(), yb.size(), content_hash(xb.data(), xb.size()));

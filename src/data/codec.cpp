@@ -58,12 +58,12 @@ void jpeg_error_exit(j_common_ptr info) {
 void jpeg_emit_message(j_common_ptr info, int level) {
   if (level != -1) return;  // trace messages
   switch (info->err->msg_code) {
-    case JWRN_JPEG_EOF:          // Premature end of JPEG file
-    case JWRN_HIT_MARKER:        // Corrupt JPEG data: premature end of data segment
-    case JWRN_HUFF_BAD_CODE:     // Corrupt JPEG data: bad Huffman code
-    case JWRN_MUST_RESYNC:       // Corrupt JPEG data: found marker instead of RST
-    case JWRN_NOT_SEQUENTIAL:    // Invalid SOS parameters for sequential JPEG
-    case JWRN_BOGUS_PROGRESSION: // Inconsistent progression sequence
+    case JWRN_JPEG_EOF:           // Premature end of JPEG file
+    case JWRN_HIT_MARKER:         // Corrupt JPEG data: premature end of data segment
+    case JWRN_HUFF_BAD_CODE:      // Corrupt JPEG data: bad Huffman code
+    case JWRN_MUST_RESYNC:        // Corrupt JPEG data: found marker instead of RST
+    case JWRN_NOT_SEQUENTIAL:     // Invalid SOS parameters for sequential JPEG
+    case JWRN_BOGUS_PROGRESSION:  // Inconsistent progression sequence
       jpeg_error_exit(info);
     default:
       info->err->num_warnings++;
@@ -83,7 +83,7 @@ at::Tensor png_decode(const std::vector<std::uint8_t>& bytes, const std::string&
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_error_to_state, png_ignore_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!info) throw IoError("'" + name + "': libpng could not allocate its state");
-  at::Tensor image;  // declared before setjmp: survives the jump
+  at::Tensor image;             // declared before setjmp: survives the jump
   std::vector<png_bytep> rows;  // likewise (a longjmp skips destructors: fuzz_image found it leaking)
   png_uint_32 width = 0, height = 0;
   if (setjmp(png_jmpbuf(png))) {
@@ -179,7 +179,8 @@ at::Tensor jpeg_decode(const std::vector<std::uint8_t>& bytes, const std::string
 at::Tensor decode_file(const std::string& path, ImageSize* header) {
   const auto bytes = read_file_bytes(path);
   if (bytes.size() >= 8 && png_sig_cmp(bytes.data(), 0, 8) == 0) return png_decode(bytes, path, header);
-  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) return jpeg_decode(bytes, path, header);
+  if (bytes.size() >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF)
+    return jpeg_decode(bytes, path, header);
   throw IoError("'" + path + "': neither PNG nor JPEG (unrecognised signature in the first bytes, " +
                 std::to_string(bytes.size()) + " bytes in the file)");
 }

@@ -9,8 +9,8 @@
 namespace dinv::data {
 namespace {
 
-const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100", "stl10",
-                                        "folder",   "medmnist", "store",   "captioned", "webdataset"};
+const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100",  "stl10",     "folder",
+                                        "medmnist", "store",   "captioned", "webdataset"};
 const char* kLabelledFormats = "cifar10, cifar100, stl10, folder or medmnist; [syn] also store";
 
 // Captioned folders (data/captioned.h) are images with captions and no class
@@ -31,27 +31,38 @@ std::vector<std::string> split_list(const std::string& text) {
 
 }  // namespace
 
-void register_dataset_options(ConfigSchema& s, const std::string& section, const std::string& format, const std::string& what) {
-  s.add(section + ".format", format, "format of the " + what + ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
-        "webdataset (.tar shards: root is one or a folder of them), captioned (metadata.jsonl + images: pretraining data, no labels)")
+void register_dataset_options(ConfigSchema& s, const std::string& section, const std::string& format,
+                              const std::string& what) {
+  s.add(section + ".format", format,
+        "format of the " + what +
+            ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
+            "webdataset (.tar shards: root is one or a folder of them), captioned (metadata.jsonl + images: "
+            "pretraining data, no labels)")
       .choices(kFormats);
   s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
-  s.add(section + ".split", "train", "split to read: train, test (medmnist also val)").choices({"train", "test", "val"});
-  s.add(section + ".labels", "fine", "CIFAR-100 label set: fine (100 classes) or coarse (20)").choices({"fine", "coarse"});
+  s.add(section + ".split", "train", "split to read: train, test (medmnist also val)")
+      .choices({"train", "test", "val"});
+  s.add(section + ".labels", "fine", "CIFAR-100 label set: fine (100 classes) or coarse (20)")
+      .choices({"fine", "coarse"});
   s.add(section + ".tags", "", "store format: comma-separated /samples/<tag> names, concatenated in this order");
 }
-
 
 void register_data_options(ConfigSchema& s) {
   register_dataset_options(s, "data", "cifar10", "real images");
   s.add("data.num_data", 0, "real images used: 0 = all, else a multiple of data.group_size").min(0);
   s.add("data.group_size", 100, "subset groups: consecutive dataset indices g*group_size ..").min(1);
   s.add("data.subset_seed", 0, "seed choosing the subset's groups").min(0);
-  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)").min(0).max(kMaxResolution);
-  s.add("data.augment", "crop_flip", "training augmentation: none, crop_flip (random crop, padding res/8, flip), "
-        "autoaugment (crop_flip + AutoAugment CIFAR10 policy)").choices({"none", "crop_flip", "autoaugment"});
-  s.add("data.normalize", "auto", "mean/std table: auto (from data.format), cifar10, cifar100, stl10, imagenette, "
-        "imagenet, medmnist, shapes").choices({"auto", "cifar10", "cifar100", "stl10", "imagenette", "imagenet", "medmnist", "shapes"});
+  s.add("data.resolution", 0, "training resolution: bicubic resize + center crop (0: the images' own size)")
+      .min(0)
+      .max(kMaxResolution);
+  s.add("data.augment", "crop_flip",
+        "training augmentation: none, crop_flip (random crop, padding res/8, flip), "
+        "autoaugment (crop_flip + AutoAugment CIFAR10 policy)")
+      .choices({"none", "crop_flip", "autoaugment"});
+  s.add("data.normalize", "auto",
+        "mean/std table: auto (from data.format), cifar10, cifar100, stl10, imagenette, "
+        "imagenet, medmnist, shapes")
+      .choices({"auto", "cifar10", "cifar100", "stl10", "imagenette", "imagenet", "medmnist", "shapes"});
   s.add("data.real_bs", 128, "real images per training step, all ranks together (0: synthetic only)").min(0);
   s.add("data.syn_bs", 0, "synthetic images per training step, all ranks together").min(0);
   s.add("data.eval_bs", 256, "test images per evaluation batch, all ranks together").min(1);
@@ -60,7 +71,8 @@ void register_data_options(ConfigSchema& s) {
   s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);
   s.add("data.prefetch", 4, "batches prepared ahead per loader").min(1).max(256);
   register_dataset_options(s, "syn", "none", "synthetic images");
-  s.add("syn.follow_real", true, "store format: train on the samples whose source image lies in the run's real "
+  s.add("syn.follow_real", true,
+        "store format: train on the samples whose source image lies in the run's real "
         "subset (data.num_data; by /samples/<tag>/source), also when data.real_bs = 0; the store must come from "
         "the real dataset. false: every sample of syn.tags");
   s.add("syn.per_source", 0, "store format: the first N samples of each source image (0: all)").min(0);
@@ -71,7 +83,8 @@ DatasetPtr make_dataset(const std::string& format, const std::string& root, cons
                         const std::string& option, const std::vector<std::string>& tags) {
   if (format == "none") return nullptr;
   if (format == "captioned") throw ConfigError(captioned_refusal("format"));
-  if (root.empty()) throw ConfigError("dataset format '" + format + "' needs a root path (key <section>.root), found none");
+  if (root.empty())
+    throw ConfigError("dataset format '" + format + "' needs a root path (key <section>.root), found none");
   if (format == "cifar10") return open_cifar10(root, split);
   if (format == "cifar100") return open_cifar100(root, split, option.empty() ? "fine" : option);
   if (format == "stl10") return open_stl10(root, split);

@@ -33,8 +33,7 @@ class ImageFolderDataset : public Dataset {
   }
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   Example get(std::int64_t index) const override {
-    if (index < 0 || index >= size())
-      throw Error(describe() + ": index " + std::to_string(index) + " out of range");
+    if (index < 0 || index >= size()) throw Error(describe() + ": index " + std::to_string(index) + " out of range");
     return {decode_image_file(files_[index]), labels_[index]};
   }
   const std::vector<std::string>& class_names() const override { return names_; }

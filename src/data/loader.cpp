@@ -11,15 +11,16 @@ ExampleTransform normalize_only(const MeanStd& norm) {
   return [norm](const at::Tensor& image, Rng&) { return to_normalized_chw(image, norm); };
 }
 
-Loader::Loader(DatasetPtr dataset, const SamplerOptions& sampler, ExampleTransform transform, const LoaderOptions& options)
+Loader::Loader(DatasetPtr dataset, const SamplerOptions& sampler, ExampleTransform transform,
+               const LoaderOptions& options)
     : dataset_(std::move(dataset)), sampler_(sampler), transform_(std::move(transform)), options_(options) {
   if (!dataset_) throw Error("loader: no dataset");
   if (sampler.dataset_size != dataset_->size())
     throw Error("loader: sampler built for " + std::to_string(sampler.dataset_size) + " examples, dataset " +
                 dataset_->describe() + " has " + std::to_string(dataset_->size()));
   if (options_.workers < 0 || options_.prefetch < 1)
-    throw ConfigError("loader: workers must be >= 0 and prefetch >= 1, found " + std::to_string(options_.workers) + " and " +
-                      std::to_string(options_.prefetch));
+    throw ConfigError("loader: workers must be >= 0 and prefetch >= 1, found " + std::to_string(options_.workers) +
+                      " and " + std::to_string(options_.prefetch));
   start_workers();
 }
 
@@ -37,8 +38,8 @@ Batch Loader::build(std::int64_t epoch, std::int64_t step) const {
     images.push_back(transform_(example.image, rng));
     if (i > 0 && images[i].sizes() != images[0].sizes())
       throw Error("loader: example " + std::to_string(order[positions[i]]) + " of " + dataset_->describe() +
-                  " transforms to " + c10::str(images[i].sizes()) + ", the batch's first to " + c10::str(images[0].sizes()) +
-                  " (set a training resolution to resize images of different sizes)");
+                  " transforms to " + c10::str(images[i].sizes()) + ", the batch's first to " +
+                  c10::str(images[0].sizes()) + " (set a training resolution to resize images of different sizes)");
     y[i] = example.label;
   }
   Batch batch;
@@ -72,8 +73,10 @@ void Loader::work() {
       error = std::current_exception();
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    if (error) failed_[step] = error;
-    else ready_[step] = std::move(batch);
+    if (error)
+      failed_[step] = error;
+    else
+      ready_[step] = std::move(batch);
     changed_.notify_all();
   }
 }

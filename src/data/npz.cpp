@@ -51,7 +51,9 @@ class Zip {
 
 void Zip::read_directory() {
   // End of central directory: signature 0x06054b50 within the last 64 KiB + 22 bytes.
-  if (bytes_.size() < 22) throw IoError("'" + path_ + "': " + std::to_string(bytes_.size()) + " bytes, too small for a zip archive (at least 22)");
+  if (bytes_.size() < 22)
+    throw IoError("'" + path_ + "': " + std::to_string(bytes_.size()) +
+                  " bytes, too small for a zip archive (at least 22)");
   std::size_t eocd = bytes_.size() - 22;
   while (le(bytes_, eocd, 4) != 0x06054b50) {
     if (eocd == 0 || bytes_.size() - eocd > 65557)
@@ -69,7 +71,8 @@ void Zip::read_directory() {
     m.crc = static_cast<std::uint32_t>(le(bytes_, at + 16, 4));
     m.compressed = le(bytes_, at + 20, 4);
     m.size = le(bytes_, at + 24, 4);
-    const auto name_len = le(bytes_, at + 28, 2), extra_len = le(bytes_, at + 30, 2), comment_len = le(bytes_, at + 32, 2);
+    const auto name_len = le(bytes_, at + 28, 2), extra_len = le(bytes_, at + 30, 2),
+               comment_len = le(bytes_, at + 32, 2);
     m.local_offset = le(bytes_, at + 42, 4);
     need(at + 46, name_len + extra_len, "central directory entry " + std::to_string(i));
     m.name.assign(bytes_.begin() + at + 46, bytes_.begin() + at + 46 + name_len);
@@ -165,9 +168,12 @@ at::Tensor parse_npy(const std::vector<std::uint8_t>& b, const std::string& wher
     int depth = 0;
     for (; e < header.size(); ++e) {
       const char c = header[e];
-      if (c == '(' || c == '[') ++depth;
-      else if ((c == ')' || c == ']') && depth > 0) --depth;
-      else if ((c == ',' && depth == 0) || c == '}') break;
+      if (c == '(' || c == '[')
+        ++depth;
+      else if ((c == ')' || c == ']') && depth > 0)
+        --depth;
+      else if ((c == ',' && depth == 0) || c == '}')
+        break;
     }
     std::string v = header.substr(colon + 1, e - colon - 1);
     const auto b0 = v.find_first_not_of(" \t\n"), b1 = v.find_last_not_of(" \t\n");
@@ -183,7 +189,8 @@ at::Tensor parse_npy(const std::vector<std::uint8_t>& b, const std::string& wher
   static const std::map<std::string, at::ScalarType> types{{"|u1", at::kByte}, {"|i1", at::kChar}, {"<i2", at::kShort},
                                                            {"<i4", at::kInt},  {"<i8", at::kLong}, {"<u8", at::kLong},
                                                            {"|b1", at::kBool}};
-  if (!types.count(descr)) throw IoError(where + ": dtype '" + descr + "' is not supported (expected uint8 or integer)");
+  if (!types.count(descr))
+    throw IoError(where + ": dtype '" + descr + "' is not supported (expected uint8 or integer)");
   std::string shape_text = field("shape");
   if (shape_text.size() < 2 || shape_text.front() != '(' || shape_text.back() != ')')
     throw IoError(where + ": .npy header: shape " + shape_text + " is not a tuple");
@@ -206,7 +213,8 @@ at::Tensor parse_npy(const std::vector<std::uint8_t>& b, const std::string& wher
         throw IoError(where + ": .npy header: shape (" + shape_text + ") has the entry '" + part +
                       "', not a non-negative integer");
       const auto d = static_cast<std::uint64_t>(std::stoll(part));
-      if (shape.size() >= 16) throw IoError(where + ": .npy header: shape (" + shape_text + ") has more than 16 dimensions");
+      if (shape.size() >= 16)
+        throw IoError(where + ": .npy header: shape (" + shape_text + ") has more than 16 dimensions");
       // Sizes against the bytes present, before multiplying further; the
       // extents other than 0 must also multiply within int64 (strides).
       data_bytes = d == 0 ? 0 : (data_bytes > available / d + 1 ? available + 1 : data_bytes * d);
@@ -220,9 +228,9 @@ at::Tensor parse_npy(const std::vector<std::uint8_t>& b, const std::string& wher
   }
   if (data_bytes != available)
     throw IoError(where + ": array of shape (" + shape_text + ") " +
-                  (data_bytes > available ? "needs more data bytes than the " + std::to_string(available) + " present"
-                                          : "needs " + std::to_string(data_bytes) + " data bytes, found " +
-                                                std::to_string(available)));
+                  (data_bytes > available
+                       ? "needs more data bytes than the " + std::to_string(available) + " present"
+                       : "needs " + std::to_string(data_bytes) + " data bytes, found " + std::to_string(available)));
   return at::from_blob(const_cast<std::uint8_t*>(b.data() + start + header_len), shape, types.at(descr)).clone();
 }
 
@@ -246,8 +254,8 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split) 
   if (images.dim() == 3) images = images.unsqueeze(3).expand({-1, -1, -1, 3}).contiguous();  // gray -> RGB
   if (labels.dim() == 2 && labels.size(1) == 1) labels = labels.squeeze(1);
   if (labels.dim() != 1)
-    throw IoError("'" + npz_path + "' array '" + split + "_labels': expected [N] or [N, 1] (multi-label is not supported), found " +
-                  c10::str(labels.sizes()));
+    throw IoError("'" + npz_path + "' array '" + split +
+                  "_labels': expected [N] or [N, 1] (multi-label is not supported), found " + c10::str(labels.sizes()));
   // Classes: one more than the largest label of any split, so that all splits agree.
   std::int64_t classes = 0;
   for (const char* s : {"train", "val", "test"})
@@ -269,7 +277,8 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split) 
   const std::string fp = "medmnist:" + split + ":n=" + std::to_string(images.size(0)) + ":" +
                          content_hash(zip.bytes().data(), zip.bytes().size());
   const std::string desc = "MedMNIST " + split + " (" + std::to_string(images.size(0)) + " images, " +
-                           std::to_string(images.size(1)) + "x" + std::to_string(images.size(2)) + ", " + npz_path + ")";
+                           std::to_string(images.size(1)) + "x" + std::to_string(images.size(2)) + ", " + npz_path +
+                           ")";
   return std::make_shared<TensorDataset>(images, labels, names, fp, desc);
 }
 

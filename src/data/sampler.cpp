@@ -12,12 +12,13 @@ namespace dinv::data {
 DistributedSampler::DistributedSampler(const SamplerOptions& options) : o_(options) {
   if (o_.world_size < 1 || o_.rank < 0 || o_.rank >= o_.world_size)
     throw Error("sampler: rank " + std::to_string(o_.rank) + " is not in a world of " + std::to_string(o_.world_size));
-  if (o_.batch_size < 1) throw ConfigError("sampler: batch size per rank must be >= 1, found " + std::to_string(o_.batch_size));
+  if (o_.batch_size < 1)
+    throw ConfigError("sampler: batch size per rank must be >= 1, found " + std::to_string(o_.batch_size));
   if (o_.dataset_size < 1) throw ConfigError("sampler: the dataset is empty");
   if (o_.drop_last && o_.dataset_size < global_batch())
-    throw ConfigError("sampler: the dataset has " + std::to_string(o_.dataset_size) + " examples, fewer than one global batch of " +
-                      std::to_string(global_batch()) + " (" + std::to_string(o_.batch_size) + " per rank x " +
-                      std::to_string(o_.world_size) + " ranks)");
+    throw ConfigError("sampler: the dataset has " + std::to_string(o_.dataset_size) +
+                      " examples, fewer than one global batch of " + std::to_string(global_batch()) + " (" +
+                      std::to_string(o_.batch_size) + " per rank x " + std::to_string(o_.world_size) + " ranks)");
 }
 
 std::int64_t DistributedSampler::steps_per_epoch() const {
@@ -42,7 +43,8 @@ std::vector<std::int64_t> DistributedSampler::global_order(std::int64_t epoch) c
 
 std::vector<std::int64_t> DistributedSampler::positions(std::int64_t step) const {
   if (step < 0 || step >= steps_per_epoch())
-    throw Error("sampler: step " + std::to_string(step) + " outside the epoch's " + std::to_string(steps_per_epoch()) + " steps");
+    throw Error("sampler: step " + std::to_string(step) + " outside the epoch's " + std::to_string(steps_per_epoch()) +
+                " steps");
   const std::int64_t begin = std::min(o_.dataset_size, step * global_batch() + o_.rank * o_.batch_size);
   const std::int64_t end = std::min(o_.dataset_size, begin + o_.batch_size);
   std::vector<std::int64_t> out(end - begin);

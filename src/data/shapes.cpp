@@ -39,21 +39,30 @@ bool in_polygon(const std::vector<std::array<double, 2>>& p, double u, double v)
 bool inside(std::int64_t kind, double u, double v) {
   const double au = std::fabs(u), av = std::fabs(v), r2 = u * u + v * v;
   switch (kind) {
-    case 0: return r2 <= 0.95 * 0.95;                                           // disk
-    case 1: return std::max(au, av) <= 0.8;                                     // square
-    case 2: return v <= 0.75 && au <= 0.9 * (v + 0.9) / 1.65;                   // triangle
-    case 3: return (au <= 0.28 && av <= 0.95) || (av <= 0.28 && au <= 0.95);    // plus
-    case 4: return r2 <= 0.95 * 0.95 && r2 >= 0.55 * 0.55;                      // ring
-    case 5: return au + av <= 1.0;                                              // diamond
-    case 6: return std::max(au, av) <= 0.85 && std::max(au, av) >= 0.5;         // frame
-    case 7: {                                                                   // x_cross
+    case 0:
+      return r2 <= 0.95 * 0.95;  // disk
+    case 1:
+      return std::max(au, av) <= 0.8;  // square
+    case 2:
+      return v <= 0.75 && au <= 0.9 * (v + 0.9) / 1.65;  // triangle
+    case 3:
+      return (au <= 0.28 && av <= 0.95) || (av <= 0.28 && au <= 0.95);  // plus
+    case 4:
+      return r2 <= 0.95 * 0.95 && r2 >= 0.55 * 0.55;  // ring
+    case 5:
+      return au + av <= 1.0;  // diamond
+    case 6:
+      return std::max(au, av) <= 0.85 && std::max(au, av) >= 0.5;  // frame
+    case 7: {                                                      // x_cross
       const double p = std::fabs(u + v) / std::sqrt(2.0), q = std::fabs(u - v) / std::sqrt(2.0);
       return (p <= 0.22 && q <= 1.0) || (q <= 0.22 && p <= 1.0);
     }
-    case 8: return au <= 0.9 && (std::fabs(v - 0.5) <= 0.24 || std::fabs(v + 0.5) <= 0.24);  // bars
-    case 9: return r2 <= 0.95 * 0.95 && (u - 0.45) * (u - 0.45) + v * v >= 0.7 * 0.7;       // crescent
+    case 8:
+      return au <= 0.9 && (std::fabs(v - 0.5) <= 0.24 || std::fabs(v + 0.5) <= 0.24);  // bars
+    case 9:
+      return r2 <= 0.95 * 0.95 && (u - 0.45) * (u - 0.45) + v * v >= 0.7 * 0.7;  // crescent
     // The captioned corpus's extra kinds (kShapeClasses.. of shape_kind_names()).
-    case 10: {                                                                  // star: 5 points
+    case 10: {  // star: 5 points
       static const auto star = [] {
         std::vector<std::array<double, 2>> p;
         for (int k = 0; k < 10; ++k) {
@@ -64,9 +73,12 @@ bool inside(std::int64_t kind, double u, double v) {
       }();
       return in_polygon(star, u, v);
     }
-    case 11: return av <= 0.82 && au * 0.866 + av * 0.5 <= 0.82;                 // hexagon
-    case 12: return (u >= -0.9 && u <= 0.1 && av <= 0.24) || (u >= 0.1 && av <= 0.75 * (0.9 - u) / 0.8);  // arrow
-    default: return r2 <= 0.95 * 0.95 && v <= 0.25;                             // semicircle
+    case 11:
+      return av <= 0.82 && au * 0.866 + av * 0.5 <= 0.82;  // hexagon
+    case 12:
+      return (u >= -0.9 && u <= 0.1 && av <= 0.24) || (u >= 0.1 && av <= 0.75 * (0.9 - u) / 0.8);  // arrow
+    default:
+      return r2 <= 0.95 * 0.95 && v <= 0.25;  // semicircle
   }
 }
 
@@ -79,8 +91,8 @@ double distance(const Color& a, const Color& b) {
 }  // namespace
 
 const std::vector<std::string>& shapes_class_names() {
-  static const std::vector<std::string> names{"disk", "square", "triangle", "plus", "ring",
-                                              "diamond", "frame", "x_cross", "bars", "crescent"};
+  static const std::vector<std::string> names{"disk",    "square", "triangle", "plus", "ring",
+                                              "diamond", "frame",  "x_cross",  "bars", "crescent"};
   return names;
 }
 
@@ -111,7 +123,7 @@ ShapeParams draw_params(Rng& rng, double R) {
   const Color bg_mean{(p.bg0[0] + p.bg1[0]) / 2, (p.bg0[1] + p.bg1[1]) / 2, (p.bg0[2] + p.bg1[2]) / 2};
   for (int tries = 0; tries < 100 && distance(p.fg, bg_mean) < 200; ++tries) p.fg = random_color(rng);
   p.gradient_angle = rng.uniform(0, 6.283185307179586);
-  p.scale = rng.uniform(0.28, 0.40) * R;  // half-size of the shape in pixels
+  p.scale = rng.uniform(0.28, 0.40) * R;     // half-size of the shape in pixels
   p.cx = rng.uniform(p.scale, R - p.scale);  // the shape stays inside
   p.cy = rng.uniform(p.scale, R - p.scale);
   p.angle = rng.uniform(-0.35, 0.35);  // about +-20 degrees: square and diamond stay apart
@@ -198,7 +210,8 @@ void write_cifar_split(const fs::path& dir, const ShapesOptions& o, const std::s
   const std::int64_t per_batch = (count + 4) / 5;  // five batches, as CIFAR-10 has
   for (int k = 0; k < 5; ++k) {
     const std::int64_t begin = std::min(count, k * per_batch), end = std::min(count, (k + 1) * per_batch);
-    write_bytes(dir / ("data_batch_" + std::to_string(k + 1) + ".bin"), cifar_records(labels, o.seed, split, begin, end));
+    write_bytes(dir / ("data_batch_" + std::to_string(k + 1) + ".bin"),
+                cifar_records(labels, o.seed, split, begin, end));
   }
 }
 
@@ -248,15 +261,28 @@ struct NamedColor {
 // Nearest-colour names for the captions (uniform random RGB colours land on
 // every entry).
 const std::vector<NamedColor>& color_names() {
-  static const std::vector<NamedColor> table{
-      {"black", {0, 0, 0}},           {"dark gray", {80, 80, 80}},      {"gray", {140, 140, 140}},
-      {"light gray", {200, 200, 200}}, {"white", {255, 255, 255}},      {"red", {220, 20, 20}},
-      {"dark red", {130, 10, 10}},    {"pink", {250, 160, 190}},        {"orange", {250, 140, 20}},
-      {"brown", {140, 80, 30}},       {"yellow", {245, 230, 40}},       {"olive", {130, 130, 20}},
-      {"light green", {150, 240, 130}}, {"green", {40, 180, 40}},       {"dark green", {10, 100, 20}},
-      {"teal", {20, 130, 130}},       {"cyan", {40, 220, 220}},         {"light blue", {140, 190, 250}},
-      {"blue", {30, 70, 230}},        {"dark blue", {10, 20, 130}},     {"purple", {120, 30, 150}},
-      {"magenta", {230, 40, 220}}};
+  static const std::vector<NamedColor> table{{"black", {0, 0, 0}},
+                                             {"dark gray", {80, 80, 80}},
+                                             {"gray", {140, 140, 140}},
+                                             {"light gray", {200, 200, 200}},
+                                             {"white", {255, 255, 255}},
+                                             {"red", {220, 20, 20}},
+                                             {"dark red", {130, 10, 10}},
+                                             {"pink", {250, 160, 190}},
+                                             {"orange", {250, 140, 20}},
+                                             {"brown", {140, 80, 30}},
+                                             {"yellow", {245, 230, 40}},
+                                             {"olive", {130, 130, 20}},
+                                             {"light green", {150, 240, 130}},
+                                             {"green", {40, 180, 40}},
+                                             {"dark green", {10, 100, 20}},
+                                             {"teal", {20, 130, 130}},
+                                             {"cyan", {40, 220, 220}},
+                                             {"light blue", {140, 190, 250}},
+                                             {"blue", {30, 70, 230}},
+                                             {"dark blue", {10, 20, 130}},
+                                             {"purple", {120, 30, 150}},
+                                             {"magenta", {230, 40, 220}}};
   return table;
 }
 
@@ -292,9 +318,8 @@ std::string position_words(const ShapeParams& p, double R) {
   const double span = std::max(R - 2 * p.scale, 1e-9);
   auto third = [](double f) { return f < 1.0 / 3 ? 0 : f < 2.0 / 3 ? 1 : 2; };
   const int col = third((p.cx - p.scale) / span), row = third((p.cy - p.scale) / span);
-  static const char* names[3][3] = {{"top left", "top", "top right"},
-                                    {"left", "center", "right"},
-                                    {"bottom left", "bottom", "bottom right"}};
+  static const char* names[3][3] = {
+      {"top left", "top", "top right"}, {"left", "center", "right"}, {"bottom left", "bottom", "bottom right"}};
   return names[row][col];
 }
 
@@ -337,7 +362,8 @@ CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, st
 }
 
 void write_captioned_shapes(const std::string& dir, const CaptionedShapesOptions& o) {
-  if (o.count < 1) throw ConfigError("shapes --captioned: --count must be at least 1, found " + std::to_string(o.count));
+  if (o.count < 1)
+    throw ConfigError("shapes --captioned: --count must be at least 1, found " + std::to_string(o.count));
   if (o.resolution < 8 || o.resolution > 1024)
     throw ConfigError("shapes: --resolution must be in [8, 1024], found " + std::to_string(o.resolution));
   std::error_code ec;

@@ -15,7 +15,9 @@
 namespace dinv::data {
 namespace {
 
-std::string hash_text(const std::string& text, const std::string& seed) { return content_hash(text.data(), text.size(), seed); }
+std::string hash_text(const std::string& text, const std::string& seed) {
+  return content_hash(text.data(), text.size(), seed);
+}
 
 std::string optional_string(const h5::Handle& obj, const std::string& name, const std::string& where) {
   return h5::has_attribute(obj, name) ? h5::string_attribute(obj, name, where) : "";
@@ -31,8 +33,8 @@ void require_finished(const h5::Handle& file, const std::string& store_path, con
   const auto finished = done.ne(0).sum().item<std::int64_t>();
   if (finished != done.numel())
     throw StoreError("store '" + store_path + "' /" + group + ": only " + std::to_string(finished) + " of " +
-                     std::to_string(done.numel()) +
-                     " chunks are finished (/" + group + "/done); rerun 'dinv generate' with the same settings to finish "
+                     std::to_string(done.numel()) + " chunks are finished (/" + group +
+                     "/done); rerun 'dinv generate' with the same settings to finish "
                      "the tag before training on it");
 }
 
@@ -69,7 +71,8 @@ std::vector<std::int64_t> select_rows(const std::vector<std::int64_t>& source, c
     for (auto src : sel.real_indices) without += taken.count(src) == 0 ? 1 : 0;
     if (without > 0)
       log::warn("tag '" + tag + "': " + std::to_string(without) + " of the " + std::to_string(sel.real_indices.size()) +
-                " images of the real subset have no samples (embed.num_images?); their share of the synthetic data is missing");
+                " images of the real subset have no samples (embed.num_images?); their share of the synthetic data is "
+                "missing");
   }
   if (sel.per_source > 0) {
     // Every image the selection stands for must have its full share.
@@ -104,8 +107,8 @@ void draw_total(std::vector<std::vector<std::int64_t>>& rows, const std::vector<
   if (sel.total > available) {
     std::string names;
     for (const auto& t : tags) names += (names.empty() ? "" : ",") + t;
-    throw ConfigError("syn.total = " + std::to_string(sel.total) + " but the selection of tag(s) " + names + " has only " +
-                      std::to_string(available) + " samples" +
+    throw ConfigError("syn.total = " + std::to_string(sel.total) + " but the selection of tag(s) " + names +
+                      " has only " + std::to_string(available) + " samples" +
                       (sel.follow_real ? " whose source image is in the real subset" : ""));
   }
   Rng rng(mix_seed({sel.seed, 0x5E1EC7ull}));
@@ -131,8 +134,9 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
   const std::string dataset_fp = optional_string(source_group, "dataset_fingerprint", store_path + ":/source");
   if (sel.follow_real && dataset_fp != sel.real_fingerprint)
     throw StoreError("store '" + store_path + "' was generated from other images than the real data: its /source " +
-                     "dataset_fingerprint is '" + dataset_fp + "', the real data (data.format, data.root, data.split) is '" +
-                     sel.real_fingerprint + "'. syn.follow_real selects samples by their source image's index in the "
+                     "dataset_fingerprint is '" + dataset_fp +
+                     "', the real data (data.format, data.root, data.split) is '" + sel.real_fingerprint +
+                     "'. syn.follow_real selects samples by their source image's index in the "
                      "real dataset, which needs the store made from that dataset (or set syn.follow_real = false)");
   const bool by_source = sel.follow_real || sel.per_source > 0;
   StoreSamples out;
@@ -175,8 +179,10 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
     out.fingerprint = content_hash(rows.data(), rows.size() * sizeof(std::int64_t), out.fingerprint);
     // Read whole datasets, keep the rows: one contiguous read per tag.
     const auto index = at::tensor(rows, at::kLong);
-    auto x = h5::read_all(h5::open_dataset(file, group + "/images"), store_path + ":/" + group + "/images").index_select(0, index);
-    auto y = h5::read_all(h5::open_dataset(file, group + "/label"), store_path + ":/" + group + "/label").index_select(0, index);
+    auto x = h5::read_all(h5::open_dataset(file, group + "/images"), store_path + ":/" + group + "/images")
+                 .index_select(0, index);
+    auto y = h5::read_all(h5::open_dataset(file, group + "/label"), store_path + ":/" + group + "/label")
+                 .index_select(0, index);
     if (!images.empty() && x.sizes().slice(1) != images[0].sizes().slice(1))
       throw StoreError("store '" + store_path + "' /" + group + ": images " + c10::str(x.sizes()) +
                        " differ in size from the first tag's " + c10::str(images[0].sizes()));
@@ -195,8 +201,8 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
                                        : ""));
   const std::string desc = "store samples " + tag_list + " (" + std::to_string(x.size(0)) + " images, " +
                            std::to_string(x.size(1)) + "x" + std::to_string(x.size(2)) + ", " + store_path + ")";
-  out.dataset = std::make_shared<TensorDataset>(x, at::cat(labels), names,
-                                                "store:" + tag_list + ":n=" + std::to_string(x.size(0)) + ":" + hash, desc);
+  out.dataset = std::make_shared<TensorDataset>(
+      x, at::cat(labels), names, "store:" + tag_list + ":n=" + std::to_string(x.size(0)) + ":" + hash, desc);
   return out;
 }
 

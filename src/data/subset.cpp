@@ -43,8 +43,8 @@ std::vector<std::int64_t> subset_indices(std::int64_t dataset_size, std::int64_t
                                          std::uint64_t seed) {
   if (group_size < 1) throw ConfigError("subset: group_size must be >= 1, found " + std::to_string(group_size));
   if (num_data < 1 || num_data % group_size != 0)
-    throw ConfigError("subset: num_data = " + std::to_string(num_data) + " must be a positive multiple of group_size = " +
-                      std::to_string(group_size));
+    throw ConfigError("subset: num_data = " + std::to_string(num_data) +
+                      " must be a positive multiple of group_size = " + std::to_string(group_size));
   const std::int64_t groups = dataset_size / group_size, wanted = num_data / group_size;
   if (wanted > groups)
     throw ConfigError("subset: num_data = " + std::to_string(num_data) + " is larger than the dataset's " +

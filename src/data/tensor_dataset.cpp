@@ -19,8 +19,8 @@ TensorDataset::TensorDataset(at::Tensor images, at::Tensor labels, std::vector<s
       fingerprint_(std::move(fingerprint)),
       description_(std::move(description)) {
   if (images_.dim() != 4 || images_.size(3) != 3 || images_.scalar_type() != at::kByte)
-    throw IoError(description_ + ": images must be uint8 [N, H, W, 3], found " + std::string(images_.toString()) +
-                  " " + c10::str(images_.sizes()));
+    throw IoError(description_ + ": images must be uint8 [N, H, W, 3], found " + std::string(images_.toString()) + " " +
+                  c10::str(images_.sizes()));
   labels_ = labels_.to(at::kLong).contiguous();
   if (labels_.dim() != 1 || labels_.size(0) != images_.size(0))
     throw IoError(description_ + ": expected " + std::to_string(images_.size(0)) + " labels, found shape " +
@@ -38,7 +38,8 @@ std::int64_t TensorDataset::size() const { return images_.size(0); }
 
 Example TensorDataset::get(std::int64_t index) const {
   if (index < 0 || index >= size())
-    throw Error(description_ + ": index " + std::to_string(index) + " out of range [0, " + std::to_string(size()) + ")");
+    throw Error(description_ + ": index " + std::to_string(index) + " out of range [0, " + std::to_string(size()) +
+                ")");
   return {images_[index], labels_.data_ptr<std::int64_t>()[index]};
 }
 

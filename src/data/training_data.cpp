@@ -27,7 +27,8 @@ LoaderOptions loader_options(const Config& config, std::uint64_t seed) {
   return o;
 }
 
-SamplerOptions sampler_options(DatasetPtr dataset, std::int64_t batch, int rank, int world, std::uint64_t seed, bool train) {
+SamplerOptions sampler_options(DatasetPtr dataset, std::int64_t batch, int rank, int world, std::uint64_t seed,
+                               bool train) {
   SamplerOptions s;
   s.dataset_size = dataset->size();
   s.batch_size = batch;
@@ -88,7 +89,8 @@ void open_train_sets(const Config& config, bool real, bool syn, TrainingData& d)
   d.per_source = config.get_int("syn.per_source");
   d.total = config.get_int("syn.total");
   if (!store && syn && (d.per_source > 0 || d.total > 0))
-    config.reject(d.per_source > 0 ? "syn.per_source" : "syn.total", "selects samples of a store: needs syn.format = store");
+    config.reject(d.per_source > 0 ? "syn.per_source" : "syn.total",
+                  "selects samples of a store: needs syn.format = store");
   if (real || d.follow_real) {
     const auto base = make_dataset(config, "data");
     d.real_indices = subset_indices(base->size(), config);
@@ -118,8 +120,10 @@ TransformOptions transform_options(const Config& config, bool train) {
 TrainingData make_training_data(const Config& config, int rank, int world_size) {
   TrainingData d;
   const auto seed = static_cast<std::uint64_t>(config.get_int("run.seed"));
-  const auto real_bs = per_rank(config, "data.real_bs", world_size), syn_bs = per_rank(config, "data.syn_bs", world_size);
-  if (real_bs == 0 && syn_bs == 0) config.reject("data.syn_bs", "data.real_bs and data.syn_bs are both 0: no training images");
+  const auto real_bs = per_rank(config, "data.real_bs", world_size),
+             syn_bs = per_rank(config, "data.syn_bs", world_size);
+  if (real_bs == 0 && syn_bs == 0)
+    config.reject("data.syn_bs", "data.real_bs and data.syn_bs are both 0: no training images");
   open_train_sets(config, real_bs > 0, syn_bs > 0, d);
   d.test = make_dataset(config.get_string("data.format"), config.get_string("data.root"), "test",
                         config.get_string("data.labels"));
@@ -130,14 +134,17 @@ TrainingData make_training_data(const Config& config, int rank, int world_size) 
   const auto train_transform = make_example_transform(transform_options(config, true));
   std::unique_ptr<Loader> real, syn;
   if (d.real)  // separate sampler and augmentation streams for the two sources
-    real = std::make_unique<Loader>(d.real, sampler_options(d.real, real_bs, rank, world_size, mix_seed({seed, 1}), true),
-                                    train_transform, loader_options(config, mix_seed({seed, 2})));
+    real =
+        std::make_unique<Loader>(d.real, sampler_options(d.real, real_bs, rank, world_size, mix_seed({seed, 1}), true),
+                                 train_transform, loader_options(config, mix_seed({seed, 2})));
   if (d.synthetic)
-    syn = std::make_unique<Loader>(d.synthetic, sampler_options(d.synthetic, syn_bs, rank, world_size, mix_seed({seed, 3}), true),
+    syn = std::make_unique<Loader>(d.synthetic,
+                                   sampler_options(d.synthetic, syn_bs, rank, world_size, mix_seed({seed, 3}), true),
                                    train_transform, loader_options(config, mix_seed({seed, 4})));
   d.train = std::make_unique<MixedLoader>(std::move(real), std::move(syn));
-  d.eval = std::make_unique<Loader>(d.test, sampler_options(d.test, per_rank(config, "data.eval_bs", world_size), rank, world_size, 0, false),
-                                    make_example_transform(transform_options(config, false)), loader_options(config, 0));
+  d.eval = std::make_unique<Loader>(
+      d.test, sampler_options(d.test, per_rank(config, "data.eval_bs", world_size), rank, world_size, 0, false),
+      make_example_transform(transform_options(config, false)), loader_options(config, 0));
   d.mix = config.get_string("data.mix");
   d.mix_alpha = config.get_real("data.mix_alpha");
   return d;

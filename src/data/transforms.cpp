@@ -23,8 +23,22 @@ void require_hwc(const at::Tensor& image, const char* what) {
 
 // ---- AutoAugment ops (torchvision semantics) ----------------------------------
 
-enum class Op { ShearX, ShearY, TranslateX, TranslateY, Rotate, Brightness, Color, Contrast, Sharpness, Posterize,
-                Solarize, AutoContrast, Equalize, Invert };
+enum class Op {
+  ShearX,
+  ShearY,
+  TranslateX,
+  TranslateY,
+  Rotate,
+  Brightness,
+  Color,
+  Contrast,
+  Sharpness,
+  Posterize,
+  Solarize,
+  AutoContrast,
+  Equalize,
+  Invert
+};
 
 struct PolicyStep {
   Op op;
@@ -34,45 +48,47 @@ struct PolicyStep {
 
 // torchvision AutoAugmentPolicy.CIFAR10, in its order.
 const std::array<std::array<PolicyStep, 2>, 25> kCifar10Policy{{
-    {{{Op::Invert, 0.1, -1}, {Op::Contrast, 0.2, 6}}},
-    {{{Op::Rotate, 0.7, 2}, {Op::TranslateX, 0.3, 9}}},
-    {{{Op::Sharpness, 0.8, 1}, {Op::Sharpness, 0.9, 3}}},
-    {{{Op::ShearY, 0.5, 8}, {Op::TranslateY, 0.7, 9}}},
-    {{{Op::AutoContrast, 0.5, -1}, {Op::Equalize, 0.9, -1}}},
-    {{{Op::ShearY, 0.2, 7}, {Op::Posterize, 0.3, 7}}},
-    {{{Op::Color, 0.4, 3}, {Op::Brightness, 0.6, 7}}},
-    {{{Op::Sharpness, 0.3, 9}, {Op::Brightness, 0.7, 9}}},
-    {{{Op::Equalize, 0.6, -1}, {Op::Equalize, 0.5, -1}}},
-    {{{Op::Contrast, 0.6, 7}, {Op::Sharpness, 0.6, 5}}},
-    {{{Op::Color, 0.7, 7}, {Op::TranslateX, 0.5, 8}}},
-    {{{Op::Equalize, 0.3, -1}, {Op::AutoContrast, 0.4, -1}}},
-    {{{Op::TranslateY, 0.4, 3}, {Op::Sharpness, 0.2, 6}}},
-    {{{Op::Brightness, 0.9, 6}, {Op::Color, 0.2, 8}}},
-    {{{Op::Solarize, 0.5, 2}, {Op::Invert, 0.0, -1}}},
-    {{{Op::Equalize, 0.2, -1}, {Op::AutoContrast, 0.6, -1}}},
-    {{{Op::Equalize, 0.2, -1}, {Op::Equalize, 0.6, -1}}},
-    {{{Op::Color, 0.9, 9}, {Op::Equalize, 0.6, -1}}},
-    {{{Op::AutoContrast, 0.8, -1}, {Op::Solarize, 0.2, 8}}},
-    {{{Op::Brightness, 0.1, 3}, {Op::Color, 0.7, 0}}},
-    {{{Op::Solarize, 0.4, 5}, {Op::AutoContrast, 0.9, -1}}},
-    {{{Op::TranslateY, 0.9, 9}, {Op::TranslateY, 0.7, 9}}},
-    {{{Op::AutoContrast, 0.9, -1}, {Op::Solarize, 0.8, 3}}},
-    {{{Op::Equalize, 0.8, -1}, {Op::Invert, 0.1, -1}}},
+    {{{Op::Invert, 0.1, -1}, {Op::Contrast, 0.2, 6}}},         {{{Op::Rotate, 0.7, 2}, {Op::TranslateX, 0.3, 9}}},
+    {{{Op::Sharpness, 0.8, 1}, {Op::Sharpness, 0.9, 3}}},      {{{Op::ShearY, 0.5, 8}, {Op::TranslateY, 0.7, 9}}},
+    {{{Op::AutoContrast, 0.5, -1}, {Op::Equalize, 0.9, -1}}},  {{{Op::ShearY, 0.2, 7}, {Op::Posterize, 0.3, 7}}},
+    {{{Op::Color, 0.4, 3}, {Op::Brightness, 0.6, 7}}},         {{{Op::Sharpness, 0.3, 9}, {Op::Brightness, 0.7, 9}}},
+    {{{Op::Equalize, 0.6, -1}, {Op::Equalize, 0.5, -1}}},      {{{Op::Contrast, 0.6, 7}, {Op::Sharpness, 0.6, 5}}},
+    {{{Op::Color, 0.7, 7}, {Op::TranslateX, 0.5, 8}}},         {{{Op::Equalize, 0.3, -1}, {Op::AutoContrast, 0.4, -1}}},
+    {{{Op::TranslateY, 0.4, 3}, {Op::Sharpness, 0.2, 6}}},     {{{Op::Brightness, 0.9, 6}, {Op::Color, 0.2, 8}}},
+    {{{Op::Solarize, 0.5, 2}, {Op::Invert, 0.0, -1}}},         {{{Op::Equalize, 0.2, -1}, {Op::AutoContrast, 0.6, -1}}},
+    {{{Op::Equalize, 0.2, -1}, {Op::Equalize, 0.6, -1}}},      {{{Op::Color, 0.9, 9}, {Op::Equalize, 0.6, -1}}},
+    {{{Op::AutoContrast, 0.8, -1}, {Op::Solarize, 0.2, 8}}},   {{{Op::Brightness, 0.1, 3}, {Op::Color, 0.7, 0}}},
+    {{{Op::Solarize, 0.4, 5}, {Op::AutoContrast, 0.9, -1}}},   {{{Op::TranslateY, 0.9, 9}, {Op::TranslateY, 0.7, 9}}},
+    {{{Op::AutoContrast, 0.9, -1}, {Op::Solarize, 0.8, 3}}},   {{{Op::Equalize, 0.8, -1}, {Op::Invert, 0.1, -1}}},
     {{{Op::TranslateY, 0.7, 9}, {Op::AutoContrast, 0.9, -1}}},
 }};
 
 // torchvision's _augmentation_space(10, (H, W)): (magnitude, signed).
 std::pair<double, bool> magnitude_of(Op op, int bin, std::int64_t height, std::int64_t width) {
-  auto linspace = [bin](double lo, double hi) { return static_cast<double>(static_cast<float>(lo + (hi - lo) * bin / 9.0)); };
+  auto linspace = [bin](double lo, double hi) {
+    return static_cast<double>(static_cast<float>(lo + (hi - lo) * bin / 9.0));
+  };
   switch (op) {
-    case Op::ShearX: case Op::ShearY: return {linspace(0.0, 0.3), true};
-    case Op::TranslateX: return {linspace(0.0, 150.0 / 331.0 * width), true};
-    case Op::TranslateY: return {linspace(0.0, 150.0 / 331.0 * height), true};
-    case Op::Rotate: return {linspace(0.0, 30.0), true};
-    case Op::Brightness: case Op::Color: case Op::Contrast: case Op::Sharpness: return {linspace(0.0, 0.9), true};
-    case Op::Posterize: return {8.0 - std::nearbyint(bin / 2.25), false};
-    case Op::Solarize: return {linspace(255.0, 0.0), false};
-    default: return {0.0, false};
+    case Op::ShearX:
+    case Op::ShearY:
+      return {linspace(0.0, 0.3), true};
+    case Op::TranslateX:
+      return {linspace(0.0, 150.0 / 331.0 * width), true};
+    case Op::TranslateY:
+      return {linspace(0.0, 150.0 / 331.0 * height), true};
+    case Op::Rotate:
+      return {linspace(0.0, 30.0), true};
+    case Op::Brightness:
+    case Op::Color:
+    case Op::Contrast:
+    case Op::Sharpness:
+      return {linspace(0.0, 0.9), true};
+    case Op::Posterize:
+      return {8.0 - std::nearbyint(bin / 2.25), false};
+    case Op::Solarize:
+      return {linspace(255.0, 0.0), false};
+    default:
+      return {0.0, false};
   }
 }
 
@@ -168,11 +184,14 @@ at::Tensor map_pixels(const at::Tensor& image, F f) {
 at::Tensor autocontrast(const at::Tensor& image) {
   std::array<float, 3> lo{255, 255, 255}, hi{0, 0, 0};
   const auto* p = image.data_ptr<std::uint8_t>();
-  for (std::int64_t i = 0; i < image.numel(); ++i) lo[i % 3] = std::min<float>(lo[i % 3], p[i]), hi[i % 3] = std::max<float>(hi[i % 3], p[i]);
+  for (std::int64_t i = 0; i < image.numel(); ++i)
+    lo[i % 3] = std::min<float>(lo[i % 3], p[i]), hi[i % 3] = std::max<float>(hi[i % 3], p[i]);
   std::array<float, 3> scale{};
   for (int c = 0; c < 3; ++c) {
-    if (hi[c] == lo[c]) lo[c] = 0, scale[c] = 1;
-    else scale[c] = 255.0f / (hi[c] - lo[c]);
+    if (hi[c] == lo[c])
+      lo[c] = 0, scale[c] = 1;
+    else
+      scale[c] = 255.0f / (hi[c] - lo[c]);
   }
   return map_pixels(image, [&](std::uint8_t v, int c) { return to_u8((v - lo[c]) * scale[c]); });
 }
@@ -203,24 +222,37 @@ at::Tensor apply_op(const at::Tensor& image, Op op, double magnitude) {
   const double h = static_cast<double>(image.size(0)), w = static_cast<double>(image.size(1));
   const double shear_deg = std::atan(magnitude) * 180 / M_PI;
   switch (op) {
-    case Op::ShearX: return warp_nearest(image, inverse_affine(-w * 0.5, -h * 0.5, 0, 0, 0, shear_deg, 0));
-    case Op::ShearY: return warp_nearest(image, inverse_affine(-w * 0.5, -h * 0.5, 0, 0, 0, 0, shear_deg));
-    case Op::TranslateX: return warp_nearest(image, inverse_affine(0, 0, 0, std::trunc(magnitude), 0, 0, 0));
-    case Op::TranslateY: return warp_nearest(image, inverse_affine(0, 0, 0, 0, std::trunc(magnitude), 0, 0));
-    case Op::Rotate: return warp_nearest(image, inverse_affine(0, 0, -magnitude, 0, 0, 0, 0));
-    case Op::Brightness: return blend(image, {0.0f}, 1.0 + magnitude);
-    case Op::Color: return blend(image, grayscale3(image), 1.0 + magnitude);
-    case Op::Contrast: return adjust_contrast(image, 1.0 + magnitude);
-    case Op::Sharpness: return adjust_sharpness(image, 1.0 + magnitude);
+    case Op::ShearX:
+      return warp_nearest(image, inverse_affine(-w * 0.5, -h * 0.5, 0, 0, 0, shear_deg, 0));
+    case Op::ShearY:
+      return warp_nearest(image, inverse_affine(-w * 0.5, -h * 0.5, 0, 0, 0, 0, shear_deg));
+    case Op::TranslateX:
+      return warp_nearest(image, inverse_affine(0, 0, 0, std::trunc(magnitude), 0, 0, 0));
+    case Op::TranslateY:
+      return warp_nearest(image, inverse_affine(0, 0, 0, 0, std::trunc(magnitude), 0, 0));
+    case Op::Rotate:
+      return warp_nearest(image, inverse_affine(0, 0, -magnitude, 0, 0, 0, 0));
+    case Op::Brightness:
+      return blend(image, {0.0f}, 1.0 + magnitude);
+    case Op::Color:
+      return blend(image, grayscale3(image), 1.0 + magnitude);
+    case Op::Contrast:
+      return adjust_contrast(image, 1.0 + magnitude);
+    case Op::Sharpness:
+      return adjust_sharpness(image, 1.0 + magnitude);
     case Op::Posterize: {
       const auto mask = static_cast<std::uint8_t>(0xFF << (8 - static_cast<int>(magnitude)));
       return map_pixels(image, [mask](std::uint8_t v, int) { return static_cast<std::uint8_t>(v & mask); });
     }
     case Op::Solarize:
-      return map_pixels(image, [magnitude](std::uint8_t v, int) { return v >= magnitude ? static_cast<std::uint8_t>(255 - v) : v; });
-    case Op::AutoContrast: return autocontrast(image);
-    case Op::Equalize: return equalize(image);
-    case Op::Invert: return map_pixels(image, [](std::uint8_t v, int) { return static_cast<std::uint8_t>(255 - v); });
+      return map_pixels(
+          image, [magnitude](std::uint8_t v, int) { return v >= magnitude ? static_cast<std::uint8_t>(255 - v) : v; });
+    case Op::AutoContrast:
+      return autocontrast(image);
+    case Op::Equalize:
+      return equalize(image);
+    case Op::Invert:
+      return map_pixels(image, [](std::uint8_t v, int) { return static_cast<std::uint8_t>(255 - v); });
   }
   return image;
 }
@@ -231,8 +263,8 @@ at::Tensor center_crop(const at::Tensor& image, std::int64_t height, std::int64_
   require_hwc(image, "center_crop");
   const auto h = image.size(0), w = image.size(1);
   if (height > h || width > w)
-    throw Error("center_crop: crop " + std::to_string(height) + "x" + std::to_string(width) + " is larger than the image " +
-                std::to_string(h) + "x" + std::to_string(w));
+    throw Error("center_crop: crop " + std::to_string(height) + "x" + std::to_string(width) +
+                " is larger than the image " + std::to_string(h) + "x" + std::to_string(w));
   // torchvision: top = int(round((h - height) / 2.0)), left likewise.
   const auto top = static_cast<std::int64_t>(std::nearbyint((h - height) / 2.0));
   const auto left = static_cast<std::int64_t>(std::nearbyint((w - width) / 2.0));
@@ -243,8 +275,8 @@ at::Tensor random_crop(const at::Tensor& image, std::int64_t size, std::int64_t 
   require_hwc(image, "random_crop");
   const auto h = image.size(0) + 2 * padding, w = image.size(1) + 2 * padding;
   if (size > h || size > w)
-    throw Error("random_crop: crop " + std::to_string(size) + " is larger than the padded image " + std::to_string(h) + "x" +
-                std::to_string(w));
+    throw Error("random_crop: crop " + std::to_string(size) + " is larger than the padded image " + std::to_string(h) +
+                "x" + std::to_string(w));
   auto padded = at::zeros({h, w, 3}, at::kByte);
   padded.narrow(0, padding, image.size(0)).narrow(1, padding, image.size(1)).copy_(image);
   const auto top = rng.integer(0, h - size), left = rng.integer(0, w - size);
@@ -270,8 +302,9 @@ at::Tensor auto_augment_cifar10(const at::Tensor& image, Rng& rng) {
   for (int i = 0; i < 2; ++i) {
     const auto& step = policy[i];
     if (probs[i] > step.probability) continue;
-    auto [magnitude, is_signed] =
-        step.magnitude_bin < 0 ? std::pair<double, bool>{0.0, false} : magnitude_of(step.op, step.magnitude_bin, out.size(0), out.size(1));
+    auto [magnitude, is_signed] = step.magnitude_bin < 0
+                                      ? std::pair<double, bool>{0.0, false}
+                                      : magnitude_of(step.op, step.magnitude_bin, out.size(0), out.size(1));
     if (is_signed && negative[i]) magnitude = -magnitude;
     out = apply_op(out, step.op, magnitude);
   }
@@ -281,10 +314,10 @@ at::Tensor auto_augment_cifar10(const at::Tensor& image, Rng& rng) {
 at::Tensor auto_augment_op(const at::Tensor& image, const std::string& op, double magnitude) {
   require_hwc(image, "auto_augment_op");
   static const std::map<std::string, Op> ops{
-      {"ShearX", Op::ShearX},         {"ShearY", Op::ShearY},       {"TranslateX", Op::TranslateX},
-      {"TranslateY", Op::TranslateY}, {"Rotate", Op::Rotate},       {"Brightness", Op::Brightness},
-      {"Color", Op::Color},           {"Contrast", Op::Contrast},   {"Sharpness", Op::Sharpness},
-      {"Posterize", Op::Posterize},   {"Solarize", Op::Solarize},   {"AutoContrast", Op::AutoContrast},
+      {"ShearX", Op::ShearX},         {"ShearY", Op::ShearY},     {"TranslateX", Op::TranslateX},
+      {"TranslateY", Op::TranslateY}, {"Rotate", Op::Rotate},     {"Brightness", Op::Brightness},
+      {"Color", Op::Color},           {"Contrast", Op::Contrast}, {"Sharpness", Op::Sharpness},
+      {"Posterize", Op::Posterize},   {"Solarize", Op::Solarize}, {"AutoContrast", Op::AutoContrast},
       {"Equalize", Op::Equalize},     {"Invert", Op::Invert}};
   const auto it = ops.find(op);
   if (it == ops.end()) throw Error("auto_augment_op: unknown op '" + op + "'");
@@ -317,8 +350,8 @@ std::vector<std::int64_t> random_permutation(std::int64_t n, Rng& rng) {
 
 void require_batch(const at::Tensor& images, const at::Tensor& labels, double alpha, const char* what) {
   if (images.dim() != 4 || labels.dim() != 1 || labels.size(0) != images.size(0) || labels.scalar_type() != at::kLong)
-    throw Error(std::string(what) + ": expected images [B, C, H, W] and int64 labels [B], found " + c10::str(images.sizes()) +
-                " and " + c10::str(labels.sizes()));
+    throw Error(std::string(what) + ": expected images [B, C, H, W] and int64 labels [B], found " +
+                c10::str(images.sizes()) + " and " + c10::str(labels.sizes()));
   if (!(alpha > 0)) throw ConfigError(std::string(what) + ": alpha must be > 0, found " + std::to_string(alpha));
 }
 
@@ -344,7 +377,9 @@ MixedBatch cutmix(const at::Tensor& images, const at::Tensor& labels, double alp
   const auto x0 = std::clamp(cx - cut_w / 2, std::int64_t{0}, w), x1 = std::clamp(cx + cut_w / 2, std::int64_t{0}, w);
   auto mixed = images.clone();
   if (y1 > y0 && x1 > x0)
-    mixed.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0).copy_(images.index_select(0, perm).narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0));
+    mixed.narrow(2, y0, y1 - y0)
+        .narrow(3, x0, x1 - x0)
+        .copy_(images.index_select(0, perm).narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0));
   const double pasted = static_cast<double>((y1 - y0) * (x1 - x0)) / static_cast<double>(h * w);
   return {mixed, labels, labels.index_select(0, perm), 1.0 - pasted};
 }

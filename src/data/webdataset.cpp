@@ -58,8 +58,8 @@ std::vector<char> read_at(const std::string& path, std::int64_t offset, std::int
   std::ifstream in(path, std::ios::binary);
   std::vector<char> out(static_cast<std::size_t>(size));
   in.seekg(offset);
-  if (!in || !in.read(out.data(), size)) throw IoError(path + ": cannot read " + std::to_string(size) +
-                                                       " bytes at offset " + std::to_string(offset));
+  if (!in || !in.read(out.data(), size))
+    throw IoError(path + ": cannot read " + std::to_string(size) + " bytes at offset " + std::to_string(offset));
   return out;
 }
 

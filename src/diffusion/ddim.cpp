@@ -62,9 +62,12 @@ class DdimScheduler : public Scheduler {
                                                        float beta_t) const {
     const float a = std::pow(abar_t, 0.5f), b = std::pow(beta_t, 0.5f);
     switch (schedule().prediction_type()) {
-      case PredictionType::epsilon: return {(x - b * out) / a, out};
-      case PredictionType::sample: return {out, (x - a * out) / b};
-      case PredictionType::v_prediction: return {a * x - b * out, a * out + b * x};
+      case PredictionType::epsilon:
+        return {(x - b * out) / a, out};
+      case PredictionType::sample:
+        return {out, (x - a * out) / b};
+      case PredictionType::v_prediction:
+        return {a * x - b * out, a * out + b * x};
     }
     return {out, out};
   }

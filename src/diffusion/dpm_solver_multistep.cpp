@@ -37,7 +37,8 @@ class DpmSolverMultistepScheduler : public Scheduler {
       throw ConfigError("dpmpp sampler: solver_order " + std::to_string(config.solver_order) +
                         " is not supported (allowed: 1, 2)");
     if (config.solver_type != "midpoint" && config.solver_type != "heun")
-      throw ConfigError("dpmpp sampler: solver_type '" + config.solver_type + "' is not supported (allowed: midpoint, heun)");
+      throw ConfigError("dpmpp sampler: solver_type '" + config.solver_type +
+                        "' is not supported (allowed: midpoint, heun)");
     if (config.final_sigmas_type != "zero" && config.final_sigmas_type != "sigma_min")
       throw ConfigError("dpmpp sampler: final_sigmas_type '" + config.final_sigmas_type +
                         "' is not supported (allowed: zero, sigma_min)");
@@ -83,8 +84,8 @@ class DpmSolverMultistepScheduler : public Scheduler {
                   const at::Tensor& noise) override {
     check_step(i, model_output, sample, noise);
     if (i != next_step_)
-      throw Error("dpmpp is a multistep sampler: steps must run in order, expected step " +
-                  std::to_string(next_step_) + ", got " + std::to_string(i));
+      throw Error("dpmpp is a multistep sampler: steps must run in order, expected step " + std::to_string(next_step_) +
+                  ", got " + std::to_string(i));
     const auto n = static_cast<std::int64_t>(timesteps_.size());
     // The last step is first order for short runs and whenever the final sigma
     // is 0. (diffusers' "second order at the second-to-last step" rule only
@@ -110,9 +111,12 @@ class DpmSolverMultistepScheduler : public Scheduler {
   at::Tensor data_prediction(const at::Tensor& out, const at::Tensor& x, std::int64_t i) const {
     const AlphaSigma s = alpha_sigma(sigmas_[i]);
     switch (schedule().prediction_type()) {
-      case PredictionType::epsilon: return (x - s.sigma * out) / s.alpha;
-      case PredictionType::sample: return out;
-      case PredictionType::v_prediction: return s.alpha * x - s.sigma * out;
+      case PredictionType::epsilon:
+        return (x - s.sigma * out) / s.alpha;
+      case PredictionType::sample:
+        return out;
+      case PredictionType::v_prediction:
+        return s.alpha * x - s.sigma * out;
     }
     return out;
   }
@@ -140,7 +144,7 @@ class DpmSolverMultistepScheduler : public Scheduler {
 
   TimestepSpacing spacing_;
   std::vector<double> timesteps_;
-  std::vector<float> sigmas_;  // one per step, plus the final one
+  std::vector<float> sigmas_;              // one per step, plus the final one
   std::vector<at::Tensor> model_outputs_;  // x0 predictions of the last two steps, oldest first
   std::int64_t lower_order_nums_ = 0;
   std::int64_t next_step_ = 0;

@@ -80,10 +80,12 @@ class EulerScheduler : public Scheduler {
 
   at::Tensor predict_x0(const at::Tensor& out, const at::Tensor& x, float sigma) const {
     switch (schedule().prediction_type()) {
-      case PredictionType::epsilon: return x - sigma * out;
+      case PredictionType::epsilon:
+        return x - sigma * out;
       case PredictionType::v_prediction:
         return out * (-sigma / std::pow(sigma * sigma + 1, 0.5f)) + x / (sigma * sigma + 1);
-      case PredictionType::sample: return out;
+      case PredictionType::sample:
+        return out;
     }
     return out;
   }
@@ -111,8 +113,8 @@ class EulerAncestralScheduler : public EulerScheduler {
     const float sigma_from = sigmas_[i], sigma_to = sigmas_[i + 1];
     // Split the move to sigma_to into a deterministic part down to sigma_down
     // and fresh noise of std sigma_up (sigma_down^2 + sigma_up^2 = sigma_to^2).
-    const float sigma_up =
-        std::pow(sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) / (sigma_from * sigma_from), 0.5f);
+    const float sigma_up = std::pow(
+        sigma_to * sigma_to * (sigma_from * sigma_from - sigma_to * sigma_to) / (sigma_from * sigma_from), 0.5f);
     const float sigma_down = std::pow(sigma_to * sigma_to - sigma_up * sigma_up, 0.5f);
     const at::Tensor x0 = predict_x0(model_output, sample, sigma_from);
     const at::Tensor derivative = (sample - x0) / sigma_from;
@@ -125,7 +127,9 @@ class EulerAncestralScheduler : public EulerScheduler {
 
 }  // namespace
 
-std::unique_ptr<Scheduler> make_euler(const SchedulerConfig& config) { return std::make_unique<EulerScheduler>(config); }
+std::unique_ptr<Scheduler> make_euler(const SchedulerConfig& config) {
+  return std::make_unique<EulerScheduler>(config);
+}
 
 std::unique_ptr<Scheduler> make_euler_ancestral(const SchedulerConfig& config) {
   return std::make_unique<EulerAncestralScheduler>(config);

@@ -73,8 +73,10 @@ std::string replace_nonfinite_literals(const std::string& text) {
     const char ch = text[i];
     if (in_string) {
       out += ch;
-      if (ch == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (ch == '"') in_string = false;
+      if (ch == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (ch == '"')
+        in_string = false;
       continue;
     }
     if (ch == '"') in_string = true;
@@ -125,18 +127,24 @@ TimestepSpacing timestep_spacing_from_string(const std::string& name) {
 
 std::string to_string(PredictionType p) {
   switch (p) {
-    case PredictionType::epsilon: return "epsilon";
-    case PredictionType::v_prediction: return "v_prediction";
-    case PredictionType::sample: return "sample";
+    case PredictionType::epsilon:
+      return "epsilon";
+    case PredictionType::v_prediction:
+      return "v_prediction";
+    case PredictionType::sample:
+      return "sample";
   }
   return "?";
 }
 
 std::string to_string(TimestepSpacing s) {
   switch (s) {
-    case TimestepSpacing::leading: return "leading";
-    case TimestepSpacing::trailing: return "trailing";
-    case TimestepSpacing::linspace: return "linspace";
+    case TimestepSpacing::leading:
+      return "leading";
+    case TimestepSpacing::trailing:
+      return "trailing";
+    case TimestepSpacing::linspace:
+      return "linspace";
   }
   return "?";
 }
@@ -168,7 +176,8 @@ SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::s
   c.prediction_type = prediction_type_from_string(read_key<std::string>(j, "prediction_type", "epsilon", origin));
   c.steps_offset = read_key<std::int64_t>(j, "steps_offset", c.steps_offset, origin);
   c.clip_sample_range = read_key<double>(j, "clip_sample_range", c.clip_sample_range, origin);
-  if (auto s = read_optional<std::string>(j, "timestep_spacing", origin)) c.timestep_spacing = timestep_spacing_from_string(*s);
+  if (auto s = read_optional<std::string>(j, "timestep_spacing", origin))
+    c.timestep_spacing = timestep_spacing_from_string(*s);
   c.set_alpha_to_one = read_optional<bool>(j, "set_alpha_to_one", origin);
   c.clip_sample = read_optional<bool>(j, "clip_sample", origin);
   c.skip_prk_steps = read_optional<bool>(j, "skip_prk_steps", origin);
@@ -258,9 +267,12 @@ at::Tensor NoiseSchedule::get_velocity(const at::Tensor& x0, const at::Tensor& n
 
 at::Tensor NoiseSchedule::training_target(const at::Tensor& x0, const at::Tensor& noise, const at::Tensor& t) const {
   switch (prediction_type()) {
-    case PredictionType::epsilon: return noise;
-    case PredictionType::v_prediction: return get_velocity(x0, noise, t);
-    case PredictionType::sample: return x0;
+    case PredictionType::epsilon:
+      return noise;
+    case PredictionType::v_prediction:
+      return get_velocity(x0, noise, t);
+    case PredictionType::sample:
+      return x0;
   }
   return noise;
 }

@@ -98,7 +98,9 @@ class PndmScheduler : public Scheduler {
         cur_sample_ = sample;
         break;
       case 1:
-      case 2: accumulate(1.0 / 3, model_output); break;
+      case 2:
+        accumulate(1.0 / 3, model_output);
+        break;
       case 3:
         output = cur_model_output_ + (1.0 / 6) * model_output;
         cur_model_output_ = at::Tensor();

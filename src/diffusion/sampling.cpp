@@ -25,8 +25,10 @@ std::string shape_of(const at::Tensor& t) {
 
 void check_options(const SamplingOptions& o) {
   if (!std::isfinite(o.guidance) || o.guidance < 0)
-    throw ConfigError("guidance scale " + std::to_string(o.guidance) + " is not allowed (allowed: a finite value >= 0)");
-  if (o.vae_scale_factor < 1) throw ConfigError("VAE scale factor " + std::to_string(o.vae_scale_factor) + " must be >= 1");
+    throw ConfigError("guidance scale " + std::to_string(o.guidance) +
+                      " is not allowed (allowed: a finite value >= 0)");
+  if (o.vae_scale_factor < 1)
+    throw ConfigError("VAE scale factor " + std::to_string(o.vae_scale_factor) + " must be >= 1");
   for (auto [name, v] : {std::pair{"height", o.height}, std::pair{"width", o.width}})
     if (v < o.vae_scale_factor || v % o.vae_scale_factor != 0)
       throw ConfigError(std::string("sampling ") + name + " " + std::to_string(v) +
@@ -90,7 +92,8 @@ SamplingResult sample_guided(const Denoiser& denoiser, const Decoder& decoder, S
                                          options.width / options.vae_scale_factor};
   std::vector<at::Generator> generators;
   for (std::int64_t b = 0; b < batch; ++b)
-    generators.push_back(at::make_generator<at::CPUGeneratorImpl>(sample_seed(options.seed, options.first_sample_index + b)));
+    generators.push_back(
+        at::make_generator<at::CPUGeneratorImpl>(sample_seed(options.seed, options.first_sample_index + b)));
 
   at::Tensor x;
   if (initial_latents.defined()) {
@@ -110,7 +113,8 @@ SamplingResult sample_guided(const Denoiser& denoiser, const Decoder& decoder, S
     const at::Tensor model_in = scheduler.scale_model_input(x, i);
     const at::Tensor t = timesteps[i].expand({2 * batch}).to(cond.device());
     const at::Tensor out = denoiser(at::cat({model_in, model_in}), t, cond_both).to(at::kFloat);
-    if (out.size(0) != 2 * batch) throw ModelError("denoiser returned " + shape_of(out) + " for a batch of " + std::to_string(2 * batch));
+    if (out.size(0) != 2 * batch)
+      throw ModelError("denoiser returned " + shape_of(out) + " for a batch of " + std::to_string(2 * batch));
     const auto halves = out.chunk(2);
     const at::Tensor guided = halves[0] + options.guidance * (halves[1] - halves[0]);
     const at::Tensor noise = scheduler.needs_noise(i) ? draw_per_sample(generators, one, cond.device()) : at::Tensor();

@@ -62,13 +62,15 @@ std::string sampler_name_for_class(const std::string& class_name) {
   throw ConfigError("scheduler class '" + class_name +
                     "' of the model folder is not supported (allowed: DDIMScheduler, PNDMScheduler, "
                     "DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler); "
-                    "choose one with sampler.name = " + join(sampler_names()));
+                    "choose one with sampler.name = " +
+                    join(sampler_names()));
 }
 
 std::unique_ptr<Scheduler> make_scheduler(const SchedulerConfig& folder_config, const SamplerOptions& options) {
   const std::string name = options.name == "folder" ? sampler_name_for_class(folder_config.class_name) : options.name;
   SchedulerConfig config = folder_config;
-  if (options.timestep_spacing != "folder") config.timestep_spacing = timestep_spacing_from_string(options.timestep_spacing);
+  if (options.timestep_spacing != "folder")
+    config.timestep_spacing = timestep_spacing_from_string(options.timestep_spacing);
   if (options.karras_sigmas) {
     if (name != "dpmpp" && name != "euler")
       throw ConfigError("Karras sigmas are only available for the dpmpp and euler samplers, not '" + name + "'");
@@ -87,13 +89,17 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerConfig& folder_config, 
 void register_diffusion_options(ConfigSchema& s) {
   std::vector<std::string> names = {"folder"};
   names.insert(names.end(), sampler_names().begin(), sampler_names().end());
-  s.add("sampler.name", "folder", "sampler: folder (the model's own scheduler class) or one of ddim, pndm, dpmpp, "
-        "euler, euler_a").choices(names);
+  s.add("sampler.name", "folder",
+        "sampler: folder (the model's own scheduler class) or one of ddim, pndm, dpmpp, "
+        "euler, euler_a")
+      .choices(names);
   s.add("sampler.steps", 100, "number of sampling steps (1 to the model's num_train_timesteps)").min(1);
   s.add("sampler.guidance", 2.0, "classifier-free guidance scale w: eps_u + w (eps_c - eps_u)").min(0);
   s.add("sampler.eta", 1.0, "DDIM eta (0: deterministic; the method passes 1); other samplers ignore it").min(0);
-  s.add("sampler.timestep_spacing", "folder", "timestep spacing: folder (the model's config), leading, trailing, "
-        "linspace").choices({"folder", "leading", "trailing", "linspace"});
+  s.add("sampler.timestep_spacing", "folder",
+        "timestep spacing: folder (the model's config), leading, trailing, "
+        "linspace")
+      .choices({"folder", "leading", "trailing", "linspace"});
   s.add("sampler.karras_sigmas", false, "use Karras sigmas (dpmpp and euler only)");
 }
 
@@ -129,13 +135,9 @@ std::vector<double> spaced_timesteps(TimestepSpacing spacing, std::int64_t n, st
   return t;
 }
 
-at::Tensor to_float_tensor(const std::vector<double>& values) {
-  return at::tensor(values, at::kDouble).to(at::kFloat);
-}
+at::Tensor to_float_tensor(const std::vector<double>& values) { return at::tensor(values, at::kDouble).to(at::kFloat); }
 
-at::Tensor to_long_tensor(const std::vector<double>& values) {
-  return at::tensor(values, at::kDouble).to(at::kLong);
-}
+at::Tensor to_long_tensor(const std::vector<double>& values) { return at::tensor(values, at::kDouble).to(at::kLong); }
 
 }  // namespace detail
 

@@ -22,12 +22,18 @@ namespace {
 
 MPI_Datatype mpi_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    case at::kByte: return MPI_UINT8_T;
-    case at::kChar: return MPI_INT8_T;
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kInt:
+      return MPI_INT32_T;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kByte:
+      return MPI_UINT8_T;
+    case at::kChar:
+      return MPI_INT8_T;
     default:
       throw DistError(std::string("MPI communicator: unsupported dtype ") + c10::toString(t.scalar_type()) +
                       " (float32, float64, int8, uint8, int32, int64)");
@@ -36,9 +42,12 @@ MPI_Datatype mpi_type(const at::Tensor& t) {
 
 MPI_Op mpi_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return MPI_SUM;
-    case ReduceOp::max: return MPI_MAX;
-    case ReduceOp::min: return MPI_MIN;
+    case ReduceOp::sum:
+      return MPI_SUM;
+    case ReduceOp::max:
+      return MPI_MAX;
+    case ReduceOp::min:
+      return MPI_MIN;
   }
   return MPI_SUM;
 }
@@ -147,10 +156,10 @@ class MpiCommunicator final : public Communicator {
       shape.insert(shape.begin(), size_);
       out = at::empty(shape, c.options());
     }
-    check_mpi(MPI_Gather(c.data_ptr(), static_cast<int>(c.numel()), mpi_type(c),
-                         rank_ == root ? out.data_ptr() : nullptr, static_cast<int>(c.numel()), mpi_type(c), root,
-                         comm_),
-              "MPI_Gather");
+    check_mpi(
+        MPI_Gather(c.data_ptr(), static_cast<int>(c.numel()), mpi_type(c), rank_ == root ? out.data_ptr() : nullptr,
+                   static_cast<int>(c.numel()), mpi_type(c), root, comm_),
+        "MPI_Gather");
     return out;
   }
 
@@ -166,8 +175,8 @@ class MpiCommunicator final : public Communicator {
     auto* base = static_cast<char*>(c.data_ptr());
     for (std::int64_t off = 0; off < c.numel(); off += max_count) {
       const auto n = std::min(max_count, c.numel() - off);
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, base + off * c.element_size(), static_cast<int>(n), mpi_type(c),
-                              mpi_op(op), comm_),
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, base + off * c.element_size(), static_cast<int>(n), mpi_type(c), mpi_op(op),
+                              comm_),
                 "MPI_Allreduce");
     }
   }

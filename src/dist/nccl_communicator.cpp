@@ -33,14 +33,22 @@ void check_nccl(ncclResult_t rc, const char* what) {
 
 ncclDataType_t nccl_type(const at::Tensor& t) {
   switch (t.scalar_type()) {
-    case at::kFloat: return ncclFloat32;
-    case at::kDouble: return ncclFloat64;
-    case at::kHalf: return ncclFloat16;
-    case at::kBFloat16: return ncclBfloat16;
-    case at::kInt: return ncclInt32;
-    case at::kLong: return ncclInt64;
-    case at::kByte: return ncclUint8;
-    case at::kChar: return ncclInt8;
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kInt:
+      return ncclInt32;
+    case at::kLong:
+      return ncclInt64;
+    case at::kByte:
+      return ncclUint8;
+    case at::kChar:
+      return ncclInt8;
     default:
       throw DistError(std::string("NCCL communicator: unsupported dtype ") + c10::toString(t.scalar_type()));
   }
@@ -48,9 +56,12 @@ ncclDataType_t nccl_type(const at::Tensor& t) {
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return ncclSum;
-    case ReduceOp::max: return ncclMax;
-    case ReduceOp::min: return ncclMin;
+    case ReduceOp::sum:
+      return ncclSum;
+    case ReduceOp::max:
+      return ncclMax;
+    case ReduceOp::min:
+      return ncclMin;
   }
   return ncclSum;
 }
@@ -109,10 +120,14 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Work> all_reduce_async(at::Tensor t, ReduceOp op) override {
     checked(t, "all_reduce_async");
     if (!t.is_contiguous()) throw DistError("all_reduce_async needs a contiguous tensor");
-    return std::make_unique<NcclWork>(collective({t}, [&](cudaStream_t stream) {
-      check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), nccl_op(op), comm_.handle, stream),
-                 "ncclAllReduce");
-    }), device_.index());
+    return std::make_unique<NcclWork>(collective({t},
+                                                 [&](cudaStream_t stream) {
+                                                   check_nccl(
+                                                       ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(),
+                                                                     nccl_type(t), nccl_op(op), comm_.handle, stream),
+                                                       "ncclAllReduce");
+                                                 }),
+                                      device_.index());
   }
 
   void broadcast(at::Tensor& t, int root) override {

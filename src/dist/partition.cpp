@@ -34,8 +34,6 @@ std::vector<std::int64_t> units_of_rank(std::int64_t unit_count, int size, int r
   return units;
 }
 
-std::int64_t max_units_per_rank(std::int64_t unit_count, int size) {
-  return block_of(unit_count, size, 0).size();
-}
+std::int64_t max_units_per_rank(std::int64_t unit_count, int size) { return block_of(unit_count, size, 0).size(); }
 
 }  // namespace dinv::dist

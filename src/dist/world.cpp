@@ -83,7 +83,9 @@ void World::select_device(const std::string& device) {
   } else if (device == "cpu") {
     device_ = c10::Device(c10::kCPU);
   } else if (device.rfind("cuda", 0) == 0) {
-    if (!have_cuda) throw ConfigError("run.device = '" + device + "' but no CUDA device is available to rank " + std::to_string(rank_));
+    if (!have_cuda)
+      throw ConfigError("run.device = '" + device + "' but no CUDA device is available to rank " +
+                        std::to_string(rank_));
     try {
       device_ = device == "cuda" ? local_gpu() : c10::Device(device);
     } catch (const c10::Error&) {

@@ -56,8 +56,10 @@ std::vector<std::string> split_tags(const std::string& text) {
 EvaluateSettings evaluate_settings(const Config& c) {
   EvaluateSettings s;
   s.classifier = c.get_string("evaluate.classifier");
-  if (s.classifier.empty()) c.reject("evaluate.classifier", "name the folder of a classifier kept by dinv train "
-                                                            "(train.save_model = true)");
+  if (s.classifier.empty())
+    c.reject("evaluate.classifier",
+             "name the folder of a classifier kept by dinv train "
+             "(train.save_model = true)");
   s.tags = split_tags(c.get_string("evaluate.tags"));
   if (s.tags.empty()) s.tags = split_tags(c.get_string("syn.tags"));
   if (s.tags.empty()) c.reject("evaluate.tags", "no tag to measure: set evaluate.tags (or syn.tags)");
@@ -146,8 +148,8 @@ std::string settings_text(const EvaluateSettings& s, const std::string& classifi
 void require_same_classes(const classify::LoadedClassifier& c, const data::Dataset& d, const std::string& folder) {
   if (c.info.class_names != d.class_names())
     throw ConfigError("evaluate: the classifier in " + folder + " knows " + std::to_string(c.info.class_names.size()) +
-                      " classes that are not those of " + d.describe() + " (" +
-                      std::to_string(d.class_names().size()) + " classes): train it on this dataset");
+                      " classes that are not those of " + d.describe() + " (" + std::to_string(d.class_names().size()) +
+                      " classes): train it on this dataset");
 }
 
 // Each sample's source image (dataset index; -1 for per-class prompts).
@@ -214,8 +216,11 @@ void write_metrics(store::Store& st, const TagMetrics& m, const std::string& set
   h5::set_attribute(g, "settings", settings);
   h5::set_attribute(g, "classifier_fingerprint", fingerprint);
   for (const auto& [name, value] :
-       std::vector<std::pair<std::string, double>>{{"fid", m.fid}, {"precision", m.precision}, {"recall", m.recall},
-                                                   {"density", m.density}, {"coverage", m.coverage},
+       std::vector<std::pair<std::string, double>>{{"fid", m.fid},
+                                                   {"precision", m.precision},
+                                                   {"recall", m.recall},
+                                                   {"density", m.density},
+                                                   {"coverage", m.coverage},
                                                    {"label_agreement", m.label_agreement},
                                                    {"own_source_share", m.own_source_share},
                                                    {"mean_source_distance", m.mean_source_distance}})

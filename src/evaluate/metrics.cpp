@@ -37,7 +37,8 @@ at::Tensor knn_radius(const at::Tensor& x, std::int64_t k) {
 double frechet_distance(const at::Tensor& a_in, const at::Tensor& b_in) {
   const auto a = as_double(a_in, "the first set"), b = as_double(b_in, "the second set");
   if (a.size(1) != b.size(1))
-    throw Error("metrics: feature widths differ (" + std::to_string(a.size(1)) + " and " + std::to_string(b.size(1)) + ")");
+    throw Error("metrics: feature widths differ (" + std::to_string(a.size(1)) + " and " + std::to_string(b.size(1)) +
+                ")");
   const auto mu_a = a.mean(0), mu_b = b.mean(0);
   const auto ca = a - mu_a, cb = b - mu_b;
   const auto sa = ca.t().mm(ca) / static_cast<double>(a.size(0) - 1);
@@ -57,7 +58,7 @@ ManifoldMetrics manifold_metrics(const at::Tensor& real_in, const at::Tensor& fa
     throw Error("metrics: k = " + std::to_string(k) + " needs more than k images in both sets (" +
                 std::to_string(real.size(0)) + " real, " + std::to_string(fake.size(0)) + " generated)");
   const auto real_radius = knn_radius(real, k), fake_radius = knn_radius(fake, k);
-  const auto d = squared_distances(real, fake).sqrt();  // [N, M]
+  const auto d = squared_distances(real, fake).sqrt();           // [N, M]
   const auto fake_in_real_ball = d <= real_radius.unsqueeze(1);  // [N, M]: fake j inside real i's ball
   const auto real_in_fake_ball = d <= fake_radius.unsqueeze(0);  // real i inside fake j's ball
   ManifoldMetrics m;

@@ -20,27 +20,36 @@
 namespace dinv::generation {
 
 void register_generate_options(ConfigSchema& s) {
-  s.add("generate.mode", "embedding", "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
+  s.add("generate.mode", "embedding",
+        "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
       .choices({"embedding", "prompt"});
   s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1).max(10000);
   s.add("generate.interpolation", 0.1, "interpolation strength s towards the partner embedding").min(0).max(1);
   s.add("generate.emb_noise", 0.1, "standard deviation of the Gaussian noise added to the embedding").min(0);
   s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8).max(kMaxResolution);
-  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)").min(1).max(kMaxResolution);
+  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)")
+      .min(1)
+      .max(kMaxResolution);
   s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"});
-  s.add("generate.batch_size", 8, "samples per sampling batch: any rank count gives the same bytes for the same batch_size and chunk_size; "
-        "another value gives the same samples within 1 of 255 per pixel value (CPU kernels may round by batch shape)").min(1);
-  s.add("generate.chunk_size", 40, "samples per work unit (resume granularity); batches are cut within units, so like batch_size "
-        "another value may change pixel values by at most 1").min(1);
-  s.add("generate.uncond", "group_mean", "unconditional branch: the group's mean embedding (the method) or the empty prompt")
+  s.add("generate.batch_size", 8,
+        "samples per sampling batch: any rank count gives the same bytes for the same batch_size and chunk_size; "
+        "another value gives the same samples within 1 of 255 per pixel value (CPU kernels may round by batch shape)")
+      .min(1);
+  s.add("generate.chunk_size", 40,
+        "samples per work unit (resume granularity); batches are cut within units, so like batch_size "
+        "another value may change pixel values by at most 1")
+      .min(1);
+  s.add("generate.uncond", "group_mean",
+        "unconditional branch: the group's mean embedding (the method) or the empty prompt")
       .choices({"group_mean", "empty_prompt"});
   s.add("generate.prompt", "a photo of a {}", "prompt template of prompt mode ({} is the class name)");
   s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
       .choices({"source", "class"});
   s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
-  s.add_without_default("generate.preview", ValueKind::integer,
-                        "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
+  s.add_without_default(
+       "generate.preview", ValueKind::integer,
+       "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
       .min(1);
   s.add("generate.preview_path", "", "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
   s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
@@ -154,7 +163,8 @@ std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData
       const auto g0 = i / src.group_size * src.group_size;
       const auto g1 = std::min(n, g0 + src.group_size);
       const std::vector<std::int64_t> group(src.labels.begin() + g0, src.labels.begin() + g1);
-      for (auto j : draw_partners(group, i - g0, s.num_samples, sample_seed(s, i, 0, kPartners))) partners.push_back(g0 + j);
+      for (auto j : draw_partners(group, i - g0, s.num_samples, sample_seed(s, i, 0, kPartners)))
+        partners.push_back(g0 + j);
     }
     for (std::int64_t k = 0; k < s.num_samples; ++k)
       specs.push_back({i, partners.empty() ? -1 : partners[k], src.labels[i], k, 0});
@@ -166,8 +176,7 @@ std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData
 class EmbeddingRows {
  public:
   EmbeddingRows(const store::Store& st, std::int64_t group_size)
-      : dataset_(st.dataset("/embeddings/data")), group_size_(group_size),
-        images_(h5::dataset_dims(dataset_).at(0)) {}
+      : dataset_(st.dataset("/embeddings/data")), group_size_(group_size), images_(h5::dataset_dims(dataset_).at(0)) {}
   at::Tensor row(std::int64_t i) { return group(i / group_size_)[i % group_size_]; }
   at::Tensor group_mean(std::int64_t i) { return group(i / group_size_).mean(0); }
 
@@ -177,8 +186,8 @@ class EmbeddingRows {
     if (it == cache_.end()) {
       if (cache_.size() > 8) cache_.clear();
       const auto begin = g * group_size_;
-      it = cache_.emplace(g, h5::read_rows(dataset_, "/embeddings/data", begin,
-                                           std::min(images_, begin + group_size_))).first;
+      it = cache_.emplace(g, h5::read_rows(dataset_, "/embeddings/data", begin, std::min(images_, begin + group_size_)))
+               .first;
     }
     return it->second;
   }
@@ -253,7 +262,8 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   h5::set_attribute(g, "num_samples", s.num_samples);
   h5::set_attribute(g, "chunk_size", s.chunk_size);
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
-  for (const char* name : {"/label", "/source", "/partner", "/seed"}) st.create_dataset(group + name, at::kLong, {count});
+  for (const char* name : {"/label", "/source", "/partner", "/seed"})
+    st.create_dataset(group + name, at::kLong, {count});
   store::UnitLedger::create(st, group, chunks);
   st.flush();
 }
@@ -420,8 +430,8 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
       ledger.mark_done_independent(c);
     } catch (const StoreError& e) {
       // Typically a full disk: the chunk stays pending, finished ones are kept.
-      throw StoreError("generate: storing chunk " + std::to_string(c) + " (samples [" + std::to_string(r.begin) +
-                       ", " + std::to_string(r.end) + ")) failed; it is not marked done and the finished chunks " +
+      throw StoreError("generate: storing chunk " + std::to_string(c) + " (samples [" + std::to_string(r.begin) + ", " +
+                       std::to_string(r.end) + ")) failed; it is not marked done and the finished chunks " +
                        "are kept, so rerunning the same command resumes: " + e.what());
     }
   }

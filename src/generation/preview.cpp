@@ -22,7 +22,7 @@ namespace {
 // The chosen samples: their rows in the tag, images and source indices.
 struct Chosen {
   std::vector<std::int64_t> rows;
-  at::Tensor images;               // uint8 [n, H, W, 3]
+  at::Tensor images;                 // uint8 [n, H, W, 3]
   std::vector<std::int64_t> source;  // store row of each sample's source image (-1: none)
   std::vector<std::int64_t> label;   // rows without a source (per-class prompts) group by class
 };

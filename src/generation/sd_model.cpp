@@ -35,7 +35,9 @@ GenerationModel make_generation_model(std::shared_ptr<sd::Pipeline> p, const Gen
     diffusion::Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) {
       return p->unet->forward(x.to(p->dtype), t, c.to(p->dtype)).to(at::kFloat);
     };
-    diffusion::Decoder decoder = [&](const at::Tensor& z) { return p->vae->decode((z + shift).to(p->dtype)).to(at::kFloat); };
+    diffusion::Decoder decoder = [&](const at::Tensor& z) {
+      return p->vae->decode((z + shift).to(p->dtype)).to(at::kFloat);
+    };
     auto scheduler = make();
     return diffusion::sample_guided(denoiser, decoder, *scheduler, cond.to(p->device), uncond.to(p->device), options)
         .images;

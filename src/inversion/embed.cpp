@@ -33,13 +33,17 @@ void register_embed_options(ConfigSchema& s) {
   s.add("embed.beta1", 0.9, "AdamW beta1").min(0).max(0.999999);
   s.add("embed.beta2", 0.999, "AdamW beta2").min(0).max(0.999999);
   s.add("embed.eps", 1e-8, "AdamW epsilon").greater_than(0);
-  s.add("embed.resolution", 128, "image size fed to the VAE (a multiple of its downsampling factor)").min(8).max(kMaxResolution);
+  s.add("embed.resolution", 128, "image size fed to the VAE (a multiple of its downsampling factor)")
+      .min(8)
+      .max(kMaxResolution);
   s.add("embed.interpolation", "bicubic", "resize filter to the resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"});
   s.add("embed.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only; embeddings and loss stay fp32)")
       .choices({"fp32", "fp16", "bf16"});
   s.add("embed.checkpoint_every", 500, "steps between checkpoints of a unit's state").min(1);
-  s.add("embed.pack_units", 1, "groups trained together in one UNet call (a global setting: same result on any rank count)").min(1);
+  s.add("embed.pack_units", 1,
+        "groups trained together in one UNet call (a global setting: same result on any rank count)")
+      .min(1);
   s.add("embed.num_images", 0, "images of the dataset to embed, from the first (0: all)").min(0);
 }
 
@@ -56,8 +60,8 @@ EmbedSettings embed_settings(const Config& c) {
   s.adam = {c.get_real("embed.lr"), c.get_real("embed.beta1"), c.get_real("embed.beta2"), c.get_real("embed.eps"),
             c.get_real("embed.weight_decay")};
   s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
-  if (s.batch_size > s.group_size) c.reject("embed.batch_size", "is larger than embed.group_size (" +
-                                            std::to_string(s.group_size) + ")");
+  if (s.batch_size > s.group_size)
+    c.reject("embed.batch_size", "is larger than embed.group_size (" + std::to_string(s.group_size) + ")");
   return s;
 }
 
@@ -96,7 +100,8 @@ void create_layout(store::Store& st, const Layout& l, const EmbedSettings& s, co
   h5::set_attribute(emb, "steps", s.steps);
   h5::set_attribute(emb, "lr", s.adam.lr);
   h5::set_attribute(emb, "resolution", s.resolution);
-  h5::set_attribute(emb, "loss_note", std::string("loss: each image's denoising loss at the last step that trained it"));
+  h5::set_attribute(emb, "loss_note",
+                    std::string("loss: each image's denoising loss at the last step that trained it"));
   st.create_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
   st.create_dataset("/embeddings/loss", at::kFloat, {l.images});
   st.create_dataset("/embeddings/posterior_mean", at::kFloat, {l.images, l.channels, l.latent, l.latent});
@@ -214,15 +219,21 @@ EmbedOutcome run_embed(dist::World& world, const EmbedSettings& s, const data::D
     throw ConfigError("embed.num_images = " + std::to_string(n) + " but " + dataset.describe() + " has only " +
                       std::to_string(dataset.size()) + " images");
   if (s.resolution % model.latent_factor != 0)
-    throw ConfigError("embed.resolution = " + std::to_string(s.resolution) + " is not a multiple of the VAE's "
-                      "downsampling factor " + std::to_string(model.latent_factor));
+    throw ConfigError("embed.resolution = " + std::to_string(s.resolution) +
+                      " is not a multiple of the VAE's "
+                      "downsampling factor " +
+                      std::to_string(model.latent_factor));
   const auto units = plan_units(n, s.group_size, s.pack_units);
   if (n % s.group_size != 0)
     log::info("embed: " + std::to_string(n) + " images are not a multiple of group_size " +
               std::to_string(s.group_size) + ": the last group holds the remaining " +
               std::to_string(n % s.group_size) + " images");
-  const Layout layout{n, static_cast<std::int64_t>(units.size()), s.num_tokens, model.cond_dim,
-                      model.latent_channels, s.resolution / model.latent_factor};
+  const Layout layout{n,
+                      static_cast<std::int64_t>(units.size()),
+                      s.num_tokens,
+                      model.cond_dim,
+                      model.latent_channels,
+                      s.resolution / model.latent_factor};
 
   auto st = store::Store::open_or_create(store_path, world.comm(), config_text);
   if (!st.has("/embeddings")) create_layout(st, layout, s, dataset, model);

@@ -190,7 +190,8 @@ void UnitTrainer::load_state(const std::map<std::string, at::Tensor>& state, con
   try {
     generator_.set_state(generator);
   } catch (const c10::Error& e) {
-    throw IoError(origin + ": checkpoint tensor 'generator' is not a random generator state: " + e.what_without_backtrace());
+    throw IoError(origin +
+                  ": checkpoint tensor 'generator' is not a random generator state: " + e.what_without_backtrace());
   }
   for (std::size_t g = 0; g < tables_.size(); ++g) {
     tables_[g].copy_(tables[g][0]);

@@ -13,8 +13,7 @@
 namespace dinv::io {
 
 const DataFile kClipMerges{"clip/bpe_simple_vocab_16e6.txt.gz",
-                           "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a",
-                           "CLIP BPE merge list"};
+                           "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a", "CLIP BPE merge list"};
 
 namespace {
 
@@ -28,7 +27,7 @@ std::string executable_directory() {
 
 // The canonical path of a directory, or "" when there is none.
 std::string existing_directory(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return "";
   char* resolved = realpath(path.c_str(), nullptr);
   if (!resolved) return "";
@@ -66,8 +65,8 @@ std::string data_file_path(const DataFile& file) {
   const std::string path = data_directory() + "/" + file.path;
   const std::string actual = sha256_of_file(path, file);
   if (actual != file.sha256)
-    throw IoError(std::string("corrupt data file ") + path + " (" + file.what + "): sha256 " + actual +
-                  ", expected " + file.sha256 + ": reinstall dinv, or copy the file from the repository");
+    throw IoError(std::string("corrupt data file ") + path + " (" + file.what + "): sha256 " + actual + ", expected " +
+                  file.sha256 + ": reinstall dinv, or copy the file from the repository");
   return path;
 }
 

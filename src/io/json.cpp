@@ -17,9 +17,12 @@ void check_json_depth(const std::string& text, const std::string& what) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -72,15 +75,23 @@ JsonObject::JsonObject(const Json& value, std::string where) : value_(&value), w
 
 std::string JsonObject::type_name(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::array: return "a list";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::boolean: return "a boolean";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::array:
+      return "a list";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::boolean:
+      return "a boolean";
     case Json::value_t::number_integer:
-    case Json::value_t::number_unsigned: return "an integer";
-    case Json::value_t::number_float: return "a number";
-    default: return "an unsupported value";
+    case Json::value_t::number_unsigned:
+      return "an integer";
+    case Json::value_t::number_float:
+      return "a number";
+    default:
+      return "an unsupported value";
   }
 }
 
@@ -97,8 +108,8 @@ const Json& JsonObject::at(const std::string& key) const {
 
 namespace {
 [[noreturn]] void type_error(const std::string& where, const std::string& key, const char* expected, const Json& v) {
-  throw IoError(where + ": key '" + key + "': expected " + expected + ", found " + JsonObject::type_name(v) +
-                " (" + v.dump() + ")");
+  throw IoError(where + ": key '" + key + "': expected " + expected + ", found " + JsonObject::type_name(v) + " (" +
+                v.dump() + ")");
 }
 }  // namespace
 
@@ -163,9 +174,7 @@ std::int64_t JsonObject::get_int(const std::string& key, std::int64_t fallback) 
 double JsonObject::get_double(const std::string& key, double fallback) const {
   return has(key) ? get_double(key) : fallback;
 }
-bool JsonObject::get_bool(const std::string& key, bool fallback) const {
-  return has(key) ? get_bool(key) : fallback;
-}
+bool JsonObject::get_bool(const std::string& key, bool fallback) const { return has(key) ? get_bool(key) : fallback; }
 std::string JsonObject::get_string(const std::string& key, const std::string& fallback) const {
   return has(key) ? get_string(key) : fallback;
 }

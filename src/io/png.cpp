@@ -66,7 +66,8 @@ Bytes zlib_stored(const Bytes& raw) {
     z.push_back(static_cast<std::uint8_t>(n >> 8));
     z.push_back(static_cast<std::uint8_t>(~n & 0xff));
     z.push_back(static_cast<std::uint8_t>((~n >> 8) & 0xff));
-    z.insert(z.end(), raw.begin() + static_cast<std::ptrdiff_t>(pos), raw.begin() + static_cast<std::ptrdiff_t>(pos + n));
+    z.insert(z.end(), raw.begin() + static_cast<std::ptrdiff_t>(pos),
+             raw.begin() + static_cast<std::ptrdiff_t>(pos + n));
     pos += n;
   } while (pos < raw.size());
   put_u32(z, adler32(raw));
@@ -77,8 +78,8 @@ Bytes zlib_stored(const Bytes& raw) {
 
 void write_png(const std::string& path, const at::Tensor& image) {
   at::Tensor img = image.dim() == 2 ? image.unsqueeze(2) : image;
-  if (img.scalar_type() != at::kByte || img.dim() != 3 || (img.size(2) != 1 && img.size(2) != 3) ||
-      img.size(0) < 1 || img.size(1) < 1)
+  if (img.scalar_type() != at::kByte || img.dim() != 3 || (img.size(2) != 1 && img.size(2) != 3) || img.size(0) < 1 ||
+      img.size(1) < 1)
     throw Error("write_png " + path + ": expected a uint8 image [H, W, 3] or [H, W, 1], got " +
                 std::string(c10::toString(image.scalar_type())) + " with " + std::to_string(image.dim()) + " dims");
   img = img.to(at::kCPU).contiguous();

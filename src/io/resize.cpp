@@ -52,10 +52,14 @@ double lanczos_weight(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc
 
 Filter filter_for(ResizeFilter f) {
   switch (f) {
-    case ResizeFilter::bilinear: return {1.0, bilinear_weight};
-    case ResizeFilter::bicubic: return {2.0, bicubic_weight};
-    case ResizeFilter::lanczos: return {3.0, lanczos_weight};
-    case ResizeFilter::nearest: break;
+    case ResizeFilter::bilinear:
+      return {1.0, bilinear_weight};
+    case ResizeFilter::bicubic:
+      return {2.0, bicubic_weight};
+    case ResizeFilter::lanczos:
+      return {3.0, lanczos_weight};
+    case ResizeFilter::nearest:
+      break;
   }
   return {0.0, nullptr};
 }
@@ -184,7 +188,8 @@ void resize_one(const std::uint8_t* in, std::uint8_t* out, const Plan& p, std::v
   const std::uint8_t* src = in;
   if (horizontal) {
     std::uint8_t* dst = vertical ? (scratch.resize(static_cast<std::size_t>(p.h) * p.width * c), scratch.data()) : out;
-    convolve(src, dst, {p.h, p.w, p.width, c, std::ptrdiff_t{p.w} * c, std::ptrdiff_t{p.width} * c, c, c}, p.horizontal);
+    convolve(src, dst, {p.h, p.w, p.width, c, std::ptrdiff_t{p.w} * c, std::ptrdiff_t{p.width} * c, c, c},
+             p.horizontal);
     src = dst;
   }
   if (vertical) {
@@ -217,14 +222,16 @@ at::Tensor resize(const at::Tensor& image, std::int64_t height, std::int64_t wid
   const bool batched = cpu.dim() == 4;
   const std::int64_t n = batched ? cpu.size(0) : 1;
   const int off = batched ? 1 : 0;
-  const Plan plan = make_plan(static_cast<int>(cpu.size(off)), static_cast<int>(cpu.size(off + 1)),
-                              static_cast<int>(cpu.size(off + 2)), static_cast<int>(height), static_cast<int>(width),
-                              filter);
-  at::Tensor out = batched ? at::empty({n, height, width, plan.c}, at::kByte) : at::empty({height, width, plan.c}, at::kByte);
+  const Plan plan =
+      make_plan(static_cast<int>(cpu.size(off)), static_cast<int>(cpu.size(off + 1)),
+                static_cast<int>(cpu.size(off + 2)), static_cast<int>(height), static_cast<int>(width), filter);
+  at::Tensor out =
+      batched ? at::empty({n, height, width, plan.c}, at::kByte) : at::empty({height, width, plan.c}, at::kByte);
   const std::int64_t in_stride = std::int64_t{plan.h} * plan.w * plan.c, out_stride = height * width * plan.c;
   std::vector<std::uint8_t> scratch;
   for (std::int64_t i = 0; i < n; ++i)
-    resize_one(cpu.data_ptr<std::uint8_t>() + i * in_stride, out.data_ptr<std::uint8_t>() + i * out_stride, plan, scratch);
+    resize_one(cpu.data_ptr<std::uint8_t>() + i * in_stride, out.data_ptr<std::uint8_t>() + i * out_stride, plan,
+               scratch);
   return out.to(image.device());
 }
 

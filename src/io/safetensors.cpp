@@ -36,10 +36,9 @@ struct DtypeEntry {
 };
 
 const DtypeEntry kDtypes[] = {
-    {"BOOL", at::kBool, 1, 0}, {"U8", at::kByte, 1, 1},        {"I8", at::kChar, 1, 2},
-    {"I16", at::kShort, 2, 3}, {"F16", at::kHalf, 2, 4},       {"BF16", at::kBFloat16, 2, 5},
-    {"I32", at::kInt, 4, 6},   {"F32", at::kFloat, 4, 7},      {"F64", at::kDouble, 8, 8},
-    {"I64", at::kLong, 8, 9},
+    {"BOOL", at::kBool, 1, 0},  {"U8", at::kByte, 1, 1},       {"I8", at::kChar, 1, 2}, {"I16", at::kShort, 2, 3},
+    {"F16", at::kHalf, 2, 4},   {"BF16", at::kBFloat16, 2, 5}, {"I32", at::kInt, 4, 6}, {"F32", at::kFloat, 4, 7},
+    {"F64", at::kDouble, 8, 8}, {"I64", at::kLong, 8, 9},
 };
 
 const DtypeEntry* dtype_by_name(const std::string& name) {
@@ -77,7 +76,7 @@ std::string shape_str(const std::vector<std::int64_t>& s) {
 struct SafetensorsFile::Impl {
   std::string path;
   int fd = -1;
-  void* map = nullptr;        // whole file (nullptr for an empty mapping)
+  void* map = nullptr;  // whole file (nullptr for an empty mapping)
   std::uint64_t map_size = 0;
   std::uint64_t data_start = 0;  // 8 + header length
   std::vector<TensorInfo> tensors;
@@ -171,8 +170,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : impl_(std::make_shar
       if (!e.is_object()) bad(path, "__metadata__ is not an object of strings");
       for (auto mi = e.begin(); mi != e.end(); ++mi) {
         if (!mi.value().is_string())
-          bad(path, "__metadata__ key '" + mi.key() + "' is " + JsonObject::type_name(mi.value()) +
-                        ", expected a string");
+          bad(path,
+              "__metadata__ key '" + mi.key() + "' is " + JsonObject::type_name(mi.value()) + ", expected a string");
         m.metadata[mi.key()] = mi.value().get<std::string>();
       }
       continue;
@@ -185,7 +184,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : impl_(std::make_shar
     const std::string dname = e["dtype"].get<std::string>();
     const DtypeEntry* dt = dtype_by_name(dname);
     if (!dt)
-      bad(path, where + ": unsupported dtype '" + dname + "' (dinv reads F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
+      bad(path,
+          where + ": unsupported dtype '" + dname + "' (dinv reads F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)");
     TensorInfo info;
     info.name = name;
     info.dtype = dt->type;
@@ -233,8 +233,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : impl_(std::make_shar
   for (const auto& t : m.tensors) {
     if (t.begin < pos)
       bad(path, "tensors '" + prev->name + "' [" + std::to_string(prev->begin) + ", " + std::to_string(prev->end) +
-                    ") and '" + t.name + "' [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-                    ") overlap");
+                    ") and '" + t.name + "' [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + ") overlap");
     if (t.begin > pos)
       bad(path, "gap of " + std::to_string(t.begin - pos) + " bytes before tensor '" + t.name + "' (offset " +
                     std::to_string(pos) + ")");
@@ -292,9 +291,9 @@ at::Tensor SafetensorsFile::tensor(const std::string& name) const {
 void SafetensorsFile::read_into(const std::string& name, at::Tensor& dst) const {
   const TensorInfo& ti = info(name);
   if (dst.scalar_type() != ti.dtype || dst.sizes() != at::IntArrayRef(ti.shape))
-    throw IoError(impl_->path + ": tensor '" + name + "': file holds " + std::string(c10::toString(ti.dtype)) +
-                  " " + shape_str(ti.shape) + ", destination is " + std::string(c10::toString(dst.scalar_type())) +
-                  " " + shape_str(dst.sizes().vec()));
+    throw IoError(impl_->path + ": tensor '" + name + "': file holds " + std::string(c10::toString(ti.dtype)) + " " +
+                  shape_str(ti.shape) + ", destination is " + std::string(c10::toString(dst.scalar_type())) + " " +
+                  shape_str(dst.sizes().vec()));
   const std::uint64_t bytes = ti.end - ti.begin;
   if (bytes == 0) return;
   if (dst.device().is_cpu() && dst.is_contiguous()) {
@@ -365,9 +364,9 @@ void write_safetensors(const std::string& path, const std::map<std::string, at::
     const std::uint64_t bytes = static_cast<std::uint64_t>(it.data.numel()) * it.dt->size;
     if (!first) header += ",";
     first = false;
-    header += Json(it.name).dump() + ":{\"dtype\":\"" + it.dt->name + "\",\"shape\":" +
-              Json(it.data.sizes().vec()).dump() + ",\"data_offsets\":[" + std::to_string(offset) + "," +
-              std::to_string(offset + bytes) + "]}";
+    header += Json(it.name).dump() + ":{\"dtype\":\"" + it.dt->name +
+              "\",\"shape\":" + Json(it.data.sizes().vec()).dump() + ",\"data_offsets\":[" + std::to_string(offset) +
+              "," + std::to_string(offset + bytes) + "]}";
     offset += bytes;
   }
   header += "}";

@@ -21,15 +21,16 @@ at::Tensor signal_to_noise(const diffusion::NoiseSchedule& schedule, const at::T
 
 }  // namespace
 
-at::Tensor unet_loss(sd::UNet2DConditionModel& unet, const diffusion::NoiseSchedule& schedule, const at::Tensor& latents,
-                     const at::Tensor& noise, const at::Tensor& timesteps, const at::Tensor& cond, double snr_gamma) {
-  const at::Tensor noisy = schedule.add_noise(latents, noise, timesteps);             // [B, C, h, w]
-  const at::Tensor target = schedule.training_target(latents, noise, timesteps);      // [B, C, h, w]
-  const at::Tensor pred = unet->forward(noisy, timesteps, cond).to(at::kFloat);       // [B, C, h, w]
+at::Tensor unet_loss(sd::UNet2DConditionModel& unet, const diffusion::NoiseSchedule& schedule,
+                     const at::Tensor& latents, const at::Tensor& noise, const at::Tensor& timesteps,
+                     const at::Tensor& cond, double snr_gamma) {
+  const at::Tensor noisy = schedule.add_noise(latents, noise, timesteps);         // [B, C, h, w]
+  const at::Tensor target = schedule.training_target(latents, noise, timesteps);  // [B, C, h, w]
+  const at::Tensor pred = unet->forward(noisy, timesteps, cond).to(at::kFloat);   // [B, C, h, w]
   if (snr_gamma <= 0) return at::mse_loss(pred, target.to(at::kFloat));
   // Min-SNR-gamma (Hang et al. 2023): each sample's loss weighted by
   // min(SNR, gamma) / SNR for epsilon targets, / (SNR + 1) for velocity.
-  const at::Tensor snr = signal_to_noise(schedule, timesteps);                          // [B]
+  const at::Tensor snr = signal_to_noise(schedule, timesteps);  // [B]
   at::Tensor weight = at::clamp_max(snr, snr_gamma);
   weight = schedule.prediction_type() == diffusion::PredictionType::v_prediction ? weight / (snr + 1) : weight / snr;
   const at::Tensor per_sample =
@@ -38,9 +39,9 @@ at::Tensor unet_loss(sd::UNet2DConditionModel& unet, const diffusion::NoiseSched
 }
 
 at::Tensor vae_loss(sd::AutoencoderKL& vae, const at::Tensor& images, const at::Tensor& eps, double kl_weight) {
-  const sd::DiagonalGaussian posterior = vae->encode(images);   // [B, C, h, w] each
-  const at::Tensor z = posterior.mean + posterior.std * eps;    // [B, C, h, w]
-  const at::Tensor reconstruction = vae->decode(z);              // [B, 3, H, W]
+  const sd::DiagonalGaussian posterior = vae->encode(images);  // [B, C, h, w] each
+  const at::Tensor z = posterior.mean + posterior.std * eps;   // [B, C, h, w]
+  const at::Tensor reconstruction = vae->decode(z);            // [B, 3, H, W]
   const at::Tensor rec = at::mse_loss(reconstruction.to(at::kFloat), images.to(at::kFloat));
   if (kl_weight == 0) return rec;
   // KL(N(mean, var) || N(0, 1)) summed over latent elements, mean over the batch.

@@ -74,8 +74,9 @@ void register_pretrain_options(ConfigSchema& s) {
 
 PretrainSettings pretrain_settings(const Config& c) {
   if (c.get_string("data.format") != "captioned")
-    c.reject("data.format", "pretrain reads a captioned corpus: set data.format = captioned and data.root to a folder "
-                            "with metadata.jsonl (dinv data shapes --captioned writes one)");
+    c.reject("data.format",
+             "pretrain reads a captioned corpus: set data.format = captioned and data.root to a folder "
+             "with metadata.jsonl (dinv data shapes --captioned writes one)");
   PretrainSettings s;
   s.init = c.get_string("pretrain.init");
   s.output = c.get_string("pretrain.output");
@@ -395,8 +396,8 @@ class Phase {
     SampleNoise n;
     std::vector<at::Tensor> eps, noise, t;
     for (std::int64_t j = first; j < first + count; ++j) {
-      auto gen = at::detail::createCPUGenerator(
-          stream_seed(s_.seed, Stage::pretrain, {phase_id(), static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(j)}));
+      auto gen = at::detail::createCPUGenerator(stream_seed(
+          s_.seed, Stage::pretrain, {phase_id(), static_cast<std::uint64_t>(step), static_cast<std::uint64_t>(j)}));
       eps.push_back(at::randn(latent_shape, gen, at::kFloat));
       noise.push_back(at::randn(latent_shape, gen, at::kFloat));
       t.push_back(at::randint(0, schedule_.num_train_timesteps(), {1}, gen, at::kLong));
@@ -545,15 +546,16 @@ class Phase {
     try {
       archive.load_from(path, p_.device);
     } catch (const c10::Error& e) {
-      throw IoError("cannot read checkpoint " + path + ": " + e.what_without_backtrace() + " (delete it to start over)");
+      throw IoError("cannot read checkpoint " + path + ": " + e.what_without_backtrace() +
+                    " (delete it to start over)");
     }
     at::NoGradGuard no_grad;
     for (std::size_t i = 0; i < params_.size(); ++i) {
       at::Tensor t;
       archive.read("param/" + std::to_string(i), t);
       if (!t.sizes().equals(params_[i].sizes()))
-        throw IoError("checkpoint " + path + ": parameter " + std::to_string(i) + " has shape " +
-                      c10::str(t.sizes()) + ", the model " + c10::str(params_[i].sizes()) + " (delete it to start over)");
+        throw IoError("checkpoint " + path + ": parameter " + std::to_string(i) + " has shape " + c10::str(t.sizes()) +
+                      ", the model " + c10::str(params_[i].sizes()) + " (delete it to start over)");
       params_[i].copy_(t);
       if (!ema_.empty()) {
         at::Tensor e;
@@ -627,7 +629,9 @@ std::vector<std::string> phases_of(const std::string& component) {
 io::Json finished_record(const PretrainSettings& s, const WorkFolder& w, const data::CaptionedDataset& corpus) {
   io::Json phases = io::Json::object();
   for (const auto& c : phases_of(s.component)) phases[c] = io::parse_json(read_text(w.done(c)), w.done(c).string());
-  return {{"settings", s.output_text()}, {"corpus", corpus.describe()}, {"corpus_fingerprint", corpus.fingerprint()},
+  return {{"settings", s.output_text()},
+          {"corpus", corpus.describe()},
+          {"corpus_fingerprint", corpus.fingerprint()},
           {"phases", phases}};
 }
 

@@ -26,21 +26,33 @@
 namespace dinv::retrieve {
 
 void register_retrieve_options(ConfigSchema& s) {
-  s.add("retrieve.model", "", "CLIP vision folder as transformers saves CLIPVisionModelWithProjection: config.json, "
+  s.add("retrieve.model", "",
+        "CLIP vision folder as transformers saves CLIPVisionModelWithProjection: config.json, "
         "model.safetensors and the image processor's preprocessor_config.json");
   s.add("retrieve.k", 5, "neighbours retrieved per real image").min(1).max(100000);
   s.add("retrieve.tag", "", "name of /samples/<tag> (empty: retrieval_k<k>, with _dedup when retrieve.dedup)");
-  s.add("retrieve.dedup", false, "write a pool image retrieved by several real images once, labelled by the most "
+  s.add("retrieve.dedup", false,
+        "write a pool image retrieved by several real images once, labelled by the most "
         "similar of them (ties: the first); otherwise once per query");
-  s.add("retrieve.max_bad_share", 0.01, "share of pool images that may fail to decode (skipped and counted) before "
-        "the run fails naming them").min(0).max(1);
-  s.add("retrieve.batch_size", 32, "images per feature batch (cut within shards: any rank count gives the same "
-        "bytes for the same batch_size and shard_size)").min(1).max(65536);
+  s.add("retrieve.max_bad_share", 0.01,
+        "share of pool images that may fail to decode (skipped and counted) before "
+        "the run fails naming them")
+      .min(0)
+      .max(1);
+  s.add("retrieve.batch_size", 32,
+        "images per feature batch (cut within shards: any rank count gives the same "
+        "bytes for the same batch_size and shard_size)")
+      .min(1)
+      .max(65536);
   s.add("retrieve.shard_size", 256, "pool and query images per work unit (resume granularity)").min(1);
-  s.add("retrieve.cache", "", "HDF5 file caching the CLIP features, reused by reruns and other k "
+  s.add("retrieve.cache", "",
+        "HDF5 file caching the CLIP features, reused by reruns and other k "
         "(empty: <store.path>.retrieve_features.h5)");
-  s.add("retrieve.resolution", 0, "size of the stored images: shorter side resized (antialiased bicubic), centre "
-        "crop (0: the first real image's height)").min(0).max(kMaxResolution);
+  s.add("retrieve.resolution", 0,
+        "size of the stored images: shorter side resized (antialiased bicubic), centre "
+        "crop (0: the first real image's height)")
+      .min(0)
+      .max(kMaxResolution);
   data::register_dataset_options(s, "retrieve.pool", "folder", "retrieval pool");
 }
 
@@ -88,9 +100,8 @@ struct Queries {
 // [N, P], /bad [N] (1: did not decode; only allowed when `skip_bad`), and a
 // ledger of shards. Returns how many images this rank found bad now.
 std::int64_t compute_features(dist::World& world, store::Store& cache, const std::string& group,
-                              const data::Dataset& dataset, const std::vector<std::int64_t>& indices,
-                              Encoder& enc, const RetrieveSettings& s, bool skip_bad, const std::string& key,
-                              bool* stopped) {
+                              const data::Dataset& dataset, const std::vector<std::int64_t>& indices, Encoder& enc,
+                              const RetrieveSettings& s, bool skip_bad, const std::string& key, bool* stopped) {
   const auto n = static_cast<std::int64_t>(indices.size());
   const auto units = dist::chunk_count(n, s.shard_size);
   const auto dim = enc.model->config().projection_dim;
@@ -104,8 +115,10 @@ std::int64_t compute_features(dist::World& world, store::Store& cache, const std
     store::UnitLedger::create(cache, group, units);
     cache.flush();
   }
-  const std::string hint = "the cache was made for other images, model, shard_size or batch_size: name another "
-                           "retrieve.cache or remove " + cache.path();
+  const std::string hint =
+      "the cache was made for other images, model, shard_size or batch_size: name another "
+      "retrieve.cache or remove " +
+      cache.path();
   cache.require_attribute(group, "key", key, hint);
   cache.require_dataset(group + "/features", at::kFloat, {n, dim});
   store::UnitLedger ledger(cache, group, units);
@@ -211,9 +224,11 @@ std::vector<std::vector<Candidate>> top_k(dist::World& world, store::Store& cach
   std::vector<float> all_sims(static_cast<std::size_t>(per_rank * world.size()));
   std::vector<std::int64_t> all_idx(all_sims.size());
   dist::check_mpi(MPI_Allgather(sims.data(), static_cast<int>(per_rank), MPI_FLOAT, all_sims.data(),
-                                static_cast<int>(per_rank), MPI_FLOAT, world.comm()), "MPI_Allgather");
+                                static_cast<int>(per_rank), MPI_FLOAT, world.comm()),
+                  "MPI_Allgather");
   dist::check_mpi(MPI_Allgather(idx.data(), static_cast<int>(per_rank), MPI_INT64_T, all_idx.data(),
-                                static_cast<int>(per_rank), MPI_INT64_T, world.comm()), "MPI_Allgather");
+                                static_cast<int>(per_rank), MPI_INT64_T, world.comm()),
+                  "MPI_Allgather");
   for (std::int64_t q = 0; q < q_count; ++q) {
     auto& list = best[static_cast<std::size_t>(q)];
     list.clear();
@@ -242,8 +257,10 @@ std::vector<Row> plan_rows(const std::vector<std::vector<Candidate>>& best, cons
   std::map<std::int64_t, std::size_t> owner;  // pool index -> row kept
   for (std::size_t r = 0; r < rows.size(); ++r) {
     auto it = owner.find(rows[r].pool);
-    if (it == owner.end()) owner.emplace(rows[r].pool, r);
-    else if (rows[r].sim > rows[it->second].sim) it->second = r;
+    if (it == owner.end())
+      owner.emplace(rows[r].pool, r);
+    else if (rows[r].sim > rows[it->second].sim)
+      it->second = r;
   }
   std::vector<Row> kept;
   for (std::size_t r = 0; r < rows.size(); ++r)
@@ -377,8 +394,7 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   for (std::int64_t i = 0; i < pool.size(); ++i) pool_indices[static_cast<std::size_t>(i)] = i;
   const std::string pool_key = "pool=" + pool.fingerprint() + unit_key;
   // The queries are identified by the data and every index (a subset of the same size is other data).
-  const std::string index_hash =
-      data::content_hash(q.index.data(), q.index.size() * sizeof(std::int64_t));
+  const std::string index_hash = data::content_hash(q.index.data(), q.index.size() * sizeof(std::int64_t));
   std::ostringstream qk;
   qk << "data=" << real.fingerprint() << " indices=" << q.index.size() << ":" << index_hash << unit_key;
   bool stopped = false;

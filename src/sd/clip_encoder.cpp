@@ -52,8 +52,8 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
   auto heads = [&](const at::Tensor& y) { return y.view({b, t, heads_, d / heads_}).transpose(1, 2); };
   // SDPA scales by 1/sqrt(head_dim), as CLIP does; with the causal mask (text)
   // each token sees only itself and the tokens before it.
-  at::Tensor o = at::scaled_dot_product_attention(heads(q_proj_(x)), heads(k_proj_(x)), heads(v_proj_(x)), {}, 0.0,
-                                                  causal_);
+  at::Tensor o =
+      at::scaled_dot_product_attention(heads(q_proj_(x)), heads(k_proj_(x)), heads(v_proj_(x)), {}, 0.0, causal_);
   return out_proj_(o.transpose(1, 2).reshape({b, t, d}));
 }
 
@@ -64,9 +64,12 @@ ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c) : activation_(c.hidden_act)
 
 at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
   at::Tensor h = fc1_(x);  // [B, T, intermediate]
-  if (activation_ == "quick_gelu") h = quick_gelu(h);
-  else if (activation_ == "gelu") h = at::gelu(h);
-  else h = at::gelu(h, "tanh");  // gelu_new
+  if (activation_ == "quick_gelu")
+    h = quick_gelu(h);
+  else if (activation_ == "gelu")
+    h = at::gelu(h);
+  else
+    h = at::gelu(h, "tanh");  // gelu_new
   return fc2_(h);
 }
 

@@ -184,8 +184,8 @@ TextLayer text_layer_from_string(const std::string& name) {
   throw ConfigError("text layer: expected 'last' or 'penultimate', found '" + name + "'");
 }
 
-at::Tensor encode_prompts(const ClipTokenizer& tokenizer, ClipTextModel& encoder, const std::vector<std::string>& prompts,
-                          TextLayer layer, std::vector<bool>* truncated) {
+at::Tensor encode_prompts(const ClipTokenizer& tokenizer, ClipTextModel& encoder,
+                          const std::vector<std::string>& prompts, TextLayer layer, std::vector<bool>* truncated) {
   const at::Device device = encoder->parameters().front().device();
   const at::Tensor ids = tokenizer.encode_batch(prompts, truncated).to(device);
   torch::NoGradGuard no_grad;

@@ -39,10 +39,14 @@ std::array<double, 3> three_doubles(const io::JsonObject& o, const char* key, st
 io::ResizeFilter filter_from_code(const io::JsonObject& o) {
   const std::int64_t code = o.get_int("resample", 3);
   switch (code) {
-    case 0: return io::ResizeFilter::nearest;
-    case 1: return io::ResizeFilter::lanczos;
-    case 2: return io::ResizeFilter::bilinear;
-    case 3: return io::ResizeFilter::bicubic;
+    case 0:
+      return io::ResizeFilter::nearest;
+    case 1:
+      return io::ResizeFilter::lanczos;
+    case 2:
+      return io::ResizeFilter::bilinear;
+    case 3:
+      return io::ResizeFilter::bicubic;
     default:
       throw ModelError(o.where() + ": key 'resample': expected 0 (nearest), 1 (lanczos), 2 (bilinear) or 3 " +
                        "(bicubic), found " + std::to_string(code));
@@ -63,8 +67,8 @@ std::pair<std::int64_t, std::int64_t> size_of(const io::JsonObject& o, const cha
     return {v, v};
   }
   if (s.has("height") && s.has("width")) return {s.get_int("height"), s.get_int("width")};
-  throw ModelError(o.where() + ": key '" + key + "': expected {\"" + field + "\": N} or {\"height\": H, \"width\": W}, " +
-                   "found " + o.at(key).dump());
+  throw ModelError(o.where() + ": key '" + key + "': expected {\"" + field +
+                   "\": N} or {\"height\": H, \"width\": W}, " + "found " + o.at(key).dump());
 }
 
 }  // namespace
@@ -112,9 +116,9 @@ ClipVisionEmbeddingsImpl::ClipVisionEmbeddingsImpl(const ClipVisionConfig& c) {
 
 at::Tensor ClipVisionEmbeddingsImpl::forward(const at::Tensor& pixel_values) {
   const auto b = pixel_values.size(0);
-  at::Tensor patches = patch_embedding_(pixel_values);      // [B, D, grid, grid]
-  patches = patches.flatten(2).transpose(1, 2);              // [B, grid^2, D]
-  const at::Tensor cls = class_embedding_.expand({b, 1, -1});  // [B, 1, D]
+  at::Tensor patches = patch_embedding_(pixel_values);                           // [B, D, grid, grid]
+  patches = patches.flatten(2).transpose(1, 2);                                  // [B, grid^2, D]
+  const at::Tensor cls = class_embedding_.expand({b, 1, -1});                    // [B, 1, D]
   return at::cat({cls, patches}, 1) + position_embedding_->weight.unsqueeze(0);  // [B, 1 + grid^2, D]
 }
 
@@ -130,7 +134,7 @@ ClipVisionTransformerImpl::ClipVisionTransformerImpl(const ClipVisionConfig& c) 
 
 at::Tensor ClipVisionTransformerImpl::forward(const at::Tensor& pixel_values, at::Tensor* pooled) {
   const at::Tensor h = encoder_(pre_layrnorm_(embeddings_(pixel_values)));  // [B, 1 + grid^2, D]
-  if (pooled) *pooled = post_layernorm_(h.select(1, 0));                   // [B, D]: the class token
+  if (pooled) *pooled = post_layernorm_(h.select(1, 0));                    // [B, D]: the class token
   return h;
 }
 
@@ -200,7 +204,7 @@ ClipImageProcessor ClipImageProcessor::from_file(const std::string& path) {
 at::Tensor ClipImageProcessor::operator()(const at::Tensor& image) const {
   if (image.dim() != 3 || image.scalar_type() != at::kByte || (image.size(2) != 1 && image.size(2) != 3))
     throw IoError("CLIP preprocessing: expected a uint8 [H, W, 1 or 3] image, found " +
-                    std::string(at::toString(image.scalar_type())) + " " + c10::str(image.sizes()));
+                  std::string(at::toString(image.scalar_type())) + " " + c10::str(image.sizes()));
   at::Tensor img = image.size(2) == 1 ? image.expand({-1, -1, 3}).contiguous() : image;  // do_convert_rgb
   if (do_resize) {
     // transformers' get_resize_output_image_size: the short side becomes
@@ -208,17 +212,16 @@ at::Tensor ClipImageProcessor::operator()(const at::Tensor& image) const {
     const auto h = img.size(0), w = img.size(1);
     const bool wide = w > h;
     const auto short_side = wide ? h : w, long_side = wide ? w : h;
-    const auto new_long =
-        static_cast<std::int64_t>(static_cast<double>(shortest_edge) * static_cast<double>(long_side) /
-                                  static_cast<double>(short_side));
+    const auto new_long = static_cast<std::int64_t>(static_cast<double>(shortest_edge) *
+                                                    static_cast<double>(long_side) / static_cast<double>(short_side));
     img = io::resize(img, wide ? shortest_edge : new_long, wide ? new_long : shortest_edge, resample);
   }
   if (do_center_crop) {
     const auto h = img.size(0), w = img.size(1);
     if (h < crop_height || w < crop_width)  // transformers pads then; CLIP never asks for it
       throw IoError("CLIP preprocessing: a " + std::to_string(h) + "x" + std::to_string(w) +
-                      " image is smaller than the crop " + std::to_string(crop_height) + "x" +
-                      std::to_string(crop_width));
+                    " image is smaller than the crop " + std::to_string(crop_height) + "x" +
+                    std::to_string(crop_width));
     const auto top = (h - crop_height) / 2, left = (w - crop_width) / 2;
     img = img.slice(0, top, top + crop_height).slice(1, left, left + crop_width);
   }

@@ -18,11 +18,11 @@ namespace dinv::sd::detail {
 // largest are 1280 channels, 4 blocks, 2 layers per block, 10 transformer
 // layers in SDXL): generous, but far below what would make building the
 // module ask for terabytes.
-constexpr std::int64_t kMaxChannels = 16384;      // any channel count or embedding width
-constexpr std::int64_t kMaxBlocks = 8;            // down / up blocks
-constexpr std::int64_t kMaxLayers = 64;           // layers per block, transformer layers
-constexpr std::int64_t kMaxSampleSize = 16384;    // sample_size
-constexpr std::int64_t kMaxKernel = 31;           // conv_in_kernel / conv_out_kernel
+constexpr std::int64_t kMaxChannels = 16384;    // any channel count or embedding width
+constexpr std::int64_t kMaxBlocks = 8;          // down / up blocks
+constexpr std::int64_t kMaxLayers = 64;         // layers per block, transformer layers
+constexpr std::int64_t kMaxSampleSize = 16384;  // sample_size
+constexpr std::int64_t kMaxKernel = 31;         // conv_in_kernel / conv_out_kernel
 
 // A component's config.json, with a read or parse failure as a ModelError
 // (the model folder is what is wrong, not an arbitrary file).
@@ -36,7 +36,8 @@ inline io::Json read_model_json(const std::string& path) {
 
 class ConfigReader {
  public:
-  ConfigReader(const io::Json& json, std::string where) : obj_(check_object(json, where), where), where_(std::move(where)) {}
+  ConfigReader(const io::Json& json, std::string where)
+      : obj_(check_object(json, where), where), where_(std::move(where)) {}
 
   const std::string& where() const { return where_; }
   bool has(const std::string& key) const {
@@ -81,8 +82,7 @@ class ConfigReader {
     if (v.is_array()) {
       auto out = int_list(key, {});
       if (out.size() != n)
-        fail(key, v, "needs one entry per down block (" + std::to_string(n) + "), found " +
-                         std::to_string(out.size()));
+        fail(key, v, "needs one entry per down block (" + std::to_string(n) + "), found " + std::to_string(out.size()));
       return out;
     }
     return std::vector<std::int64_t>(n, i(key, fallback));
@@ -108,14 +108,17 @@ class ConfigReader {
     if (!obj_.has(key)) return;
     const io::Json& v = obj_.json().at(key);
     for (const auto& a : allowed)
-      if (v == a) return;
-      else if (a.is_number() && v.is_number() && v.get<double>() == a.get<double>()) return;
+      if (v == a)
+        return;
+      else if (a.is_number() && v.is_number() && v.get<double>() == a.get<double>())
+        return;
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a.dump();
     fail(key, v, "is not supported by dinv (supported: " + (list.empty() ? "null" : list) + ")");
   }
   // One value from a set of strings.
-  std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& allowed) const {
+  std::string choice(const std::string& key, const std::string& fallback,
+                     const std::vector<std::string>& allowed) const {
     const std::string v = s(key, fallback);
     for (const auto& a : allowed)
       if (v == a) return v;
@@ -131,7 +134,8 @@ class ConfigReader {
       fail(key, obj_.json().contains(key) ? obj_.json().at(key) : io::Json(value),
            "is out of range: each value must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   }
-  void bounded(const std::string& key, const std::vector<std::int64_t>& values, std::int64_t lo, std::int64_t hi) const {
+  void bounded(const std::string& key, const std::vector<std::int64_t>& values, std::int64_t lo,
+               std::int64_t hi) const {
     for (auto v : values) bounded(key, v, lo, hi);
   }
 

@@ -17,10 +17,14 @@ std::optional<Activation> activation_from_name(const std::string& name) {
 
 at::Tensor activate(const at::Tensor& x, Activation act) {
   switch (act) {
-    case Activation::silu: return at::silu(x);
-    case Activation::gelu: return at::gelu(x);
-    case Activation::mish: return at::mish(x);
-    case Activation::relu: return at::relu(x);
+    case Activation::silu:
+      return at::silu(x);
+    case Activation::gelu:
+      return at::gelu(x);
+    case Activation::mish:
+      return at::mish(x);
+    case Activation::relu:
+      return at::relu(x);
   }
   return x;
 }
@@ -107,10 +111,14 @@ void init_random(torch::nn::Module& module, std::uint64_t seed) {
     }
   };
   for (const auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* l = dynamic_cast<LinearImpl*>(m.get())) apply(l);
-    else if (auto* c = dynamic_cast<Conv2dImpl*>(m.get())) apply(c);
-    else if (auto* g = dynamic_cast<GroupNormImpl*>(m.get())) apply(g);
-    else if (auto* n = dynamic_cast<LayerNormImpl*>(m.get())) apply(n);
+    if (auto* l = dynamic_cast<LinearImpl*>(m.get()))
+      apply(l);
+    else if (auto* c = dynamic_cast<Conv2dImpl*>(m.get()))
+      apply(c);
+    else if (auto* g = dynamic_cast<GroupNormImpl*>(m.get()))
+      apply(g);
+    else if (auto* n = dynamic_cast<LayerNormImpl*>(m.get()))
+      apply(n);
   }
 }
 
@@ -199,7 +207,8 @@ at::Tensor Upsample2DImpl::forward(const at::Tensor& x, at::OptionalIntArrayRef 
 AttentionImpl::AttentionImpl(const AttentionOptions& o, const at::TensorOptions& options) : o_(o) {
   const std::int64_t inner = o.heads * o.dim_head;
   const std::int64_t kv_dim = o.cross_attention_dim ? o.cross_attention_dim : o.query_dim;
-  if (o.norm_groups > 0) group_norm = register_module("group_norm", GroupNorm(o.norm_groups, o.query_dim, o.norm_eps, options));
+  if (o.norm_groups > 0)
+    group_norm = register_module("group_norm", GroupNorm(o.norm_groups, o.query_dim, o.norm_eps, options));
   to_q = register_module("to_q", Linear(o.query_dim, inner, o.bias, options));
   to_k = register_module("to_k", Linear(kv_dim, inner, o.bias, options));
   to_v = register_module("to_v", Linear(kv_dim, inner, o.bias, options));
@@ -289,8 +298,7 @@ at::Tensor BasicTransformerBlockImpl::forward(const at::Tensor& x, const at::Ten
   return h;
 }
 
-Transformer2DModelImpl::Transformer2DModelImpl(const TransformerOptions& o, const at::TensorOptions& options)
-    : o_(o) {
+Transformer2DModelImpl::Transformer2DModelImpl(const TransformerOptions& o, const at::TensorOptions& options) : o_(o) {
   const std::int64_t inner = o.heads * o.dim_head;
   norm = register_module("norm", GroupNorm(o.norm_groups, o.in_channels, 1e-6, options));
   if (o.use_linear_projection)

@@ -57,8 +57,7 @@ std::vector<std::string> shards_of(const fs::path& index_path) {
     throw ModelError(where + ": a sharded-weights index needs a 'weight_map' object");
   std::set<std::string> files;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-    if (!it.value().is_string())
-      throw ModelError(where + ": weight_map entry '" + it.key() + "' is not a file name");
+    if (!it.value().is_string()) throw ModelError(where + ": weight_map entry '" + it.key() + "' is not a file name");
     const std::string f = it.value().get<std::string>();
     if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
       throw ModelError(where + ": weight_map names '" + f + "', which is not a file in the same folder");
@@ -91,7 +90,8 @@ void advise_huge_pages(const at::Tensor& t) {
 ModelIndex read_model_index(const std::string& dir) {
   const std::string path = join(dir, "model_index.json");
   if (!fs::is_regular_file(path))
-    throw ModelError(path + " not found: " + dir + " is not a diffusers model folder (model_index.json, unet/, vae/, ...)");
+    throw ModelError(path + " not found: " + dir +
+                     " is not a diffusers model folder (model_index.json, unet/, vae/, ...)");
   ModelIndex mi;
   mi.json = detail::read_model_json(path);
   if (!mi.json.is_object()) throw ModelError(path + ": expected a JSON object");
@@ -154,7 +154,8 @@ ComponentFiles find_component(const std::string& dir, const std::string& compone
     for (const auto& b : basenames) {
       if (f.rfind(b + ".", 0) == 0 && ends_with(f, ".safetensors")) {
         std::string mid = f.substr(b.size() + 1, f.size() - b.size() - 1 - std::string(".safetensors").size());
-        if (!mid.empty() && mid.find('.') == std::string::npos && mid.find('-') == std::string::npos) variants.insert(mid);
+        if (!mid.empty() && mid.find('.') == std::string::npos && mid.find('-') == std::string::npos)
+          variants.insert(mid);
       }
       const std::string ip = b + ".safetensors.index.";
       if (f.rfind(ip, 0) == 0 && ends_with(f, ".json") && f.size() > ip.size() + 5)
@@ -408,11 +409,12 @@ std::string model_fingerprint(const std::string& dir, const std::string& variant
                        " does not exist");
     bool has_weights = false;
     for (const auto& f : list_files(cdir))
-      if (ends_with(f, ".safetensors") || (f.find(".safetensors.index") != std::string::npos && ends_with(f, ".json")) ||
-          ends_with(f, ".bin") || ends_with(f, ".ckpt") || ends_with(f, ".pt") || ends_with(f, ".pth"))
+      if (ends_with(f, ".safetensors") ||
+          (f.find(".safetensors.index") != std::string::npos && ends_with(f, ".json")) || ends_with(f, ".bin") ||
+          ends_with(f, ".ckpt") || ends_with(f, ".pt") || ends_with(f, ".pth"))
         has_weights = true;
-    const auto fp = has_weights ? fingerprint_component(find_component(dir, name, variant))
-                                : fingerprint_folder(cdir.string());
+    const auto fp =
+        has_weights ? fingerprint_component(find_component(dir, name, variant)) : fingerprint_folder(cdir.string());
     s.update(name + '\0' + fp.fingerprint + '\n');
   }
   return "sha256:" + s.hex_digest();

@@ -28,7 +28,9 @@ void check_preset(const std::string& p) {
   throw ConfigError("unknown model preset '" + p + "' (allowed: " + list + ")");
 }
 
-Json sd_down() { return Json::array({"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}); }
+Json sd_down() {
+  return Json::array({"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"});
+}
 Json sd_up() { return Json::array({"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}); }
 
 }  // namespace
@@ -107,7 +109,8 @@ Json preset_vae_config(const std::string& preset) {
     c["sample_size"] = 32;
   } else {
     c["block_out_channels"] = {128, 256, 512, 512};
-    c["down_block_types"] = Json::array({"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"});
+    c["down_block_types"] =
+        Json::array({"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"});
     c["up_block_types"] = Json::array({"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"});
     c["layers_per_block"] = 2;
     c["norm_num_groups"] = 32;
@@ -168,7 +171,8 @@ InitReport init_model_folder(const std::string& out, const std::string& preset, 
   {
     make_dir(root / "unet");
     const Json cfg = preset_unet_config(preset);
-    UNet2DConditionModel unet(UNetConfig::from_json(cfg, preset + " unet preset"), weights ? opts : opts.device(at::kMeta));
+    UNet2DConditionModel unet(UNetConfig::from_json(cfg, preset + " unet preset"),
+                              weights ? opts : opts.device(at::kMeta));
     if (weights) {
       init_random(*unet, seed * 4 + 1);
       write_weights(root / "unet", *unet);
@@ -195,14 +199,10 @@ InitReport init_model_folder(const std::string& out, const std::string& preset, 
   const ComponentEntries text = weights ? write_text_components(out, preset, seed * 4 + 3) : ComponentEntries{};
   report.text_components = !text.empty();
 
-  Json index = {{"_class_name", "StableDiffusionPipeline"},
-                {"_diffusers_version", kDiffusersVersion},
-                {"feature_extractor", {nullptr, nullptr}},
-                {"requires_safety_checker", false},
-                {"safety_checker", {nullptr, nullptr}},
-                {"scheduler", {"diffusers", sched["_class_name"]}},
-                {"unet", {"diffusers", "UNet2DConditionModel"}},
-                {"vae", {"diffusers", "AutoencoderKL"}}};
+  Json index = {{"_class_name", "StableDiffusionPipeline"},      {"_diffusers_version", kDiffusersVersion},
+                {"feature_extractor", {nullptr, nullptr}},       {"requires_safety_checker", false},
+                {"safety_checker", {nullptr, nullptr}},          {"scheduler", {"diffusers", sched["_class_name"]}},
+                {"unet", {"diffusers", "UNet2DConditionModel"}}, {"vae", {"diffusers", "AutoencoderKL"}}};
   for (const auto& [name, lib_cls] : text) {
     index[name] = {lib_cls.first, lib_cls.second};
     report.written.push_back(name);

@@ -56,16 +56,17 @@ void randomize(ClipTextModel& model, std::uint64_t seed) {
     const std::string& name = p.key();
     at::Tensor t = p.value();
     const bool norm = name.find("layer_norm") != std::string::npos;
-    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) t.zero_();
-    else if (norm) t.fill_(1.0);
-    else t.normal_(0.0, 0.02, gen);
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      t.zero_();
+    else if (norm)
+      t.fill_(1.0);
+    else
+      t.normal_(0.0, 0.02, gen);
   }
 }
 
 // The tokenizer folder of a pipeline folder, or DIR itself when it is one.
-std::string tokenizer_dir(const std::string& dir) {
-  return is_file(dir + "/vocab.json") ? dir : dir + "/tokenizer";
-}
+std::string tokenizer_dir(const std::string& dir) { return is_file(dir + "/vocab.json") ? dir : dir + "/tokenizer"; }
 
 std::string join_ids(const std::vector<std::int64_t>& ids, std::int64_t count) {
   std::ostringstream s;
@@ -86,12 +87,12 @@ int tokenize_command(const std::vector<std::string>& args) {
                 std::to_string(tokenizer.max_length() - 2) + " tokens of it)");
     }
     std::string tokens;
-    for (std::int64_t k = 0; k < t.length; ++k) tokens += (k ? " " : "") + tokenizer.token(t.ids[static_cast<size_t>(k)]);
+    for (std::int64_t k = 0; k < t.length; ++k)
+      tokens += (k ? " " : "") + tokenizer.token(t.ids[static_cast<size_t>(k)]);
     std::cout << "ids: " << join_ids(t.ids, t.length) << "\n"
               << "tokens: " << tokens << "\n"
-              << "length: " << t.length << " of " << tokenizer.max_length() << " (padded with id "
-              << tokenizer.pad_id() << " '" << tokenizer.token(tokenizer.pad_id()) << "')"
-              << (t.truncated ? ", truncated" : "") << "\n";
+              << "length: " << t.length << " of " << tokenizer.max_length() << " (padded with id " << tokenizer.pad_id()
+              << " '" << tokenizer.token(tokenizer.pad_id()) << "')" << (t.truncated ? ", truncated" : "") << "\n";
   }
   return 0;
 }
@@ -109,8 +110,7 @@ ComponentEntries write_text_components(const std::string& out, const std::string
   for (const auto& p : model->named_parameters()) tensors.emplace(p.key(), p.value());
   io::write_safetensors(te + "/model.safetensors", tensors, {{"format", "pt"}});
   // SD 2.x's tokenizer pads with "!" (id 0), SD 1.x's with <|endoftext|>.
-  write_clip_tokenizer_folder(default_clip_merges_path(), out + "/tokenizer",
-                              preset == "sd21" ? "!" : "<|endoftext|>");
+  write_clip_tokenizer_folder(default_clip_merges_path(), out + "/tokenizer", preset == "sd21" ? "!" : "<|endoftext|>");
   return {{"text_encoder", {"transformers", "CLIPTextModel"}}, {"tokenizer", {"transformers", "CLIPTokenizer"}}};
 }
 
@@ -142,7 +142,8 @@ std::optional<std::string> describe_text_component(const std::string& dir, const
   if (component == "tokenizer") {
     const ClipTokenizer t = ClipTokenizer::from_folder(dir + "/tokenizer");
     return "CLIPTokenizer: " + std::to_string(t.vocab_size()) + " tokens, max length " +
-           std::to_string(t.max_length()) + ", pad '" + t.token(t.pad_id()) + "' (id " + std::to_string(t.pad_id()) + ")";
+           std::to_string(t.max_length()) + ", pad '" + t.token(t.pad_id()) + "' (id " + std::to_string(t.pad_id()) +
+           ")";
   }
   return std::nullopt;
 }

@@ -36,7 +36,7 @@ bool file_exists(const std::string& path) {
 }
 
 void make_directories(const std::string& path) {
-  for (size_t slash = path.find('/', 1); ; slash = path.find('/', slash + 1)) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
     const std::string prefix = path.substr(0, slash);
     if (!prefix.empty() && !is_directory(prefix) && ::mkdir(prefix.c_str(), 0755) != 0 && !is_directory(prefix))
       throw IoError("cannot create folder " + prefix);
@@ -121,10 +121,15 @@ TokenizerSettings read_settings(const std::string& dir) {
   std::vector<nlohmann::json> sources;  // first found wins
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"})
     if (file_exists(dir + "/" + name)) sources.push_back(io::read_json_file(dir + "/" + name));
-  for (auto [key, field] : {std::pair{"bos_token", &s.bos_token}, {"eos_token", &s.eos_token},
-                            {"pad_token", &s.pad_token}, {"unk_token", &s.unk_token}}) {
+  for (auto [key, field] : {std::pair{"bos_token", &s.bos_token},
+                            {"eos_token", &s.eos_token},
+                            {"pad_token", &s.pad_token},
+                            {"unk_token", &s.unk_token}}) {
     for (const auto& j : sources)
-      if (auto v = token_field(j, key)) { *field = *v; break; }
+      if (auto v = token_field(j, key)) {
+        *field = *v;
+        break;
+      }
   }
   if (!sources.empty() && sources[0].contains("model_max_length")) {
     const auto& m = sources[0]["model_max_length"];
@@ -142,7 +147,7 @@ struct ClipTokenizer::Impl {
   std::vector<std::string> id_to_token;
   std::int64_t byte_id[256] = {}, byte_eow_id[256] = {};
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, std::int64_t>> merges;  // (a,b) -> (rank, ab)
-  std::vector<std::pair<std::u32string, std::int64_t>> specials;  // matched in the raw text
+  std::vector<std::pair<std::u32string, std::int64_t>> specials;                    // matched in the raw text
   std::int64_t bos = 0, eos = 0, pad = 0, unk = 0;
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // word bytes -> ids
@@ -225,7 +230,10 @@ struct ClipTokenizer::Impl {
     const std::u32string_view s(text);
     size_t i = 0;
     while (i < s.size()) {
-      if (cls[i] == CharClass::space) { ++i; continue; }
+      if (cls[i] == CharClass::space) {
+        ++i;
+        continue;
+      }
       if (size_t n = literal_tag(s.substr(i))) {
         append_word(ids, s.substr(i, 2));
         append_word(ids, s.substr(i + 2, n - 4));
@@ -276,7 +284,10 @@ struct ClipTokenizer::Impl {
     size_t segment = 0;
     for (size_t i = 0; i < s.size();) {
       auto [len, id] = special_at(s, i);
-      if (len == 0) { ++i; continue; }
+      if (len == 0) {
+        ++i;
+        continue;
+      }
       append_segment(ids, std::u32string_view(s).substr(segment, i - segment));
       ids.push_back(id);
       i += len;
@@ -299,7 +310,8 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, std::int64_t> vocab
   const auto n = static_cast<std::int64_t>(m.vocab.size());
   const std::string merges_name = "merges.txt";
   const std::string vocab_source =
-      source.size() >= merges_name.size() && source.compare(source.size() - merges_name.size(), merges_name.size(), merges_name) == 0
+      source.size() >= merges_name.size() &&
+              source.compare(source.size() - merges_name.size(), merges_name.size(), merges_name) == 0
           ? source.substr(0, source.size() - merges_name.size()) + "vocab.json"
           : source;
   m.id_to_token.assign(static_cast<size_t>(n), std::string());
@@ -325,8 +337,8 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, std::int64_t> vocab
     m.byte_id[b] = m.symbol_id(utf8(cp));
     m.byte_eow_id[b] = m.symbol_id(utf8(cp) + kEndOfWord);
   }
-  for (const std::string* tok : {&m.settings.bos_token, &m.settings.eos_token, &m.settings.pad_token,
-                                 &m.settings.unk_token}) {
+  for (const std::string* tok :
+       {&m.settings.bos_token, &m.settings.eos_token, &m.settings.pad_token, &m.settings.unk_token}) {
     std::u32string t = unicode::decode_utf8(*tok, source + " special token");
     if (std::none_of(m.specials.begin(), m.specials.end(), [&](const auto& s) { return s.first == t; }))
       m.specials.emplace_back(std::move(t), m.vocab.at(*tok));
@@ -341,8 +353,8 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, std::int64_t> vocab
     auto find = [&](const std::string& tok, const char* role) {
       auto it = m.vocab.find(tok);
       if (it == m.vocab.end())
-        throw ModelError(where() + "the " + std::string(role) + " '" + tok + "' of merge '" + mg.left + " " +
-                         mg.right + "' is not in vocab.json");
+        throw ModelError(where() + "the " + std::string(role) + " '" + tok + "' of merge '" + mg.left + " " + mg.right +
+                         "' is not in vocab.json");
       return it->second;
     };
     const std::int64_t a = find(mg.left, "left part"), b = find(mg.right, "right part");
@@ -363,9 +375,7 @@ ClipTokenizer ClipTokenizer::from_folder(const std::string& dir) {
   return ClipTokenizer(std::move(vocab), merges, read_settings(dir), merges_path);
 }
 
-std::vector<std::int64_t> ClipTokenizer::encode_text(std::string_view text) const {
-  return impl_->encode_text(text);
-}
+std::vector<std::int64_t> ClipTokenizer::encode_text(std::string_view text) const { return impl_->encode_text(text); }
 
 TokenizedPrompt ClipTokenizer::encode(std::string_view text) const {
   const Impl& m = *impl_;
@@ -399,8 +409,8 @@ at::Tensor ClipTokenizer::encode_batch(const std::vector<std::string>& prompts, 
 const std::string& ClipTokenizer::token(std::int64_t id) const {
   if (id < 0 || id >= static_cast<std::int64_t>(impl_->id_to_token.size()) ||
       impl_->id_to_token[static_cast<size_t>(id)].empty())
-    throw ModelError("token id " + std::to_string(id) + " is not in the vocabulary (" +
-                     std::to_string(vocab_size()) + " tokens)");
+    throw ModelError("token id " + std::to_string(id) + " is not in the vocabulary (" + std::to_string(vocab_size()) +
+                     " tokens)");
   return impl_->id_to_token[static_cast<size_t>(id)];
 }
 
@@ -439,7 +449,8 @@ void write_file(const std::string& path, const std::string& text) {
 
 }  // namespace
 
-void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string& out_dir, const std::string& pad_token) {
+void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string& out_dir,
+                                 const std::string& pad_token) {
   std::vector<BpeMerge> all = parse_merges(read_gzip(merges_gz), merges_gz);
   if (all.size() < kClipMergeCount)
     throw IoError(merges_gz + ": expected at least " + std::to_string(kClipMergeCount) + " merges (CLIP's), found " +

@@ -25,8 +25,8 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   }
   if (r.has("sample_size")) {
     const Json& v = json.at("sample_size");
-    c.sample_size = v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>()
-                                                                            : r.i("sample_size", 64);
+    c.sample_size =
+        v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>() : r.i("sample_size", 64);
   }
   c.in_channels = r.i("in_channels", 4);
   c.out_channels = r.i("out_channels", 4);
@@ -78,7 +78,8 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   if (auto a = activation_from_name(c.act_fn))
     c.act = *a;
   else
-    r.fail("act_fn", Json(c.act_fn), "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
+    r.fail("act_fn", Json(c.act_fn),
+           "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
   if (json.contains("norm_num_groups") && json.at("norm_num_groups").is_null())
     r.fail("norm_num_groups", Json(), "is not supported by dinv (a number of groups is required)");
   c.norm_num_groups = r.i("norm_num_groups", 32);
@@ -101,8 +102,7 @@ UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
   r.has("addition_embed_type_num_heads");  // only used with addition_embed_type
   r.has("resnet_out_scale_factor");        // not used by the supported block types
   c.upcast_attention = r.b("upcast_attention", false);
-  c.resnet_scale_shift =
-      r.choice("resnet_time_scale_shift", "default", {"default", "scale_shift"}) == "scale_shift";
+  c.resnet_scale_shift = r.choice("resnet_time_scale_shift", "default", {"default", "scale_shift"}) == "scale_shift";
   c.resnet_skip_time_act = r.b("resnet_skip_time_act", false);
   c.time_embed_dim = r.i("time_embedding_dim", 0);
   if (c.time_embed_dim == 0) c.time_embed_dim = 4 * c.block_out_channels[0];
@@ -201,11 +201,11 @@ struct UNet2DConditionModelImpl::Block : torch::nn::Module {
   }
 };
 
-UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at::TensorOptions& options)
-    : config_(c) {
+UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at::TensorOptions& options) : config_(c) {
   const auto& ch = c.block_out_channels;
   const size_t n = ch.size();
-  conv_in = register_module("conv_in", Conv2d(c.in_channels, ch[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, options));
+  conv_in = register_module("conv_in",
+                            Conv2d(c.in_channels, ch[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, options));
   auto te = TimestepEmbedding(ch[0], c.time_embed_dim, options);
   time_linear_1 = te->linear_1;
   time_linear_2 = te->linear_2;
@@ -248,10 +248,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at
     for (std::int64_t l = 0; l < c.layers_per_block[i]; ++l) {
       b->resnets.push_back(ResnetBlock2D(resnet_opts(l == 0 ? in_ch : out_ch, out_ch), options));
       if (b->cross)
-        b->attentions.push_back(Transformer2DModel(
-            transformer_opts(out_ch, c.num_attention_heads[i], c.transformer_layers_per_block[i],
-                             c.cross_attention_dim[i], c.only_cross_attention[i]),
-            options));
+        b->attentions.push_back(
+            Transformer2DModel(transformer_opts(out_ch, c.num_attention_heads[i], c.transformer_layers_per_block[i],
+                                                c.cross_attention_dim[i], c.only_cross_attention[i]),
+                               options));
     }
     if (i + 1 < n) b->downsample = Downsample2D(out_ch, c.downsample_padding, options);
     b->finish();
@@ -267,10 +267,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at
     auto r = resnet_opts(ch.back(), ch.back());
     r.output_scale_factor = c.mid_block_scale_factor;
     mid_->resnets.push_back(ResnetBlock2D(r, options));
-    mid_->attentions.push_back(Transformer2DModel(
-        transformer_opts(ch.back(), c.num_attention_heads.back(), c.transformer_layers_per_block.back(),
-                         c.cross_attention_dim.back(), false),
-        options));
+    mid_->attentions.push_back(
+        Transformer2DModel(transformer_opts(ch.back(), c.num_attention_heads.back(),
+                                            c.transformer_layers_per_block.back(), c.cross_attention_dim.back(), false),
+                           options));
     mid_->resnets.push_back(ResnetBlock2D(r, options));
     mid_->finish();
     mid_block = register_module("mid_block", std::static_pointer_cast<torch::nn::Module>(mid_));
@@ -291,10 +291,10 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at
       const std::int64_t res_in = l == 0 ? prev_out : out_ch;
       b->resnets.push_back(ResnetBlock2D(resnet_opts(res_in + skip, out_ch), options));
       if (b->cross)
-        b->attentions.push_back(Transformer2DModel(
-            transformer_opts(out_ch, c.num_attention_heads[ri], c.transformer_layers_per_block[ri],
-                             c.cross_attention_dim[ri], c.only_cross_attention[ri]),
-            options));
+        b->attentions.push_back(
+            Transformer2DModel(transformer_opts(out_ch, c.num_attention_heads[ri], c.transformer_layers_per_block[ri],
+                                                c.cross_attention_dim[ri], c.only_cross_attention[ri]),
+                               options));
     }
     if (i + 1 < n) {
       b->upsample = Upsample2D(out_ch, options);
@@ -307,7 +307,8 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at
   up_blocks = register_module("up_blocks", up_blocks);
 
   conv_norm_out = register_module("conv_norm_out", GroupNorm(c.norm_num_groups, ch[0], c.norm_eps, options));
-  conv_out = register_module("conv_out", Conv2d(ch[0], c.out_channels, c.conv_out_kernel, 1, (c.conv_out_kernel - 1) / 2, options));
+  conv_out = register_module("conv_out",
+                             Conv2d(ch[0], c.out_channels, c.conv_out_kernel, 1, (c.conv_out_kernel - 1) / 2, options));
 }
 
 at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample_in, const at::Tensor& timestep,
@@ -395,8 +396,8 @@ std::string UNet2DConditionModelImpl::describe() const {
   std::ostringstream s;
   s << "UNet2DConditionModel: in " << c.in_channels << " -> out " << c.out_channels << " channels, blocks";
   for (size_t i = 0; i < c.down_block_types.size(); ++i)
-    s << " " << c.down_block_types[i] << "(" << c.block_out_channels[i] << ", " << c.layers_per_block[i]
-      << " layers, " << c.num_attention_heads[i] << " heads)";
+    s << " " << c.down_block_types[i] << "(" << c.block_out_channels[i] << ", " << c.layers_per_block[i] << " layers, "
+      << c.num_attention_heads[i] << " heads)";
   s << ", mid " << (c.mid_block_type.empty() ? "none" : c.mid_block_type) << ", cross_attention_dim "
     << c.cross_attention_dim[0] << (c.use_linear_projection ? ", linear projection" : "")
     << (c.upcast_attention ? ", upcast attention" : "") << ", sample_size " << c.sample_size;

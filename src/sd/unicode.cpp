@@ -8,23 +8,36 @@
 namespace dinv::sd::unicode {
 namespace {
 
-struct ClassRange { char32_t first, last; unsigned char cls; };
-struct LowerEntry { char32_t cp; char32_t lower[3]; };
-struct CccRange { char32_t cp; unsigned char ccc; };
-struct DecompEntry { char32_t cp; unsigned offset, length; };
-struct ComposeEntry { char32_t first, second, composite; };
+struct ClassRange {
+  char32_t first, last;
+  unsigned char cls;
+};
+struct LowerEntry {
+  char32_t cp;
+  char32_t lower[3];
+};
+struct CccRange {
+  char32_t cp;
+  unsigned char ccc;
+};
+struct DecompEntry {
+  char32_t cp;
+  unsigned offset, length;
+};
+struct ComposeEntry {
+  char32_t first, second, composite;
+};
 
 #include "unicode_tables.inc"
 
 // Hangul syllables compose and decompose by arithmetic (Unicode ch. 3.12).
 constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
-constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount,
-                   kSCount = kLCount * kNCount;
+constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kNCount = kVCount * kTCount, kSCount = kLCount * kNCount;
 
 unsigned char combining_class(char32_t cp) {
   if (cp < 0x300) return 0;
-  auto it = std::lower_bound(std::begin(kCcc), std::end(kCcc), cp,
-                             [](const CccRange& e, char32_t c) { return e.cp < c; });
+  auto it =
+      std::lower_bound(std::begin(kCcc), std::end(kCcc), cp, [](const CccRange& e, char32_t c) { return e.cp < c; });
   return (it != std::end(kCcc) && it->cp == cp) ? it->ccc : 0;
 }
 
@@ -49,8 +62,7 @@ void decompose_into(std::u32string& out, char32_t cp) {
 char32_t compose_pair(char32_t a, char32_t b) {
   if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
     return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
-  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase &&
-      b < kTBase + kTCount)
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase && b < kTBase + kTCount)
     return a + (b - kTBase);
   auto it = std::lower_bound(std::begin(kCompose), std::end(kCompose), std::make_pair(a, b),
                              [](const ComposeEntry& e, const std::pair<char32_t, char32_t>& k) {
@@ -63,7 +75,10 @@ char32_t compose_pair(char32_t a, char32_t b) {
 void canonical_order(std::u32string& s) {
   size_t i = 0;
   while (i < s.size()) {
-    if (combining_class(s[i]) == 0) { ++i; continue; }
+    if (combining_class(s[i]) == 0) {
+      ++i;
+      continue;
+    }
     size_t j = i;
     while (j < s.size() && combining_class(s[j]) != 0) ++j;
     std::stable_sort(s.begin() + i, s.begin() + j,
@@ -105,18 +120,35 @@ std::u32string decode_utf8(std::string_view text, const std::string& what) {
   size_t i = 0;
   auto fail = [&](size_t at) {
     throw IoError(what + " is not valid UTF-8: invalid byte 0x" +
-                  [](unsigned v) { const char* h = "0123456789abcdef"; return std::string{h[v >> 4], h[v & 15]}; }(p[at]) +
+                  [](unsigned v) {
+                    const char* h = "0123456789abcdef";
+                    return std::string{h[v >> 4], h[v & 15]};
+                  }(p[at]) +
                   " at byte offset " + std::to_string(at));
   };
   while (i < n) {
     const unsigned char b = p[i];
-    if (b < 0x80) { out.push_back(b); ++i; continue; }
+    if (b < 0x80) {
+      out.push_back(b);
+      ++i;
+      continue;
+    }
     int len = 0;
     char32_t cp = 0, min = 0;
-    if ((b & 0xE0) == 0xC0) { len = 2; cp = b & 0x1F; min = 0x80; }
-    else if ((b & 0xF0) == 0xE0) { len = 3; cp = b & 0x0F; min = 0x800; }
-    else if ((b & 0xF8) == 0xF0) { len = 4; cp = b & 0x07; min = 0x10000; }
-    else fail(i);
+    if ((b & 0xE0) == 0xC0) {
+      len = 2;
+      cp = b & 0x1F;
+      min = 0x80;
+    } else if ((b & 0xF0) == 0xE0) {
+      len = 3;
+      cp = b & 0x0F;
+      min = 0x800;
+    } else if ((b & 0xF8) == 0xF0) {
+      len = 4;
+      cp = b & 0x07;
+      min = 0x10000;
+    } else
+      fail(i);
     if (i + len > n) fail(i);
     for (int k = 1; k < len; ++k) {
       if ((p[i + k] & 0xC0) != 0x80) fail(i + k);
@@ -165,8 +197,7 @@ CharClass char_class(char32_t cp) {
 
 std::u32string nfc(std::u32string_view text) {
   // ASCII and the Latin-1 symbols below U+00C0 neither decompose nor combine.
-  if (std::all_of(text.begin(), text.end(), [](char32_t c) { return c < 0xC0; }))
-    return std::u32string(text);
+  if (std::all_of(text.begin(), text.end(), [](char32_t c) { return c < 0xC0; })) return std::u32string(text);
   std::u32string d;
   d.reserve(text.size() + 8);
   for (char32_t cp : text) decompose_into(d, cp);
@@ -184,7 +215,10 @@ std::u32string lowercase(std::u32string_view text) {
     }
     auto it = std::lower_bound(std::begin(kLower), std::end(kLower), cp,
                                [](const LowerEntry& e, char32_t c) { return e.cp < c; });
-    if (it == std::end(kLower) || it->cp != cp) { out.push_back(cp); continue; }
+    if (it == std::end(kLower) || it->cp != cp) {
+      out.push_back(cp);
+      continue;
+    }
     for (char32_t l : it->lower)
       if (l) out.push_back(l);
   }

@@ -18,7 +18,8 @@ VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
   c.json = json;
   if (r.has("_class_name")) {
     const std::string cls = r.s("_class_name", "");
-    if (cls != "AutoencoderKL") r.fail("_class_name", Json(cls), "is not supported by dinv (supported: \"AutoencoderKL\")");
+    if (cls != "AutoencoderKL")
+      r.fail("_class_name", Json(cls), "is not supported by dinv (supported: \"AutoencoderKL\")");
   }
   c.in_channels = r.i("in_channels", 3);
   c.out_channels = r.i("out_channels", 3);
@@ -46,7 +47,8 @@ VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
   if (auto a = activation_from_name(c.act_fn))
     c.act = *a;
   else
-    r.fail("act_fn", Json(c.act_fn), "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
+    r.fail("act_fn", Json(c.act_fn),
+           "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
   c.norm_num_groups = r.i("norm_num_groups", 32);
   // Sizes first (each within its cap, divisors positive).
   using detail::kMaxChannels;
@@ -65,8 +67,8 @@ VaeConfig VaeConfig::from_json(const Json& json, const std::string& where) {
              "must be positive and divisible by norm_num_groups (" + std::to_string(c.norm_num_groups) + ")");
   if (r.has("sample_size")) {
     const Json& v = json.at("sample_size");
-    c.sample_size = v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>()
-                                                                            : r.i("sample_size", 32);
+    c.sample_size =
+        v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>() : r.i("sample_size", 32);
   }
   r.bounded("sample_size", c.sample_size, 1, detail::kMaxSampleSize);
   c.scaling_factor = r.d("scaling_factor", 0.18215);
@@ -270,8 +272,8 @@ at::Tensor AutoencoderKLImpl::decode_one(const at::Tensor& input) {
 
 at::Tensor AutoencoderKLImpl::decode(const at::Tensor& latents, std::int64_t slice_size) {
   if (latents.dim() != 4 || latents.size(1) != config_.latent_channels)
-    throw ModelError("VAE decode: latents must be [B, " + std::to_string(config_.latent_channels) +
-                     ", h, w], got " + c10::str(latents.sizes()));
+    throw ModelError("VAE decode: latents must be [B, " + std::to_string(config_.latent_channels) + ", h, w], got " +
+                     c10::str(latents.sizes()));
   const auto dtype = conv_dtype();
   at::Tensor z = latents.scalar_type() == dtype ? latents : latents.to(dtype);
   if (slice_size <= 0 || z.size(0) <= slice_size) return decode_one(z);

@@ -29,23 +29,35 @@ herr_t walk_error(unsigned n, const H5E_error2_t* err, void* data) {
 
 hid_t file_type(at::ScalarType t, const std::string& name) {
   switch (t) {
-    case at::kFloat: return H5T_IEEE_F32LE;
-    case at::kDouble: return H5T_IEEE_F64LE;
-    case at::kByte: return H5T_STD_U8LE;
-    case at::kInt: return H5T_STD_I32LE;
-    case at::kLong: return H5T_STD_I64LE;
-    default: throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
+    case at::kFloat:
+      return H5T_IEEE_F32LE;
+    case at::kDouble:
+      return H5T_IEEE_F64LE;
+    case at::kByte:
+      return H5T_STD_U8LE;
+    case at::kInt:
+      return H5T_STD_I32LE;
+    case at::kLong:
+      return H5T_STD_I64LE;
+    default:
+      throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
   }
 }
 
 hid_t memory_type(at::ScalarType t, const std::string& name) {
   switch (t) {
-    case at::kFloat: return H5T_NATIVE_FLOAT;
-    case at::kDouble: return H5T_NATIVE_DOUBLE;
-    case at::kByte: return H5T_NATIVE_UINT8;
-    case at::kInt: return H5T_NATIVE_INT32;
-    case at::kLong: return H5T_NATIVE_INT64;
-    default: throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
+    case at::kFloat:
+      return H5T_NATIVE_FLOAT;
+    case at::kDouble:
+      return H5T_NATIVE_DOUBLE;
+    case at::kByte:
+      return H5T_NATIVE_UINT8;
+    case at::kInt:
+      return H5T_NATIVE_INT32;
+    case at::kLong:
+      return H5T_NATIVE_INT64;
+    default:
+      throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
   }
 }
 
@@ -148,8 +160,7 @@ hid_t check_write(Call call, const std::string& what) {
   const int err = errno;
   a_write_failed = true;
   const bool known = err == ENOSPC || err == EDQUOT || err == EFBIG || err == EIO || err == EROFS;
-  throw StoreError(what + " failed" + (known ? std::string(": ") + std::strerror(err) : std::string()) +
-                   error_stack());
+  throw StoreError(what + " failed" + (known ? std::string(": ") + std::strerror(err) : std::string()) + error_stack());
 }
 
 }  // namespace
@@ -256,10 +267,12 @@ Handle create_dataset(const Handle& loc, const std::string& path, at::ScalarType
   check(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_ALLOC), "H5Pset_fill_time");
   Handle lcpl = link_creation_plist();
   // Early allocation writes the fill values: this is where a full disk shows first.
-  return {check_write([&] {
-            return H5Dcreate2(loc.id(), path.c_str(), file_type(dtype, path), space.id(), lcpl.id(), dcpl.id(),
-                              H5P_DEFAULT);
-          }, "create dataset '" + path + "' in '" + file_of(loc.id()) + "'"),
+  return {check_write(
+              [&] {
+                return H5Dcreate2(loc.id(), path.c_str(), file_type(dtype, path), space.id(), lcpl.id(), dcpl.id(),
+                                  H5P_DEFAULT);
+              },
+              "create dataset '" + path + "' in '" + file_of(loc.id()) + "'"),
           H5Dclose};
 }
 
@@ -333,9 +346,10 @@ void write_rows(const Handle& dataset, const std::string& name, std::int64_t row
   check(H5Pset_dxpl_mpio(dxpl.id(), collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio");
   const at::Tensor data = n > 0 ? rows.cpu().contiguous() : at::empty({1}, at::kByte);
   const hid_t mtype = memory_type(n > 0 ? data.scalar_type() : dataset_dtype(dataset, name), name);
-  check_write([&] { return H5Dwrite(dataset.id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()); },
-        "write rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) + ") of " + name +
-            " in '" + file_of(dataset.id()) + "'");
+  check_write(
+      [&] { return H5Dwrite(dataset.id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()); },
+      "write rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) + ") of " + name + " in '" +
+          file_of(dataset.id()) + "'");
 }
 
 at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_t begin, std::int64_t end) {
@@ -389,7 +403,8 @@ void require_layout(const Handle& dataset, const std::string& name, at::ScalarTy
   for (std::size_t i = 0; shape_ok && i < dims.size(); ++i) shape_ok = dims[i] < 0 || dims[i] == found[i];
   if (type_ok && shape_ok) return;
   std::string want = "[";
-  for (std::size_t i = 0; i < dims.size(); ++i) want += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
+  for (std::size_t i = 0; i < dims.size(); ++i)
+    want += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
   want += "]";
   throw StoreError("'" + file_of(dataset.id()) + "': dataset '" + name + "' is " + found_type + " " +
                    c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) + " " + want);
@@ -439,8 +454,7 @@ std::string string_attribute(const Handle& obj, const std::string& name, const s
 std::vector<std::string> strings_attribute(const Handle& obj, const std::string& name, const std::string& where) {
   Handle attr = open_attribute(obj, name, where);
   Handle ftype{check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose};
-  if (H5Tget_class(ftype.id()) != H5T_STRING)
-    throw StoreError(where + ": attribute '" + name + "' is not a string");
+  if (H5Tget_class(ftype.id()) != H5T_STRING) throw StoreError(where + ": attribute '" + name + "' is not a string");
   Handle space{check(H5Aget_space(attr.id()), "H5Aget_space"), H5Sclose};
   const auto n = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.id()));
   std::vector<std::string> out;

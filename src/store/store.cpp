@@ -178,8 +178,10 @@ void UnitLedger::mark_done(const std::vector<std::int64_t>& units) {
   // every rank takes part in the same number of calls.
   std::vector<std::pair<std::int64_t, std::int64_t>> runs;
   for (auto u : units) {
-    if (!runs.empty() && runs.back().second == u) runs.back().second = u + 1;
-    else runs.emplace_back(u, u + 1);
+    if (!runs.empty() && runs.back().second == u)
+      runs.back().second = u + 1;
+    else
+      runs.emplace_back(u, u + 1);
   }
   int mine = static_cast<int>(runs.size()), most = 0;
   dist::check_mpi(MPI_Allreduce(&mine, &most, 1, MPI_INT, MPI_MAX, store_.comm()), "MPI_Allreduce");

@@ -14,10 +14,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const dinv::io::JsonObject o(j, "fuzz.json");
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& k = it.key();
-      try { o.get_int(k); } catch (const dinv::IoError&) {}
-      try { o.get_double(k); } catch (const dinv::IoError&) {}
-      try { o.get_int_list(k); } catch (const dinv::IoError&) {}
-      try { o.get_string_list(k); } catch (const dinv::IoError&) {}
+      try {
+        o.get_int(k);
+      } catch (const dinv::IoError&) {
+      }
+      try {
+        o.get_double(k);
+      } catch (const dinv::IoError&) {
+      }
+      try {
+        o.get_int_list(k);
+      } catch (const dinv::IoError&) {
+      }
+      try {
+        o.get_string_list(k);
+      } catch (const dinv::IoError&) {
+      }
     }
     (void)dinv::io::canonical_json(j);
   } catch (const dinv::IoError&) {

@@ -1,6 +1,6 @@
 // Data-parallel training: k ranks with per-rank batch b follow one rank with
-// batch k*b (BatchNorm frozen, or synchronised over the ranks); bucket all-reduces start during the backward pass; a run stopped
-// by a signal on one rank stops on all and resumes to identical results.
+// batch k*b (BatchNorm frozen, or synchronised over the ranks); bucket all-reduces start during the backward pass; a
+// run stopped by a signal on one rank stops on all and resumes to identical results.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,7 +33,7 @@ TrainOptions small_run(int ranks) {
   o.eval_batch_size = 16;
   o.optimizer.lr = 0.01;
   o.warmup_steps = 1;
-  o.bucket_bytes = 1 << 20;  // many buckets
+  o.bucket_bytes = 1 << 20;   // many buckets
   o.batchnorm_frozen = true;  // per-sample forward: batch splits do not change the maths
   o.progress = "off";
   return o;

@@ -67,8 +67,10 @@ TEST(MpiCommunicator, BroadcastGatherBarrier) {
   ASSERT_EQ(all.size(0), w.size());
   for (int r = 0; r < w.size(); ++r) EXPECT_TRUE(at::equal(all[r], at::full({2}, static_cast<float>(r))));
   const at::Tensor at_root = comm->gather(mine, 0);
-  if (w.rank() == 0) EXPECT_TRUE(at::equal(at_root, all));
-  else EXPECT_FALSE(at_root.defined());
+  if (w.rank() == 0)
+    EXPECT_TRUE(at::equal(at_root, all));
+  else
+    EXPECT_FALSE(at_root.defined());
   comm->barrier();
 }
 

@@ -36,7 +36,8 @@ TEST(Store, CollectiveRowsRoundTrip) {
   }
   auto s = Store::open(path, w.comm(), false);
   const at::Tensor all = h5::read_all(s.dataset("/g/x"), "/g/x");
-  for (int r = 0; r < w.size(); ++r) EXPECT_TRUE(at::equal(all.narrow(0, r * 3, 3), at::full({3, 2}, static_cast<float>(r))));
+  for (int r = 0; r < w.size(); ++r)
+    EXPECT_TRUE(at::equal(all.narrow(0, r * 3, 3), at::full({3, 2}, static_cast<float>(r))));
   s.close();
   MPI_Barrier(w.comm());
   if (w.is_root()) std::remove(path.c_str());

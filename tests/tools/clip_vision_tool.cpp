@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
       sd::ClipVisionModel model = sd::load_clip_vision_model(argv[2]);
       const io::SafetensorsFile in(argv[3]);
       const sd::ClipVisionOutput out = model->forward(in.tensor("pixel_values"));
-      io::write_safetensors(argv[4], {{"image_embeds", out.image_embeds},
-                                      {"last_hidden_state", out.last_hidden_state}});
+      io::write_safetensors(argv[4],
+                            {{"image_embeds", out.image_embeds}, {"last_hidden_state", out.last_hidden_state}});
       return 0;
     }
     if (cmd == "preprocess" && argc >= 4) {

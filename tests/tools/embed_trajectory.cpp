@@ -41,8 +41,7 @@ int main(int argc, char** argv) {
       const auto k = std::to_string(step);
       losses.push_back(trainer.step_with({{in.at("eps." + k), in.at("noise." + k), in.at("t." + k)}}));
     }
-    io::write_safetensors(argv[3], {{"embeddings", trainer.embeddings()},
-                                    {"losses", at::tensor(losses, at::kDouble)}});
+    io::write_safetensors(argv[3], {{"embeddings", trainer.embeddings()}, {"losses", at::tensor(losses, at::kDouble)}});
   } catch (const Error& e) {
     std::cerr << "dinv_embed_trajectory: " << e.what() << std::endl;
     return 1;

@@ -17,11 +17,16 @@ namespace dinv::test {
 
 inline std::string npy_descr(at::ScalarType t) {
   switch (t) {
-    case at::kFloat: return "<f4";
-    case at::kDouble: return "<f8";
-    case at::kLong: return "<i8";
-    case at::kByte: return "|u1";
-    default: throw std::runtime_error("npy: unsupported dtype");
+    case at::kFloat:
+      return "<f4";
+    case at::kDouble:
+      return "<f8";
+    case at::kLong:
+      return "<i8";
+    case at::kByte:
+      return "|u1";
+    default:
+      throw std::runtime_error("npy: unsupported dtype");
   }
 }
 
@@ -36,9 +41,11 @@ inline at::ScalarType npy_dtype(const std::string& descr) {
 inline void write_npy(const std::string& path, const at::Tensor& tensor) {
   at::Tensor t = tensor.contiguous().cpu();
   std::string shape = "(";
-  for (int64_t d = 0; d < t.dim(); ++d) shape += std::to_string(t.size(d)) + (t.dim() == 1 ? "," : (d + 1 < t.dim() ? ", " : ""));
+  for (int64_t d = 0; d < t.dim(); ++d)
+    shape += std::to_string(t.size(d)) + (t.dim() == 1 ? "," : (d + 1 < t.dim() ? ", " : ""));
   shape += ")";
-  std::string header = "{'descr': '" + npy_descr(t.scalar_type()) + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  std::string header =
+      "{'descr': '" + npy_descr(t.scalar_type()) + "', 'fortran_order': False, 'shape': " + shape + ", }";
   while ((10 + header.size() + 1) % 64) header += ' ';
   header += '\n';
   std::ofstream out(path, std::ios::binary);
@@ -57,7 +64,8 @@ inline at::Tensor read_npy(const std::string& path) {
   char magic[10];
   in.read(magic, 10);
   if (std::memcmp(magic, "\x93NUMPY\x01", 7) != 0) throw std::runtime_error("npy: not a version 1 file: " + path);
-  const auto len = static_cast<std::size_t>(static_cast<unsigned char>(magic[8]) | (static_cast<unsigned char>(magic[9]) << 8));
+  const auto len =
+      static_cast<std::size_t>(static_cast<unsigned char>(magic[8]) | (static_cast<unsigned char>(magic[9]) << 8));
   std::string header(len, ' ');
   in.read(header.data(), static_cast<std::streamsize>(len));
   auto field = [&](const std::string& key) {

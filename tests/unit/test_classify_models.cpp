@@ -16,9 +16,7 @@ std::int64_t count(const std::string& name, std::int64_t classes, std::int64_t r
 }
 }  // namespace
 
-TEST(ClassifyModels, CifarResNet18HasTheReferenceParameterCount) {
-  EXPECT_EQ(count("resnet18", 10, 32), 11173962);
-}
+TEST(ClassifyModels, CifarResNet18HasTheReferenceParameterCount) { EXPECT_EQ(count("resnet18", 10, 32), 11173962); }
 
 // torchvision.models.<name>(num_classes=1000) parameter counts.
 TEST(ClassifyModels, ImageNetParameterCountsMatchTorchvision) {

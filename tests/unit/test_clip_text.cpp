@@ -39,7 +39,8 @@ class TinyTextEncoder : public ::testing::Test {
     std::ofstream(dir_ + "/config.json") << tiny_config().to_json().dump();
   }
   void TearDown() override {
-    for (const char* f : {"config.json", "model.safetensors", "pytorch_model.bin"}) std::remove((dir_ + "/" + f).c_str());
+    for (const char* f : {"config.json", "model.safetensors", "pytorch_model.bin"})
+      std::remove((dir_ + "/" + f).c_str());
     ::rmdir(dir_.c_str());
   }
   void save(const std::map<std::string, at::Tensor>& w) { io::write_safetensors(dir_ + "/model.safetensors", w); }
@@ -119,19 +120,27 @@ TEST_F(TinyTextEncoder, MissingWeightsAndPickleFiles) {
 TEST_F(TinyTextEncoder, BadConfigValuesNameTheKey) {
   io::Json j = tiny_config().to_json();
   j["hidden_act"] = "relu";
-  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] { ClipTextConfig::from_json(j, "te/config.json"); }).find("'hidden_act'"),
+  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] {
+              ClipTextConfig::from_json(j, "te/config.json");
+            }).find("'hidden_act'"),
             std::string::npos);
   j = tiny_config().to_json();
   j["num_attention_heads"] = 5;
-  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] { ClipTextConfig::from_json(j, "te/config.json"); }).find("num_attention_heads"),
+  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] {
+              ClipTextConfig::from_json(j, "te/config.json");
+            }).find("num_attention_heads"),
             std::string::npos);
 }
 
 TEST_F(TinyTextEncoder, BadInputIdsAreRefused) {
   torch::NoGradGuard no_grad;
-  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] { model_->forward(at::full({1, 4}, 50, at::kLong)); }).find("[0, 50)"),
+  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] {
+              model_->forward(at::full({1, 4}, 50, at::kLong));
+            }).find("[0, 50)"),
             std::string::npos);
-  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] { model_->forward(at::zeros({1, 9}, at::kLong)); }).find("8 positions"),
+  EXPECT_NE(dinv::testing::error_message_of<ModelError>([&] {
+              model_->forward(at::zeros({1, 9}, at::kLong));
+            }).find("8 positions"),
             std::string::npos);
   EXPECT_THROW(model_->forward(at::zeros({1, 4})), ModelError);
 }

@@ -66,10 +66,13 @@ TEST_F(TinyTokenizer, PadTokenOfTheFolderIsASpecialToken) {
 
 TEST_F(TinyTokenizer, MissingFilesAreNamed) {
   remove("merges.txt");
-  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("merges.txt"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("merges.txt"),
+            std::string::npos);
   remove("vocab.json");
-  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
-  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir() + "/nope"); }).find("nope"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"),
+            std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir() + "/nope"); }).find("nope"),
+            std::string::npos);
 }
 
 TEST_F(TinyTokenizer, MalformedMergeLineNamesFileAndLine) {
@@ -88,7 +91,8 @@ TEST_F(TinyTokenizer, MergeResultMissingFromVocab) {
 
 TEST_F(TinyTokenizer, MalformedVocabAndMissingSpecialToken) {
   write("vocab.json", R"({"a": 0, "b": )");
-  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"), std::string::npos);
+  EXPECT_NE(dinv::testing::error_message_of<IoError>([&] { ClipTokenizer::from_folder(dir()); }).find("vocab.json"),
+            std::string::npos);
   write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 4})");
   const std::string msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("<|endoftext|>"), std::string::npos) << msg;
@@ -99,7 +103,8 @@ TEST_F(TinyTokenizer, VocabularyIdsOutsideTheRangeOrRepeatedAreRefused) {
   write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 8888888888888888884})");
   std::string msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("vocab.json: vocabulary token 'ab</w>' has id 8888888888888888884, outside 0..4"),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   write("vocab.json", R"({"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 1})");
   msg = dinv::testing::error_message_of<ModelError>([&] { ClipTokenizer::from_folder(dir()); });
   EXPECT_NE(msg.find("both have id 1"), std::string::npos) << msg;

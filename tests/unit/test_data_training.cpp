@@ -66,17 +66,18 @@ TEST_F(DataTraining, EvalTransformIsResizeCenterCropNormalise) {
   Rng rng(0);
   const auto out = transform_example(image, options, rng);
   // Shorter side 40 -> 24, longer int(24 * 48 / 40) = 28; centre crop rows 2..25.
-  const auto expected = to_normalized_chw(io::resize(image, 28, 24, io::ResizeFilter::bicubic).narrow(0, 2, 24), options.norm);
+  const auto expected =
+      to_normalized_chw(io::resize(image, 28, 24, io::ResizeFilter::bicubic).narrow(0, 2, 24), options.norm);
   EXPECT_TRUE(at::equal(out, expected));
 }
 
 TEST_F(DataTraining, SubsetAndBadKeys) {
   auto d = make_training_data(config({"--data.num_data=20", "--data.group_size=10", "--data.real_bs=4"}), 0, 1);
   EXPECT_EQ(d.real->size(), 20);
-  EXPECT_THROW(make_training_data(config({"--data.real_bs=6"}), 0, 4), ConfigError);          // 6 over 4 ranks
+  EXPECT_THROW(make_training_data(config({"--data.real_bs=6"}), 0, 4), ConfigError);  // 6 over 4 ranks
   EXPECT_THROW(make_training_data(config({"--data.num_data=100", "--data.group_size=10"}), 0, 1), ConfigError);
-  EXPECT_THROW(make_training_data(config({"--data.real_bs=0"}), 0, 1), ConfigError);          // nothing to train on
-  EXPECT_THROW(make_training_data(config({"--data.syn_bs=4"}), 0, 1), ConfigError);           // syn.format none
+  EXPECT_THROW(make_training_data(config({"--data.real_bs=0"}), 0, 1), ConfigError);  // nothing to train on
+  EXPECT_THROW(make_training_data(config({"--data.syn_bs=4"}), 0, 1), ConfigError);   // syn.format none
 }
 
 }  // namespace

@@ -207,7 +207,9 @@ TEST(DataLoader, MixedBatchesConcatenateRealThenSynthetic) {
 
 TEST(DataLoader, WorkerErrorsReachTheConsumer) {
   auto dataset = small_dataset(8);
-  ExampleTransform failing = [](const at::Tensor& image, Rng&) -> at::Tensor { throw IoError("decoding failed for test"); };
+  ExampleTransform failing = [](const at::Tensor& image, Rng&) -> at::Tensor {
+    throw IoError("decoding failed for test");
+  };
   LoaderOptions lo;
   lo.workers = 2;
   Loader loader(dataset, sampler_options(8, 2), failing, lo);
@@ -233,7 +235,9 @@ at::Tensor reference_warp(const at::Tensor& image, const std::array<double, 6>& 
 }
 
 // Pixels differing between two warps (float rounding may move a tie by one pixel).
-std::int64_t differing_pixels(const at::Tensor& a, const at::Tensor& b) { return (a != b).any(2).sum().item<std::int64_t>(); }
+std::int64_t differing_pixels(const at::Tensor& a, const at::Tensor& b) {
+  return (a != b).any(2).sum().item<std::int64_t>();
+}
 
 TEST(DataAutoAugment, GeometricOpsMatchGridSampleOnTorchvisionsGrid) {
   const auto image = ramp_image(32, 32);
@@ -246,10 +250,13 @@ TEST(DataAutoAugment, GeometricOpsMatchGridSampleOnTorchvisionsGrid) {
   // are decided by float rounding order, which no two implementations share).
   const double k = 0.23;
   EXPECT_EQ(differing_pixels(auto_augment_op(image, "ShearX", k), reference_warp(image, {1, k, k * 16, 0, 1, 0})), 0);
-  EXPECT_EQ(differing_pixels(auto_augment_op(image, "ShearY", -k), reference_warp(image, {1, 0, 0, -k, 1, -k * 16})), 0);
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "ShearY", -k), reference_warp(image, {1, 0, 0, -k, 1, -k * 16})),
+            0);
   // Rotate by +a degrees (counter-clockwise on screen): input = R(-a) applied the torchvision way.
   const double a = 20 / deg;
-  EXPECT_EQ(differing_pixels(auto_augment_op(image, "Rotate", 20), reference_warp(image, {std::cos(a), -std::sin(a), 0, std::sin(a), std::cos(a), 0})), 0);
+  EXPECT_EQ(differing_pixels(auto_augment_op(image, "Rotate", 20),
+                             reference_warp(image, {std::cos(a), -std::sin(a), 0, std::sin(a), std::cos(a), 0})),
+            0);
 }
 
 TEST(DataAutoAugment, PixelOpsFollowTorchvisionFormulas) {
@@ -257,11 +264,16 @@ TEST(DataAutoAugment, PixelOpsFollowTorchvisionFormulas) {
   const auto f = image.to(at::kFloat);
   EXPECT_TRUE(at::equal(auto_augment_op(image, "Invert", 0), (255 - image.to(at::kInt)).to(at::kByte)));
   EXPECT_TRUE(at::equal(auto_augment_op(image, "Posterize", 5), at::bitwise_and(image, 0xF8)));
-  EXPECT_TRUE(at::equal(auto_augment_op(image, "Solarize", 100.0), at::where(image >= 100, 255 - image.to(at::kInt), image.to(at::kInt)).to(at::kByte)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Solarize", 100.0),
+                        at::where(image >= 100, 255 - image.to(at::kInt), image.to(at::kInt)).to(at::kByte)));
   EXPECT_TRUE(at::equal(auto_augment_op(image, "Brightness", 0.5), (f * 1.5f).clamp(0, 255).to(at::kByte)));
-  const auto gray = (0.2989f * f.select(2, 0) + 0.587f * f.select(2, 1) + 0.114f * f.select(2, 2)).to(at::kByte).to(at::kFloat).unsqueeze(2);
+  const auto gray = (0.2989f * f.select(2, 0) + 0.587f * f.select(2, 1) + 0.114f * f.select(2, 2))
+                        .to(at::kByte)
+                        .to(at::kFloat)
+                        .unsqueeze(2);
   EXPECT_TRUE(at::equal(auto_augment_op(image, "Color", -0.3), (0.7f * f + 0.3f * gray).clamp(0, 255).to(at::kByte)));
-  EXPECT_TRUE(at::equal(auto_augment_op(image, "Contrast", 0.4), (1.4f * f + (1.0f - 1.4f) * gray.mean()).clamp(0, 255).to(at::kByte)));
+  EXPECT_TRUE(at::equal(auto_augment_op(image, "Contrast", 0.4),
+                        (1.4f * f + (1.0f - 1.4f) * gray.mean()).clamp(0, 255).to(at::kByte)));
   // AutoContrast stretches each channel to [0, 255].
   const auto stretched = auto_augment_op(image, "AutoContrast", 0);
   for (int c = 0; c < 3; ++c) {

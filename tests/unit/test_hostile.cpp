@@ -64,7 +64,8 @@ TEST(HostileIni, InvalidUtf8ValueIsAConfigError) {
   s.add("embed.lr", 0.03, "lr");
   s.add("store.path", "", "path");
   const std::string path = ::testing::TempDir() + "/hostile_utf8.ini";
-  std::ofstream(path) << "embed.lr =`1e-\xb3" << "3\n";
+  std::ofstream(path) << "embed.lr =`1e-\xb3"
+                      << "3\n";
   EXPECT_MENTIONS(error_message_of<ConfigError>([&] { Config::resolve(s, {path}, {}); }), "embed.lr");
   EXPECT_MENTIONS(error_message_of<ConfigError>([&] { Config::resolve(s, {}, {"--store.path=a\xff\xfe"}); }),
                   "store.path");
@@ -134,7 +135,8 @@ TEST(HostileModelConfig, UNetSizesAreBoundedBeforeUse) {
            {"sample_size", -5},
            {"conv_in_kernel", 1001},
        }) {
-    const auto msg = error_message_of<ModelError>([&] { sd::UNetConfig::from_json(with(base, key, value), "unet/config.json"); });
+    const auto msg =
+        error_message_of<ModelError>([&] { sd::UNetConfig::from_json(with(base, key, value), "unet/config.json"); });
     EXPECT_MENTIONS(msg, "unet/config.json");
     EXPECT_MENTIONS(msg, "'" + key + "'");
   }
@@ -150,7 +152,8 @@ TEST(HostileModelConfig, VaeSizesAreBoundedBeforeUse) {
            {"block_out_channels", {std::int64_t(1) << 36, std::int64_t(1) << 36}},
            {"layers_per_block", 1000000},
        }) {
-    const auto msg = error_message_of<ModelError>([&] { sd::VaeConfig::from_json(with(base, key, value), "vae/config.json"); });
+    const auto msg =
+        error_message_of<ModelError>([&] { sd::VaeConfig::from_json(with(base, key, value), "vae/config.json"); });
     EXPECT_MENTIONS(msg, "vae/config.json");
     EXPECT_MENTIONS(msg, "'" + key + "'");
   }
@@ -159,7 +162,8 @@ TEST(HostileModelConfig, VaeSizesAreBoundedBeforeUse) {
 TEST(HostileModelConfig, ClipSizesAreCapped) {
   const io::Json base = io::parse_json(R"({"hidden_size": 32, "num_attention_heads": 4})", "c");
   ASSERT_NO_THROW(sd::ClipTextConfig::from_json(base, "text_encoder/config.json"));
-  for (const char* key : {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "max_position_embeddings"}) {
+  for (const char* key :
+       {"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "max_position_embeddings"}) {
     const auto msg = error_message_of<ModelError>(
         [&] { sd::ClipTextConfig::from_json(with(base, key, std::int64_t(1) << 40), "text_encoder/config.json"); });
     EXPECT_MENTIONS(msg, "text_encoder/config.json");
@@ -171,7 +175,8 @@ TEST(HostileModelConfig, SchedulerTimestepsAreBounded) {
   namespace dd = dinv::diffusion;
   for (const char* text : {R"({"num_train_timesteps": 1e13})", R"({"num_train_timesteps": 10000000000000})",
                            R"({"num_train_timesteps": 1e300})", R"({"num_train_timesteps": 1.5})"}) {
-    const auto msg = error_message_of<ConfigError>([&] { dd::SchedulerConfig::from_json(text, "scheduler_config.json"); });
+    const auto msg =
+        error_message_of<ConfigError>([&] { dd::SchedulerConfig::from_json(text, "scheduler_config.json"); });
     EXPECT_MENTIONS(msg, "scheduler_config.json");
     EXPECT_MENTIONS(msg, "num_train_timesteps");
   }

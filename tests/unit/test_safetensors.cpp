@@ -98,9 +98,8 @@ TEST(Safetensors, EmptyFileLikeReference) {
 
 TEST(Safetensors, ReferenceOrderAndLayout) {
   // Same layout as huggingface/safetensors: larger dtypes first, then by name.
-  std::map<std::string, at::Tensor> t{{"b", at::ones({3}, at::kByte)},
-                                      {"a", at::ones({2})},
-                                      {"c", at::zeros({1}, at::kHalf)}};
+  std::map<std::string, at::Tensor> t{
+      {"b", at::ones({3}, at::kByte)}, {"a", at::ones({2})}, {"c", at::zeros({1}, at::kHalf)}};
   const std::string path = temp("order.safetensors");
   write_safetensors(path, t);
   std::string bytes = slurp(path);
@@ -166,16 +165,14 @@ TEST(Safetensors, BadInputs) {
       {"unknown_dtype", R"({"w":{"dtype":"F7","shape":[2],"data_offsets":[0,8]}})", data8, -1,
        "unsupported dtype 'F7'"},
       {"missing_shape", R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", data8, -1, "missing 'shape'"},
-      {"negative_shape", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8, -1,
-       "non-negative"},
+      {"negative_shape", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8, -1, "non-negative"},
       {"offsets_out_of_range", R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", data8, -1,
        "outside the data section"},
       {"offsets_reversed", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", data8, -1,
        "end before they begin"},
       {"offsets_not_pair", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data8, -1,
        "two non-negative integers"},
-      {"shape_size_mismatch", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8, -1,
-       "needs 12 bytes"},
+      {"shape_size_mismatch", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data8, -1, "needs 12 bytes"},
       {"overlap",
        R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
        data8, -1, "overlap"},
@@ -185,11 +182,10 @@ TEST(Safetensors, BadInputs) {
       {"duplicate",
        R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
        data8, -1, "appears twice"},
-      {"bad_metadata", R"({"__metadata__":{"a":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data8,
-       -1, "__metadata__ key 'a'"},
-      {"huge_shape",
-       R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", data8, -1,
-       "too large"},
+      {"bad_metadata", R"({"__metadata__":{"a":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data8, -1,
+       "__metadata__ key 'a'"},
+      {"huge_shape", R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", data8,
+       -1, "too large"},
   };
   for (const auto& c : cases) {
     const std::string path = raw_file(c.name, c.header, c.data, c.length);

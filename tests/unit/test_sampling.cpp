@@ -136,14 +136,14 @@ TEST(Sampling, BadInputIsAClearError) {
   expect_error_mentioning<dinv::ConfigError>([&] { run("heun", cond, uncond, o); }, "'heun'");
   expect_error_mentioning<dinv::ConfigError>([&] { run("ddim", cond, uncond, with([](auto& c) { c.steps = 0; })); },
                                              "steps 0");
-  expect_error_mentioning<dinv::ConfigError>(
-      [&] { run("ddim", cond, uncond, with([](auto& c) { c.steps = 1001; })); }, "1001");
-  expect_error_mentioning<dinv::ConfigError>(
-      [&] { run("ddim", cond, uncond, with([](auto& c) { c.guidance = -1; })); }, "guidance scale -1");
+  expect_error_mentioning<dinv::ConfigError>([&] { run("ddim", cond, uncond, with([](auto& c) { c.steps = 1001; })); },
+                                             "1001");
+  expect_error_mentioning<dinv::ConfigError>([&] { run("ddim", cond, uncond, with([](auto& c) { c.guidance = -1; })); },
+                                             "guidance scale -1");
   expect_error_mentioning<dinv::ConfigError>(
       [&] { run("ddim", cond, uncond, with([](auto& c) { c.guidance = std::nan(""); })); }, "guidance scale nan");
-  expect_error_mentioning<dinv::ConfigError>(
-      [&] { run("ddim", cond, uncond, with([](auto& c) { c.height = 36; })); }, "height 36");
+  expect_error_mentioning<dinv::ConfigError>([&] { run("ddim", cond, uncond, with([](auto& c) { c.height = 36; })); },
+                                             "height 36");
   expect_error_mentioning<dinv::ModelError>(
       [&] { run("ddim", cond, uncond, with([](auto& c) { c.cross_attention_dim = 768; })); }, "width 16");
   expect_error_mentioning<dinv::Error>([&] { run("ddim", cond, at::randn({1, 5, 8}), o); }, "[1, 5, 8]");

@@ -66,17 +66,17 @@ TEST(UNet, NamesAreTheDiffusersNames) {
   UNet2DConditionModel m(tiny_unet(), at::TensorOptions().device(at::kMeta));
   std::set<std::string> names;
   for (const auto& p : m->named_parameters()) names.insert(p.key());
-  for (const char* n : {"conv_in.weight", "time_embedding.linear_1.weight", "time_embedding.linear_2.bias",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.bias",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
-                        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight",
-                        "down_blocks.0.attentions.0.proj_in.weight", "down_blocks.0.downsamplers.0.conv.weight",
-                        "down_blocks.1.resnets.0.conv_shortcut.weight", "mid_block.attentions.0.norm.weight",
-                        "mid_block.resnets.1.time_emb_proj.weight", "up_blocks.0.upsamplers.0.conv.weight",
-                        "up_blocks.1.attentions.1.transformer_blocks.0.norm3.bias", "conv_norm_out.weight",
-                        "conv_out.bias"})
+  for (const char* n :
+       {"conv_in.weight", "time_embedding.linear_1.weight", "time_embedding.linear_2.bias",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.bias",
+        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+        "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2.weight", "down_blocks.0.attentions.0.proj_in.weight",
+        "down_blocks.0.downsamplers.0.conv.weight", "down_blocks.1.resnets.0.conv_shortcut.weight",
+        "mid_block.attentions.0.norm.weight", "mid_block.resnets.1.time_emb_proj.weight",
+        "up_blocks.0.upsamplers.0.conv.weight", "up_blocks.1.attentions.1.transformer_blocks.0.norm3.bias",
+        "conv_norm_out.weight", "conv_out.bias"})
     EXPECT_TRUE(names.count(n)) << n;
   EXPECT_FALSE(names.count("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.bias"));
 }
@@ -105,7 +105,9 @@ TEST(UNet, GradientsFlowOnlyIntoTheConditioning) {
     at::NoGradGuard ng;
     return m->forward(x, at::tensor({10, 700}), c).square().sum().item<double>();
   };
-  const double fd = (f(base.to(at::kDouble).add(dir, eps).to(at::kFloat)) - f(base.to(at::kDouble).add(dir, -eps).to(at::kFloat))) / (2 * eps);
+  const double fd =
+      (f(base.to(at::kDouble).add(dir, eps).to(at::kFloat)) - f(base.to(at::kDouble).add(dir, -eps).to(at::kFloat))) /
+      (2 * eps);
   const double ad = (ctx.grad() * dir).sum().item<double>();
   EXPECT_NEAR(fd, ad, 2e-2 * std::abs(ad) + 1e-3);
 }
@@ -132,7 +134,8 @@ TEST(Vae, SlicedMatchesBatched) {
   auto z = at::randn({5, 4, 8, 8});
   auto d1 = m->decode(z), d2 = m->decode(z, 2);
   EXPECT_EQ(d1.sizes(), (std::vector<std::int64_t>{5, 3, 16, 16}));
-  EXPECT_LT((d1 - d2).abs().max().item<double>(), 1e-4 * d1.abs().max().item<double>()) << (d1 - d2).abs().max().item<double>() << " " << d1.abs().max().item<double>();
+  EXPECT_LT((d1 - d2).abs().max().item<double>(), 1e-4 * d1.abs().max().item<double>())
+      << (d1 - d2).abs().max().item<double>() << " " << d1.abs().max().item<double>();
   // Scaling round trip, and the posterior sample draws from the generator.
   EXPECT_TRUE(at::allclose(m->unscale_latents(m->scale_latents(z)), z));
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(9), g2 = at::make_generator<at::CPUGeneratorImpl>(9);

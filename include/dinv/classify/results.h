@@ -24,10 +24,10 @@ inline constexpr const char* kResultsSchema = "dinv-train-results/1";
 
 // Which images a run trained on (results: /selection and attributes selection.*).
 struct SelectionRecord {
-  bool has_real = false;               // a real dataset was opened (real images, or synthetic following them)
+  bool has_real = false;                 // a real dataset was opened (real images, or synthetic following them)
   std::vector<std::int64_t> real_index;  // dataset indices of the real subset
   std::string real_fingerprint;
-  std::vector<std::string> synthetic_tags;               // store tags (empty: no store samples)
+  std::vector<std::string> synthetic_tags;                // store tags (empty: no store samples)
   std::vector<std::vector<std::int64_t>> synthetic_rows;  // per tag, rows of /samples/<tag>
   std::int64_t synthetic_count = 0;
   std::string synthetic_fingerprint;

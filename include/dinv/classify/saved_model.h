@@ -19,8 +19,8 @@ struct SavedClassifierInfo {
   ModelSpec spec;
   std::vector<std::string> class_names;
   std::array<float, 3> mean{}, std{};  // the input normalisation it was trained with
-  std::string run;                      // train.run_name
-  std::string test_fingerprint;         // the test set it was evaluated on
+  std::string run;                     // train.run_name
+  std::string test_fingerprint;        // the test set it was evaluated on
   double final_accuracy = 0;
 };
 

@@ -67,7 +67,7 @@ struct TrainResult {
   std::vector<std::int64_t> steps;  // one entry per training step
   std::vector<double> lr, loss;     // global mean training loss
   std::vector<EvalResult> evals;
-  EvalResult best;                  // highest accuracy (earliest on ties)
+  EvalResult best;  // highest accuracy (earliest on ties)
   std::int64_t steps_done = 0;
   bool stopped_by_signal = false;
   double train_seconds = 0, eval_seconds = 0;  // this process's part (resumed runs: since resume)

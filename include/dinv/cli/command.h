@@ -18,7 +18,7 @@ namespace dinv::cli {
 
 struct CommandContext {
   dist::World& world;
-  Config config;                       // resolved (for config-driven commands)
+  Config config;                        // resolved (for config-driven commands)
   std::vector<std::string> positional;  // arguments that are not options
 };
 

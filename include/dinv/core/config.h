@@ -25,14 +25,14 @@ enum class ValueKind { integer, real, boolean, string };
 
 // What one key accepts. Built with the fluent calls of ConfigSchema::add.
 struct OptionSpec {
-  std::string key;   // "section.key"
+  std::string key;  // "section.key"
   ValueKind kind = ValueKind::string;
   std::string help;
   std::optional<std::string> default_value;  // canonical text; none = no default
   std::optional<double> min, max;            // inclusive bounds for numbers
   bool min_exclusive = false;
-  std::vector<std::string> choices;          // allowed strings, if non-empty
-  bool allow_empty = true;                   // strings: "" allowed?
+  std::vector<std::string> choices;  // allowed strings, if non-empty
+  bool allow_empty = true;           // strings: "" allowed?
 
   std::string allowed() const;  // human description of what is allowed
 };
@@ -104,8 +104,7 @@ class Config {
   // Resolve `ini_files` in order, then `overrides` ("--section.key=value" or
   // "section.key=value"), against `schema`; require `required_keys` to have a value.
   static Config resolve(const ConfigSchema& schema, const std::vector<std::string>& ini_files,
-                        const std::vector<std::string>& overrides,
-                        const std::vector<std::string>& required_keys = {});
+                        const std::vector<std::string>& overrides, const std::vector<std::string>& required_keys = {});
 
   bool has(const std::string& key) const;
   std::int64_t get_int(const std::string& key) const;

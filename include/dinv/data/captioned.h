@@ -25,8 +25,9 @@ class CaptionedDataset {
   virtual std::int64_t size() const = 0;
   virtual CaptionedExample get(std::int64_t index) const = 0;  // thread-safe
   virtual std::int64_t resolution() const = 0;  // every image is resolution x resolution (checked when opened)
-  virtual std::string fingerprint() const = 0;  // stable identity: format, file list, sizes, content hash of metadata.jsonl
-  virtual std::string describe() const = 0;      // "captioned folder corpus/ (20000 images, 32x32)"
+  virtual std::string fingerprint()
+      const = 0;  // stable identity: format, file list, sizes, content hash of metadata.jsonl
+  virtual std::string describe() const = 0;  // "captioned folder corpus/ (20000 images, 32x32)"
 };
 
 // Reads ROOT/metadata.jsonl and the header of every image it names (PNG or

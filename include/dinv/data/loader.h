@@ -38,8 +38,8 @@ struct Batch {
 };
 
 struct LoaderOptions {
-  int workers = 2;     // 0: build batches in the calling thread
-  int prefetch = 4;    // batches built ahead of the consumer
+  int workers = 2;         // 0: build batches in the calling thread
+  int prefetch = 4;        // batches built ahead of the consumer
   std::uint64_t seed = 0;  // augmentation streams (the sampler has its own seed)
 };
 

@@ -22,8 +22,8 @@ namespace dinv::data {
 class TensorDataset : public Dataset {
  public:
   // Checks shapes, dtypes and that every label is in [0, class_names.size()).
-  TensorDataset(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names,
-                std::string fingerprint, std::string description);
+  TensorDataset(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names, std::string fingerprint,
+                std::string description);
   std::int64_t size() const override;
   Example get(std::int64_t index) const override;
   const std::vector<std::string>& class_names() const override { return class_names_; }

@@ -42,7 +42,7 @@ struct TransformOptions {
   std::int64_t resolution = 0;  // > 0: bicubic resize of the shorter side + center crop to this size
   bool train = false;           // random crop / flip / AutoAugment only when training
   bool random_crop = true;
-  std::int64_t padding = -1;    // -1: resolution / 8 (the method's res/8)
+  std::int64_t padding = -1;  // -1: resolution / 8 (the method's res/8)
   bool flip = true;
   bool autoaugment = false;
   MeanStd norm;

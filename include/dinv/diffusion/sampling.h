@@ -20,14 +20,14 @@ using Decoder = std::function<at::Tensor(const at::Tensor& latents)>;
 
 struct SamplingOptions {
   std::int64_t steps = 50;
-  double guidance = 2.0;               // w in eps_u + w (eps_c - eps_u); >= 0
-  std::uint64_t seed = 0;              // run seed
-  std::int64_t first_sample_index = 0; // global index of batch row 0 (seeds its generator)
+  double guidance = 2.0;                   // w in eps_u + w (eps_c - eps_u); >= 0
+  std::uint64_t seed = 0;                  // run seed
+  std::int64_t first_sample_index = 0;     // global index of batch row 0 (seeds its generator)
   std::int64_t height = 512, width = 512;  // image resolution, multiples of vae_scale_factor
   std::int64_t vae_scale_factor = 8;
   std::int64_t latent_channels = 4;
-  double latent_scaling = 0.18215;     // latents are divided by it before decoding
-  std::int64_t cross_attention_dim = 0; // conditioning width D the denoiser expects (0: not checked)
+  double latent_scaling = 0.18215;       // latents are divided by it before decoding
+  std::int64_t cross_attention_dim = 0;  // conditioning width D the denoiser expects (0: not checked)
 };
 
 struct SamplingResult {

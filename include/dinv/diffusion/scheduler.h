@@ -69,10 +69,10 @@ class Scheduler {
 
 // What the user chose, on top of the folder's scheduler_config.json.
 struct SamplerOptions {
-  std::string name = "folder";  // folder | ddim | pndm | dpmpp | euler | euler_a
+  std::string name = "folder";              // folder | ddim | pndm | dpmpp | euler | euler_a
   std::string timestep_spacing = "folder";  // folder | leading | trailing | linspace
-  double eta = 0.0;             // DDIM only: 0 deterministic, 1 DDPM-like
-  bool karras_sigmas = false;   // DPM-Solver++ / Euler: force Karras sigmas on
+  double eta = 0.0;                         // DDIM only: 0 deterministic, 1 DDPM-like
+  bool karras_sigmas = false;               // DPM-Solver++ / Euler: force Karras sigmas on
 };
 
 // Names accepted by SamplerOptions::name besides "folder".

@@ -28,11 +28,11 @@ class Communicator;
 namespace dinv::evaluate {
 
 struct EvaluateSettings {
-  std::string classifier;          // a folder written by train.save_model
-  std::vector<std::string> tags;   // /samples/<tag> to measure
-  std::int64_t k = 3;              // neighbours of precision/recall/density/coverage
-  std::int64_t batch_size = 100;   // images per forward pass (and per work unit)
-  std::int64_t max_images = 0;     // per set, the first ones (0: all)
+  std::string classifier;         // a folder written by train.save_model
+  std::vector<std::string> tags;  // /samples/<tag> to measure
+  std::int64_t k = 3;             // neighbours of precision/recall/density/coverage
+  std::int64_t batch_size = 100;  // images per forward pass (and per work unit)
+  std::int64_t max_images = 0;    // per set, the first ones (0: all)
   double leak_ratio = 0.1;
 };
 

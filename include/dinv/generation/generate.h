@@ -32,9 +32,9 @@ struct GenerateSettings {
   std::int64_t num_samples = 5;
   double interpolation = 0.1;
   double emb_noise = 0.1;
-  double guidance = 2.0;        // sampler.guidance
+  double guidance = 2.0;           // sampler.guidance
   std::string sampler = "folder";  // sampler.name
-  std::int64_t steps = 100;     // sampler.steps
+  std::int64_t steps = 100;        // sampler.steps
   std::int64_t sampling_resolution = 128;
   std::int64_t save_resolution = 32;
   std::string resize_filter = "bicubic";
@@ -80,8 +80,8 @@ struct SampleSpec {
   std::int64_t source = -1;   // dataset index of the source image (-1: per-class prompt)
   std::int64_t partner = -1;  // dataset index of the partner (-1: none)
   std::int64_t label = 0;
-  std::int64_t index = 0;     // k, the sample index of its source (or class)
-  std::uint64_t seed = 0;     // the seed of the sample's generator
+  std::int64_t index = 0;  // k, the sample index of its source (or class)
+  std::uint64_t seed = 0;  // the seed of the sample's generator
 };
 
 struct GenerateOutcome {

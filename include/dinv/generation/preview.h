@@ -27,7 +27,7 @@ struct PreviewRequest {
   std::int64_t chunk_size = 0;  // generate.chunk_size, for tags that do not record their own
   std::int64_t count = 0;       // N >= 1
   io::ResizeFilter filter = io::ResizeFilter::bicubic;
-  std::string out_path;         // "" : <store_path>.preview/<tag>.png
+  std::string out_path;  // "" : <store_path>.preview/<tag>.png
 };
 
 struct PreviewResult {

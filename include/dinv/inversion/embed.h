@@ -26,7 +26,7 @@ struct EmbedOutcome {
   std::int64_t units_total = 0, units_done = 0, units_failed = 0;
   std::int64_t units_done_before = 0;  // finished when this run started (its timing record)
   std::int64_t images = 0;             // images in all units
-  bool stopped = false;  // a stop signal arrived: state is checkpointed
+  bool stopped = false;                // a stop signal arrived: state is checkpointed
 };
 
 // Runs stage 1 into `store_path` (collective). `config_text` is stored with

@@ -29,10 +29,10 @@ struct FrozenModel {
 
   double scaling_factor = 0.18215;
   std::int64_t num_train_timesteps = 1000;
-  std::int64_t cond_dim = 768;       // the UNet's cross_attention_dim
+  std::int64_t cond_dim = 768;  // the UNet's cross_attention_dim
   std::int64_t latent_channels = 4;
-  std::int64_t latent_factor = 8;    // image size / latent size
-  std::string fingerprint;           // identity of the weights and configs
+  std::int64_t latent_factor = 8;  // image size / latent size
+  std::string fingerprint;         // identity of the weights and configs
   std::string description;
 };
 

@@ -17,7 +17,7 @@ namespace dinv::io {
 
 struct TensorInfo {
   std::string name;
-  at::ScalarType dtype;            // F32, F16, BF16 (and I64, I32, U8, BOOL for tools)
+  at::ScalarType dtype;  // F32, F16, BF16 (and I64, I32, U8, BOOL for tools)
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0, end = 0;  // byte range within the data section
 };
@@ -33,7 +33,7 @@ class SafetensorsFile {
   const std::string& path() const;
   const std::vector<TensorInfo>& tensors() const;  // in file order
   bool contains(const std::string& name) const;
-  const TensorInfo& info(const std::string& name) const;  // IoError if absent
+  const TensorInfo& info(const std::string& name) const;       // IoError if absent
   const std::map<std::string, std::string>& metadata() const;  // "__metadata__"
   // A CPU tensor viewing the mapped bytes (kept alive by the tensor itself).
   at::Tensor tensor(const std::string& name) const;

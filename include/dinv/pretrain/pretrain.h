@@ -76,8 +76,8 @@ PretrainSettings pretrain_settings(const Config& config);
 // add_noise(latents, noise, t) and the schedule's target (noise or velocity),
 // optionally weighted per sample by min-SNR-gamma. `latents` are scaled.
 at::Tensor unet_loss(sd::UNet2DConditionModel& unet, const diffusion::NoiseSchedule& schedule,
-                     const at::Tensor& latents,  // [B, C, h, w]
-                     const at::Tensor& noise,    // [B, C, h, w]
+                     const at::Tensor& latents,    // [B, C, h, w]
+                     const at::Tensor& noise,      // [B, C, h, w]
                      const at::Tensor& timesteps,  // [B] int64
                      const at::Tensor& cond,       // [B, T, D]
                      double snr_gamma);

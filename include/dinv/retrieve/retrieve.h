@@ -27,14 +27,14 @@ class World;
 namespace dinv::retrieve {
 
 struct RetrieveSettings {
-  std::string model;          // folder: config.json, model.safetensors, preprocessor_config.json
+  std::string model;  // folder: config.json, model.safetensors, preprocessor_config.json
   std::int64_t k = 5;
-  std::string tag;            // empty: "retrieval_k<k>" (+ "_dedup")
-  bool dedup = false;         // a pool image retrieved by several queries is written once
+  std::string tag;     // empty: "retrieval_k<k>" (+ "_dedup")
+  bool dedup = false;  // a pool image retrieved by several queries is written once
   double max_bad_share = 0.01;
   std::int64_t batch_size = 32;
   std::int64_t shard_size = 256;
-  std::string cache;          // empty: <store>.retrieve_features.h5
+  std::string cache;            // empty: <store>.retrieve_features.h5
   std::int64_t resolution = 0;  // stored image size; 0: the first query image's height
 };
 
@@ -43,9 +43,9 @@ RetrieveSettings retrieve_settings(const Config& config);
 
 struct RetrieveOutcome {
   std::string tag;
-  std::int64_t rows = 0;       // samples in the tag
-  std::int64_t bad_pool = 0;   // pool images that did not decode (skipped)
-  bool stopped = false;        // by a signal; rerun to resume
+  std::int64_t rows = 0;      // samples in the tag
+  std::int64_t bad_pool = 0;  // pool images that did not decode (skipped)
+  bool stopped = false;       // by a signal; rerun to resume
 };
 
 // Collective over the world. `real`: the [data] set; `pool`: the retrieve.pool set.

@@ -37,15 +37,15 @@ struct ClipTextConfig {
 
   // From text_encoder/config.json; ModelError naming the file and key for bad values.
   static ClipTextConfig from_json(const io::Json& json, const std::string& where);
-  io::Json to_json() const;  // a config.json transformers loads as CLIPTextModel
+  io::Json to_json() const;           // a config.json transformers loads as CLIPTextModel
   ClipEncoderConfig encoder() const;  // the shared encoder's part of it
 };
 
 // What the encoder computes for [B, T] token ids.
 struct ClipTextOutput {
-  at::Tensor last_hidden_state;            // [B, T, D], after final_layer_norm
-  std::vector<at::Tensor> hidden_states;   // as transformers: embeddings, then each layer's output (no final norm)
-  at::Tensor penultimate() const;          // hidden_states[-2]: the second-to-last layer's output
+  at::Tensor last_hidden_state;           // [B, T, D], after final_layer_norm
+  std::vector<at::Tensor> hidden_states;  // as transformers: embeddings, then each layer's output (no final norm)
+  at::Tensor penultimate() const;         // hidden_states[-2]: the second-to-last layer's output
 };
 
 class ClipTextEmbeddingsImpl : public torch::nn::Module {

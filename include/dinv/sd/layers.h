@@ -82,12 +82,12 @@ void init_random(torch::nn::Module& module, std::uint64_t seed);
 
 struct ResnetOptions {
   std::int64_t in_channels = 0, out_channels = 0;
-  std::int64_t temb_channels = 0;  // 0: no time embedding (VAE)
+  std::int64_t temb_channels = 0;            // 0: no time embedding (VAE)
   std::int64_t groups = 32, groups_out = 0;  // groups_out 0: same as groups
   double eps = 1e-6;
   Activation act = Activation::silu;
   double output_scale_factor = 1.0;
-  bool scale_shift = false;     // resnet_time_scale_shift == "scale_shift"
+  bool scale_shift = false;  // resnet_time_scale_shift == "scale_shift"
   bool skip_time_act = false;
 };
 
@@ -132,8 +132,8 @@ struct AttentionOptions {
   std::int64_t query_dim = 0;
   std::int64_t cross_attention_dim = 0;  // 0: self-attention (keys from the query input)
   std::int64_t heads = 1, dim_head = 64;
-  bool bias = false;          // to_q/to_k/to_v biases
-  bool upcast = false;        // upcast_attention: attention in fp32 for fp16/bf16 models
+  bool bias = false;    // to_q/to_k/to_v biases
+  bool upcast = false;  // upcast_attention: attention in fp32 for fp16/bf16 models
   // The VAE's attention block: group norm on the input, 4-D input, residual.
   std::int64_t norm_groups = 0;
   double norm_eps = 1e-5;
@@ -215,7 +215,7 @@ class Transformer2DModelImpl : public torch::nn::Module {
  private:
   TransformerOptions o_;
   GroupNorm norm{nullptr};
-  Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};  // use_linear_projection false
+  Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};      // use_linear_projection false
   Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};  // use_linear_projection true
   torch::nn::ModuleList transformer_blocks;
   std::vector<BasicTransformerBlock> blocks_;

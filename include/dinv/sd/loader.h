@@ -39,12 +39,12 @@ ModelIndex read_model_index(const std::string& dir);
 
 // The files of one component folder.
 struct ComponentFiles {
-  std::string name;                       // "unet"
-  std::string dir;                        // DIR/unet
-  std::string config;                     // DIR/unet/config.json
-  std::vector<std::string> weights;       // one file, or the shards of an index
-  std::string index;                      // the shard index, if sharded
-  std::string variant;                    // "" or "fp16", ...
+  std::string name;                  // "unet"
+  std::string dir;                   // DIR/unet
+  std::string config;                // DIR/unet/config.json
+  std::vector<std::string> weights;  // one file, or the shards of an index
+  std::string index;                 // the shard index, if sharded
+  std::string variant;               // "" or "fp16", ...
 };
 
 // Locate a component's config and safetensors weights. `basenames` are tried

@@ -31,8 +31,8 @@ io::Json preset_scheduler_config(const std::string& preset);
 std::int64_t preset_cross_attention_dim(const std::string& preset);
 
 struct InitReport {
-  std::vector<std::string> written;      // components written ("unet", "vae", "scheduler", ...)
-  bool text_components = false;          // text_encoder/ and tokenizer/ written
+  std::vector<std::string> written;  // components written ("unet", "vae", "scheduler", ...)
+  bool text_components = false;      // text_encoder/ and tokenizer/ written
 };
 // Write OUT/model_index.json, unet/, vae/, scheduler/ (and the text components
 // when this build has them, see write_text_components) with random weights

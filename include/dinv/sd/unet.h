@@ -23,8 +23,7 @@ struct UNetConfig {
   std::string mid_block_type = "UNetMidBlock2DCrossAttn";  // "" for none
   std::vector<std::int64_t> block_out_channels;
   // Per down block (already expanded from scalars); the up path uses them reversed.
-  std::vector<std::int64_t> layers_per_block, cross_attention_dim, num_attention_heads,
-      transformer_layers_per_block;
+  std::vector<std::int64_t> layers_per_block, cross_attention_dim, num_attention_heads, transformer_layers_per_block;
   std::vector<bool> only_cross_attention;
   std::int64_t downsample_padding = 1;
   double mid_block_scale_factor = 1.0;
@@ -36,7 +35,7 @@ struct UNetConfig {
   bool upcast_attention = false;
   bool resnet_scale_shift = false;
   bool resnet_skip_time_act = false;
-  std::int64_t time_embed_dim = 0;  // resolved: time_embedding_dim or 4 * block_out_channels[0]
+  std::int64_t time_embed_dim = 0;                       // resolved: time_embedding_dim or 4 * block_out_channels[0]
   std::string time_embedding_act_fn, timestep_post_act;  // "" for none
   std::int64_t conv_in_kernel = 3, conv_out_kernel = 3;
   io::Json json;  // the config as read (for fingerprints and `model info`)

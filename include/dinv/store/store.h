@@ -58,7 +58,8 @@ class Store {
   void close();
 
  private:
-  Store(std::string path, MPI_Comm comm, h5::Handle file) : path_(std::move(path)), comm_(comm), file_(std::move(file)) {}
+  Store(std::string path, MPI_Comm comm, h5::Handle file)
+      : path_(std::move(path)), comm_(comm), file_(std::move(file)) {}
   void check_schema() const;
 
   std::string path_;
