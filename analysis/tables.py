@@ -2,7 +2,8 @@
 """The paper's tables from dinv results folders, as Markdown and CSV.
 
 One results folder per dataset (several may be given); per dataset, model,
-source (real, synthetic, mixed) and size (real images, synthetic images): the
+source (real, synthetic, mixed), synthetic tags and amount (`syn.tags`,
+`sweep.syn_amount`) and size (real images, synthetic images): the
 final and best test accuracy, mean and standard deviation over the runs' seeds
 (ddof 1; n = number of runs).
 
@@ -23,7 +24,7 @@ import pandas as pd  # noqa: E402
 import dinv_read  # noqa: E402
 from dinv_read import InputError  # noqa: E402
 
-KEYS = ["dataset", "model", "source", "num_data", "num_synthetic"]
+KEYS = ["dataset", "model", "source", "syn_tags", "syn_amount", "num_data", "num_synthetic"]
 SOURCES = ["real", "synthetic", "mixed"]
 
 
@@ -65,6 +66,7 @@ def long_frame(t):
     """The long table for reading: sizes, `mean ± std (n)` in percent, seeds."""
     return pd.DataFrame({
         "dataset": t["dataset"], "model": t["model"], "source": t["source"],
+        "synthetic tags": t["syn_tags"], "amount": t["syn_amount"],
         "real images": t["num_data"], "synthetic images": t["num_synthetic"],
         "final accuracy (%)": [cell(*v) for v in zip(t["final_accuracy_mean"], t["final_accuracy_std"],
                                                      t["final_accuracy_count"])],
@@ -74,21 +76,28 @@ def long_frame(t):
     })
 
 
+def column_name(source, tags, amount, count):
+    """'mixed' or 'mixed method k2 (400 syn.)': tags and amount only where synthetic images are used."""
+    words = [source] + ([tags, amount] if count else [])
+    return " ".join(w for w in words if w) + (f" ({count} syn.)" if count else "")
+
+
 def wide_frame(t, dataset):
-    """One dataset: rows model x real images, one column per source and
-    synthetic-image count (final accuracy)."""
+    """One dataset: rows model x real images, one column per source, synthetic
+    tags, amount and synthetic-image count (final accuracy)."""
     part = t[t["dataset"] == dataset].copy()
     part["cell"] = [cell(*v) for v in zip(part["final_accuracy_mean"], part["final_accuracy_std"],
                                           part["final_accuracy_count"])]
     rank = {s: i for i, s in enumerate(SOURCES)}
-    columns = sorted({(rank.get(s, len(SOURCES)), s, n) for s, n in zip(part["source"], part["num_synthetic"])})
-    names = {(s, n): s + (f" ({n} syn.)" if n else "") for _, s, n in columns}
+    keys = zip(part["source"], part["syn_tags"], part["syn_amount"], part["num_synthetic"])
+    columns = sorted({(rank.get(s, len(SOURCES)), s, tags, amount, n) for s, tags, amount, n in keys})
+    names = {c[1:]: column_name(*c[1:]) for c in columns}
     rows = []
     for (model, real), group in part.groupby(["model", "num_data"], sort=True):
         row = {"model": model, "real images": real if real else "0 (synthetic only)"}
         row.update({name: "" for name in names.values()})
         for _, r in group.iterrows():
-            row[names[(r["source"], r["num_synthetic"])]] = r["cell"]
+            row[names[(r["source"], r["syn_tags"], r["syn_amount"], r["num_synthetic"])]] = r["cell"]
         rows.append(row)
     return pd.DataFrame(rows, columns=["model", "real images", *names.values()])
 

@@ -44,7 +44,8 @@ def config_ini(fmt, model, real_bs, syn_bs, num_data, seed, root="data"):
 
 
 def write_results(path, *, model="resnet18", source="real", num_data=100, seed=0, final=0.5, best=0.6,
-                  fmt="cifar10", test_fp=TEST_FP, complete=1, syn_n=400, real_n=1000, seconds=12.5):
+                  fmt="cifar10", test_fp=TEST_FP, complete=1, syn_n=400, real_n=1000, seconds=12.5,
+                  syn_tags=None):
     """A results file in the layout of src/classify/results.cpp."""
     real_bs, syn_bs = {"real": (8, 0), "synthetic": (0, 8), "mixed": (4, 4)}[source]
     evals = np.array([10, 20, 30, 40])
@@ -81,6 +82,8 @@ def write_results(path, *, model="resnet18", source="real", num_data=100, seed=0
         a["images_per_second"] = 40 * (real_bs + syn_bs) / seconds
         a["resumed_from"] = np.int64(0)
         a["complete"] = np.int64(complete)
+        if syn_tags is not None:
+            a["selection.synthetic_tags"] = syn_tags
 
 
 def make_sweep(folder, fmt="cifar10", test_fp=TEST_FP, seed=0):
@@ -363,6 +366,26 @@ def test_tables_of_two_datasets(experiment, tmp_path):
         values = expected[(row["model"], row["source"], row["num_data"], row["num_synthetic"])]
         assert row["final_accuracy_mean"] == pytest.approx(values[:, 0].mean(), abs=1e-12)
     assert "## stl10: final test accuracy (%) by source" in (tmp_path / "t" / "table.md").read_text()
+
+
+def test_tables_keep_runs_of_other_tags_apart(tmp_path):
+    # Two mixed runs per seed that differ only in their synthetic tags are two
+    # rows (and two columns of the wide table), never averaged together.
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    for s in SEEDS:
+        write_results(folder / f"real_s{s}.h5", source="real", seed=s, final=0.5)
+        write_results(folder / f"method_s{s}.h5", source="mixed", seed=s, final=0.8, syn_tags="method")
+        write_results(folder / f"prompt_s{s}.h5", source="mixed", seed=s, final=0.3, syn_tags="prompt")
+    r = script("tables.py", folder, "--out", tmp_path / "t")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "t" / "table.csv").fillna("")
+    mixed = table[table["source"] == "mixed"].set_index("syn_tags")
+    assert sorted(mixed.index) == ["method", "prompt"]
+    assert mixed.loc["method", "final_accuracy_mean"] == pytest.approx(0.8)
+    assert mixed.loc["prompt", "final_accuracy_mean"] == pytest.approx(0.3)
+    md = (tmp_path / "t" / "table.md").read_text()
+    assert "mixed method all (400 syn.)" in md and "mixed prompt all (400 syn.)" in md
 
 
 def test_installed_copy_runs_from_its_own_folder(experiment, tmp_path):
