@@ -44,7 +44,7 @@ struct JpegError {
   char message[JMSG_LENGTH_MAX];
 };
 
-void jpeg_error_exit(j_common_ptr info) {
+[[noreturn]] void jpeg_error_exit(j_common_ptr info) {
   auto* err = reinterpret_cast<JpegError*>(info->err);
   (*info->err->format_message)(info, err->message);
   std::longjmp(err->jump, 1);

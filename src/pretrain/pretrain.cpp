@@ -376,7 +376,8 @@ class Phase {
       const std::int64_t position = step * s_.batch_size + j;
       const std::int64_t epoch = position / n;
       if (epoch != epoch_) {
-        auto gen = at::detail::createCPUGenerator(stream_seed(s_.seed, Stage::pretrain, {phase_id(), epoch}));
+        auto gen = at::detail::createCPUGenerator(
+            stream_seed(s_.seed, Stage::pretrain, {phase_id(), static_cast<std::uint64_t>(epoch)}));
         permutation_ = at::randperm(n, gen, at::kLong);
         epoch_ = epoch;
       }
