@@ -207,9 +207,12 @@ void write_cifar_split(const fs::path& dir, const ShapesOptions& o, const std::s
     write_bytes(dir / "test_batch.bin", cifar_records(labels, o.seed, split, 0, count));
     return;
   }
-  const std::int64_t per_batch = (count + 4) / 5;  // five batches, as CIFAR-10 has
+  // Up to five batches, as CIFAR-10 has; a count that leaves the last ones
+  // empty (6 images: 2, 2, 2) writes fewer files rather than empty ones.
+  const std::int64_t per_batch = (count + 4) / 5;
   for (int k = 0; k < 5; ++k) {
     const std::int64_t begin = std::min(count, k * per_batch), end = std::min(count, (k + 1) * per_batch);
+    if (k > 0 && begin == end) break;
     write_bytes(dir / ("data_batch_" + std::to_string(k + 1) + ".bin"),
                 cifar_records(labels, o.seed, split, begin, end));
   }

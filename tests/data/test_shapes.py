@@ -32,6 +32,17 @@ def test_cifar_format_balanced_and_deterministic(tmp_path):
     assert "CIFAR-10 train (1000 images, 32x32" in info
 
 
+def test_counts_that_leave_batches_empty_write_fewer_files(tmp_path):
+    # 6 images in batches of ceil(6/5) = 2: three files, no empty ones, and the
+    # reader finds all six images.
+    dinv_run("data", "shapes", "--out", tmp_path / "a", "--train", 6, "--test", 10, "--seed", 0)
+    files = sorted(p.name for p in tmp_path.glob("a/data_batch_*.bin"))
+    assert files == ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin"]
+    assert all((tmp_path / "a" / f).stat().st_size == 2 * 3073 for f in files)
+    images, labels, _ = export(tmp_path, "--data.format=cifar10", f"--data.root={tmp_path / 'a'}")
+    assert len(images) == 6 and len(labels) == 6
+
+
 def test_linear_classifier_on_pixels_stays_below_90_percent(tmp_path):
     dinv_run("data", "shapes", "--out", tmp_path, "--train", 4000, "--test", 1000, "--seed", 0)
     x, y = read_cifar([tmp_path / f"data_batch_{k}.bin" for k in range(1, 6)])
