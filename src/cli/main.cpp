@@ -54,7 +54,7 @@ int fail(const std::string& command, const dinv::Error& e, int size) {
 
 int run(const Command& cmd, const std::vector<std::string>& args, int* argc, char*** argv) {
   dinv::dist::World world(argc, argv);
-  dinv::signals::install_stop_handlers();
+  dinv::signals::install_stop_handlers();  // again: see main()
   try {
     if (cmd.run_raw) return cmd.run_raw(world, args);
     auto parsed = dinv::cli::split_args(args, cmd.flags);
@@ -80,6 +80,10 @@ int run(const Command& cmd, const std::vector<std::string>& args, int* argc, cha
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First thing: a time-limit signal (SIGUSR2) that arrives while MPI starts
+  // must request a checkpoint, not kill the rank (the default action). They
+  // are installed again once MPI is up, in case its start-up replaced them.
+  dinv::signals::install_stop_handlers();
   dinv::core::configure_malloc();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
