@@ -88,12 +88,15 @@ void Progress::render(bool force) {
   }
   if (!force && since < interval_) return;
   last_print_ = now;
+  printed_done_ = done_;
   log::info(report_line());
 }
 
 void Progress::finish() {
   if (finished_) return;
   finished_ = true;
+  // In line style the last advance may have printed the final count already.
+  if (style_ != Style::bar && printed_done_ == done_) return;
   render(true);
   if (style_ == Style::bar) {
     std::printf("\n");

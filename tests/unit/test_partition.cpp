@@ -46,5 +46,25 @@ TEST(Progress, ReportLineHasCountsRateAndEta) {
   EXPECT_EQ(Progress::format_duration(65), "01:05");
 }
 
+// Lines style prints at most one line per interval and a last one at the end,
+// but never the final count twice (the last advance may have printed it).
+TEST(Progress, FinalLinePrintedOnce) {
+  auto count_lines = [](double interval, int advances) {
+    testing::internal::CaptureStdout();
+    {
+      Progress p("evaluate", advances, "images", Progress::Style::lines, interval);
+      for (int i = 0; i < advances; ++i) p.advance(1);
+      p.finish();
+    }
+    const auto out = testing::internal::GetCapturedStdout();
+    const std::string final_count = std::to_string(advances) + "/" + std::to_string(advances) + " images";
+    std::size_t n = 0;
+    for (auto at = out.find(final_count); at != std::string::npos; at = out.find(final_count, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count_lines(0.0, 3), 1u);     // every advance prints: the end adds nothing
+  EXPECT_EQ(count_lines(3600.0, 3), 1u);  // no advance prints: the end prints the count
+}
+
 }  // namespace
 }  // namespace dinv::dist

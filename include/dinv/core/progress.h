@@ -44,6 +44,7 @@ class Progress {
   Style style_;
   double interval_;
   std::chrono::steady_clock::time_point start_, last_print_;
+  std::int64_t printed_done_ = -1;  // `done_` of the last line printed (line style)
   bool finished_ = false;
 };
 
