@@ -181,6 +181,21 @@ std::string library_version() {
 
 // ------------------------------------------------------------------- files
 
+namespace {
+
+// A file open on one process closes without a collective, so it may close
+// while an exception unwinds (Handle::reset leaves only collective closes to
+// the abort). A function of its own: the closer's address tells them apart.
+herr_t close_local_file(hid_t id) { return H5Fclose(id); }
+
+Handle::Closer file_closer(MPI_Comm comm) {
+  int ranks = 0;
+  MPI_Comm_size(comm, &ranks);
+  return ranks == 1 ? &close_local_file : &H5Fclose;
+}
+
+}  // namespace
+
 Handle create_file(const std::string& path, MPI_Comm comm) {
   quiet_errors();
   Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
@@ -192,7 +207,7 @@ Handle create_file(const std::string& path, MPI_Comm comm) {
   Handle fcpl = plist(H5P_FILE_CREATE, "file creation property list");
   no_times(fcpl);
   return {check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()), "create HDF5 file '" + path + "'"),
-          H5Fclose};
+          file_closer(comm)};
 }
 
 Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
@@ -203,12 +218,13 @@ Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
   check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
   return {check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()),
                 "open HDF5 file '" + path + "'"),
-          H5Fclose};
+          file_closer(comm)};
 }
 
 Handle open_file_serial(const std::string& path) {
   quiet_errors();
-  return {check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open HDF5 file '" + path + "'"), H5Fclose};
+  return {check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open HDF5 file '" + path + "'"),
+          &close_local_file};
 }
 
 void flush(const Handle& file, const std::string& path) {

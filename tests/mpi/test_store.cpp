@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
@@ -109,6 +111,26 @@ TEST(Store, NotAStoreIsAClearError) {
   }
   MPI_Barrier(w.comm());
   if (w.is_root()) std::remove(path.c_str());
+}
+
+// A file open on one process (a serial read, or a file of MPI_COMM_SELF) is
+// closed while an error unwinds, so the same process can create it again; a
+// file shared by several ranks is left to the abort (closing is collective).
+TEST(Store, LocalFileClosesWhenAnErrorUnwinds) {
+  auto& w = test::world();
+  const auto path = shared_path("unwind") + ".r" + std::to_string(w.rank());
+  h5::create_file(path, MPI_COMM_SELF).close(path);
+  for (int round = 0; round < 2; ++round) {
+    try {
+      auto serial = h5::open_file_serial(path);
+      auto local = h5::open_file(path, MPI_COMM_SELF, false);
+      throw StoreError("a reader's error");
+    } catch (const StoreError&) {
+    }
+    // Still open, H5Fcreate would refuse: "file is already open".
+    EXPECT_NO_THROW(h5::create_file(path, MPI_COMM_SELF).close(path)) << "round " << round;
+  }
+  std::remove(path.c_str());
 }
 
 TEST(UnitLedger, MarksSurviveReopen) {
