@@ -49,6 +49,28 @@ std::vector<std::int64_t> read_sources(const h5::Handle& file, const std::string
   return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
 }
 
+// The given rows (ascending) of a dataset. A selection of most rows reads the
+// dataset whole and keeps the rows (one contiguous read); a sparse one (a
+// sweep task's small real subset of a large tag) reads only its runs of
+// consecutive rows, so a task holds its selection, not the tag, in memory.
+at::Tensor read_selected_rows(const h5::Handle& file, const std::string& store_path, const std::string& path,
+                              const std::vector<std::int64_t>& rows) {
+  const auto ds = h5::open_dataset(file, path);
+  const std::string name = store_path + ":/" + path;
+  const auto dims = h5::dataset_dims(ds);
+  if (dims.empty() || 2 * static_cast<std::int64_t>(rows.size()) > dims[0])  // (read_all refuses a scalar)
+    return h5::read_all(ds, name).index_select(0, at::tensor(rows, at::kLong));
+  std::vector<at::Tensor> runs;
+  for (std::size_t first = 0; first < rows.size();) {
+    std::size_t last = first;
+    while (last + 1 < rows.size() && rows[last + 1] == rows[last] + 1) ++last;
+    runs.push_back(h5::read_rows(ds, name, rows[first], rows[last] + 1));
+    first = last + 1;
+  }
+  if (runs.empty()) return h5::read_rows(ds, name, 0, 0);
+  return runs.size() == 1 ? runs[0] : at::cat(runs);
+}
+
 // Rows of one tag kept by follow_real and per_source (ascending).
 std::vector<std::int64_t> select_rows(const std::vector<std::int64_t>& source, const std::string& tag,
                                       const SampleSelection& sel) {
@@ -177,12 +199,8 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
     const std::string group = "samples/" + tags[t];
     const auto& rows = out.rows[t];
     out.fingerprint = content_hash(rows.data(), rows.size() * sizeof(std::int64_t), out.fingerprint);
-    // Read whole datasets, keep the rows: one contiguous read per tag.
-    const auto index = at::tensor(rows, at::kLong);
-    auto x = h5::read_all(h5::open_dataset(file, group + "/images"), store_path + ":/" + group + "/images")
-                 .index_select(0, index);
-    auto y = h5::read_all(h5::open_dataset(file, group + "/label"), store_path + ":/" + group + "/label")
-                 .index_select(0, index);
+    auto x = read_selected_rows(file, store_path, group + "/images", rows);
+    auto y = read_selected_rows(file, store_path, group + "/label", rows);
     if (!images.empty() && x.sizes().slice(1) != images[0].sizes().slice(1))
       throw StoreError("store '" + store_path + "' /" + group + ": images " + c10::str(x.sizes()) +
                        " differ in size from the first tag's " + c10::str(images[0].sizes()));
