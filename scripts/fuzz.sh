@@ -2,7 +2,7 @@
 # Build the libFuzzer targets of dinv's readers (tests/fuzz/) with clang in
 # build-fuzz/ and run each for SECONDS (default 60) from its seed corpus.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: json ini safetensors npz image cifar tokenizer captioned
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     targets: json ini safetensors npz image cifar tokenizer captioned webdataset image_folder store
 #   (SECONDS = 0 only builds)
 #
 #   BUILD_DIR  build folder (default build-fuzz/ in the checkout)
@@ -21,7 +21,7 @@ set -euo pipefail
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(json ini safetensors npz image cifar tokenizer captioned)
+((${#targets[@]})) || targets=(json ini safetensors npz image cifar tokenizer captioned webdataset image_folder store)
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${DINV_VENV:-/opt/dinv/venv}"
 build="${BUILD_DIR:-$repo/build-fuzz}"

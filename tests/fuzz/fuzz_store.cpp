@@ -45,8 +45,8 @@ struct Id {
   }
 };
 
-const char* const kObjects[] = {"/source",         "/source/index",     "/source/label",
-                                "/samples",        "/samples/t",        "/samples/t/images",
+const char* const kObjects[] = {"/source",          "/source/index",     "/source/label",
+                                "/samples",         "/samples/t",        "/samples/t/images",
                                 "/samples/t/label", "/samples/t/source", "/samples/t/done"};
 struct AttributeName {
   const char *object, *name;
@@ -60,12 +60,18 @@ const AttributeName kResultsAttributes[] = {{"/", "complete"}, {"/", "schema"}};
 
 hid_t element_type(std::uint8_t kind) {
   switch (kind % 6) {
-    case 0: return H5T_NATIVE_UINT8;
-    case 1: return H5T_NATIVE_INT8;
-    case 2: return H5T_NATIVE_INT32;
-    case 3: return H5T_NATIVE_INT64;
-    case 4: return H5T_NATIVE_FLOAT;
-    default: return H5T_NATIVE_DOUBLE;
+    case 0:
+      return H5T_NATIVE_UINT8;
+    case 1:
+      return H5T_NATIVE_INT8;
+    case 2:
+      return H5T_NATIVE_INT32;
+    case 3:
+      return H5T_NATIVE_INT64;
+    case 4:
+      return H5T_NATIVE_FLOAT;
+    default:
+      return H5T_NATIVE_DOUBLE;
   }
 }
 
@@ -105,7 +111,9 @@ void write_numbers(hid_t file, const char* path, hid_t type, const std::vector<h
   write_dataset(file, path, type, dims, data.data());
 }
 
-void write_group(hid_t file, const char* path) { Id g{H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose}; }
+void write_group(hid_t file, const char* path) {
+  Id g{H5Gcreate2(file, path, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose};
+}
 
 Id string_type() {
   Id t{H5Tcopy(H5T_C_S1), H5Tclose};
@@ -126,8 +134,7 @@ void set_strings(hid_t file, const AttributeName& a, const std::vector<std::stri
   if (attr.id >= 0 && !ptrs.empty()) H5Awrite(attr.id, type.id, ptrs.data());
 }
 
-void set_numbers(hid_t file, const AttributeName& a, hid_t type, const std::vector<hsize_t>& dims,
-                 const void* data) {
+void set_numbers(hid_t file, const AttributeName& a, hid_t type, const std::vector<hsize_t>& dims, const void* data) {
   Id obj{H5Oopen(file, a.object, H5P_DEFAULT), H5Oclose};
   if (obj.id < 0) return;
   if (H5Aexists(obj.id, a.name) > 0) H5Adelete(obj.id, a.name);

@@ -4,6 +4,7 @@ kept in the repository (a few KB in all)."""
 import io
 import json
 import struct
+import tarfile
 import sys
 import zipfile
 from pathlib import Path
@@ -101,3 +102,44 @@ put("captioned", "two.jsonl", '{"file_name": "a.png", "text": "a small red ring"
                               '{"file_name": "./b.png", "text": "a ring", "extra": 1}\n')
 put("captioned", "blank_lines.jsonl", '\n{"file_name": "b.png", "text": "naïve café ☕"}\n\n')
 put("captioned", "mixed_sizes.jsonl", '{"file_name": "a.png", "text": "x"}\n{"file_name": "c.png", "text": "y"}\n')
+
+
+# WebDataset: one shard of two samples (an image and its class index; the second a JPEG without one).
+def shard(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def tiny_image(fmt):
+    out_bytes = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(out_bytes, format=fmt)
+    return out_bytes.getvalue()
+
+
+put("webdataset", "two.tar", shard([("s/000.png", tiny_image("PNG")), ("s/000.cls", b"3"),
+                                    ("s/001.jpg", tiny_image("JPEG"))]))
+
+# Stores: programs of 4-byte edits [operation, target, type, size] to a valid
+# store and results file (tests/fuzz/fuzz_store.cpp), then data bytes.
+put("store", "valid", b"")
+put("store", "chunk_unfinished", bytes([5, 8, 0, 1]))                   # /samples/t/done[0] = 0
+put("store", "source_out_of_range", bytes([5, 7, 1, 5]))                # /samples/t/source[1] = 1000
+put("store", "labels_as_floats", bytes([1, 6, 4, 1]) + bytes([4]) + bytes(32))
+put("store", "schema_version_512", bytes([3, 0, 3, 220]) + bytes(8 * 520))
+put("store", "class_names_scalar", bytes([3, 1, 6, 0]) + b"disk\0")
+put("store", "results_complete_array", bytes([4, 0, 3, 200]) + bytes(8 * 470))
+
+# Image folders: entries [kind, class, name, size] + content (tests/fuzz/fuzz_image_folder.cpp); two classes
+# of valid images, then the same with a stray file at the top and a class folder linked to the top.
+def entry(kind, cls, name, content=b""):
+    return bytes([kind, cls, name, len(content)]) + content
+
+
+two_classes = entry(0, 0, 0, tiny_image("PNG")) + entry(0, 1, 0, tiny_image("PNG")) + entry(0, 1, 1, tiny_image("PNG"))
+put("image_folder", "two_classes", two_classes)
+put("image_folder", "stray_file_and_link", two_classes + entry(2, 0, 4, b"notes") + entry(3, 2, 1))
