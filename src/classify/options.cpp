@@ -1,3 +1,4 @@
+#include "dinv/core/seed.h"
 #include "dinv/classify/options.h"
 
 #include <algorithm>
@@ -86,7 +87,7 @@ TrainOptions train_options(const Config& c, std::int64_t resolution, std::int64_
   o.precision = c.get_string("train.precision");
   o.bucket_bytes = static_cast<std::int64_t>(c.get_real("train.bucket_mb") * 1024 * 1024);
   o.sync_batchnorm = c.get_bool("train.sync_bn");
-  o.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  o.seed = run_seed(c);
   o.checkpoint_every = c.get_int("train.checkpoint_every");
   o.checkpoint_path = c.get_string("train.checkpoint_dir") + "/" + run_name(c) + ".ckpt";
   o.progress = c.get_string("run.progress");
@@ -100,7 +101,7 @@ std::string run_name(const Config& c) {
   const std::string source = syn == 0 ? "real" : real == 0 ? "synthetic" : "mixed";
   const auto n = c.get_int("data.num_data");
   return c.get_string("train.model") + "_" + c.get_string("data.format") + "_n" + (n == 0 ? "all" : std::to_string(n)) +
-         "_" + source + (syn == 0 ? "" : synthetic_label(c)) + "_s" + std::to_string(c.get_int("run.seed"));
+         "_" + source + (syn == 0 ? "" : synthetic_label(c)) + "_s" + std::to_string(run_seed(c));
 }
 
 std::string synthetic_label(const Config& c) {

@@ -11,6 +11,7 @@
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/core/progress.h"
+#include "dinv/core/seed.h"
 #include "dinv/dist/world.h"
 
 namespace dinv::cli {
@@ -43,7 +44,7 @@ std::pair<int, std::string> auto_threads(const dist::World& world) {
 }  // namespace
 
 void register_run_options(ConfigSchema& s) {
-  s.add("run.seed", 0, "seed of every random stream of the run (each work unit derives its own)").min(0);
+  register_run_seed(s);
   s.add("run.device", "auto", "device of each rank: auto (one GPU per local rank, else cpu), cpu, cuda, cuda:N")
       .non_empty();
   s.add("run.threads", 0,

@@ -127,14 +127,15 @@ int run_embed(CommandContext& ctx) {
   const auto dataset = data::make_dataset(ctx.config);
   // A group too small for generate's partners would embed fine and then make
   // generate refuse the store: refuse now, before any work.
-  const auto wanted = ctx.config.get_int("embed.num_images");
+  const auto wanted = settings.num_images;
   const auto images = wanted > 0 ? wanted : dataset->size();
-  if (images <= dataset->size() && ctx.config.get_string("generate.mode") == "embedding")
+  if (images <= dataset->size() &&
+      generation::kModeNames.parse(ctx.config.get_string("generate.mode")) == generation::Mode::embedding)
     generation::check_partner_groups(images, settings.group_size, ctx.config.get_int("generate.num_samples"), "embed");
   const StageTimer timer(ctx, "embed");
   const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));
-  const auto out = inversion::run_embed(ctx.world, settings, *dataset, ctx.config.get_int("embed.num_images"), model,
-                                        store, recorded_ini(ctx.config));
+  const auto out =
+      inversion::run_embed(ctx.world, settings, *dataset, settings.num_images, model, store, recorded_ini(ctx.config));
   timer.record(store, {{"target", "/embeddings"},
                        {"units_total", out.units_total},
                        {"units_done_before", out.units_done_before},

@@ -247,6 +247,13 @@ std::vector<std::string> ConfigSchema::closest(const std::string& key, std::size
   return out;
 }
 
+void ConfigSchema::mark_changes_output(const std::string& key, const std::string& what) {
+  for (auto& spec : specs_)
+    if (spec.key == key) return spec.changes_output_of.push_back(what);
+  throw Error("internal: configuration key '" + key + "' marked as changing the output of " + what +
+              " before it is registered");
+}
+
 const po::options_description& ConfigSchema::description() const { return *description_; }
 
 std::string ConfigSchema::help(const std::vector<std::string>& sections) const {
@@ -264,6 +271,7 @@ std::string ConfigSchema::help(const std::vector<std::string>& sections) const {
         << (s.default_value ? "; default " + (s.default_value->empty() ? "\"\"" : *s.default_value) : "; required")
         << ")\n";
     out << "      " << s.help << "\n";
+    for (const auto& what : s.changes_output_of) out << "      changes the output of " << what << "\n";
   }
   return out.str();
 }

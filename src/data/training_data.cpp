@@ -1,3 +1,4 @@
+#include "dinv/core/seed.h"
 #include "dinv/data/training_data.h"
 
 #include <sstream>
@@ -119,7 +120,7 @@ TransformOptions transform_options(const Config& config, bool train) {
 
 TrainingData make_training_data(const Config& config, int rank, int world_size) {
   TrainingData d;
-  const auto seed = static_cast<std::uint64_t>(config.get_int("run.seed"));
+  const auto seed = run_seed(config);
   const auto real_bs = per_rank(config, "data.real_bs", world_size),
              syn_bs = per_rank(config, "data.syn_bs", world_size);
   if (real_bs == 0 && syn_bs == 0)

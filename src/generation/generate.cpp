@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <map>
-#include <sstream>
 
 #include <ATen/ATen.h>
 
@@ -16,66 +15,127 @@
 #include "dinv/generation/perturb.h"
 #include "dinv/io/resize.h"
 #include "dinv/store/store.h"
+#include "dinv/store/stored_settings.h"
 
 namespace dinv::generation {
 
-void register_generate_options(ConfigSchema& s) {
-  s.add("generate.mode", "embedding",
-        "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
-      .choices({"embedding", "prompt"});
-  s.add("generate.num_samples", 5, "samples per source image (per class with prompt_per = class)").min(1).max(10000);
-  s.add("generate.interpolation", 0.1, "interpolation strength s towards the partner embedding").min(0).max(1);
-  s.add("generate.emb_noise", 0.1, "standard deviation of the Gaussian noise added to the embedding").min(0);
-  s.add("generate.sampling_resolution", 128, "image size the model samples at").min(8).max(kMaxResolution);
-  s.add("generate.save_resolution", 32, "image size stored (antialiased resize; larger than sampling upsamples)")
+namespace {
+
+using settings::Declaration;
+
+bool embedding_mode(const GenerateSettings& s) { return s.mode == Mode::embedding; }
+bool prompt_mode(const GenerateSettings& s) { return s.mode == Mode::prompt; }
+constexpr const char* kInEmbeddingMode = "generate.mode = embedding";
+constexpr const char* kInPromptMode = "generate.mode = prompt";
+
+// Every generate setting, once, in the order of the help and the stored
+// configuration. Text positions order the stored settings text ("mode=...
+// num_samples=... ... uncond=group_mean", byte for byte as before the
+// declaration), attribute positions the tag's typed attributes, tag
+// positions the pieces of the derived tag. sampler.* and run.seed are
+// registered by diffusion and core; generate only uses them.
+Declaration<GenerateSettings> declare_generate_settings() {
+  using S = GenerateSettings;
+  Declaration<S> d("generate");
+  d.add_choice("generate.mode", &S::mode, kModeNames,
+               "embedding: perturbed learned embeddings (the method); prompt: class-name prompts (baseline)")
+      .changes(0)
+      .stored(0)
+      .tagged(0, [](const S& s) { return s.mode == Mode::embedding ? "emb" : "prompt"; });
+  d.add("generate.num_samples", &S::num_samples, "samples per source image (per class with prompt_per = class)")
       .min(1)
-      .max(kMaxResolution);
-  s.add("generate.resize_filter", "bicubic", "filter of the resize to save_resolution")
-      .choices({"nearest", "bilinear", "bicubic", "lanczos"});
-  s.add("generate.batch_size", 8,
+      .max(10000)
+      .changes(1)
+      .stored(9)
+      .tagged(2, "n");
+  d.add("generate.interpolation", &S::interpolation, "interpolation strength s towards the partner embedding")
+      .min(0)
+      .max(1)
+      .changes(9)
+      .only_when(embedding_mode, kInEmbeddingMode)
+      .stored(2)
+      .tagged(3, "s");
+  d.add("generate.emb_noise", &S::emb_noise, "standard deviation of the Gaussian noise added to the embedding")
+      .min(0)
+      .changes(10)
+      .only_when(embedding_mode, kInEmbeddingMode)
+      .stored(1, "noise")
+      .tagged(4, "noise");
+  d.add("generate.sampling_resolution", &S::sampling_resolution, "image size the model samples at")
+      .min(8)
+      .max(kMaxResolution)
+      .changes(5)
+      .stored(6)
+      .tagged(8, [](const S& s) {
+        return "r" + std::to_string(s.sampling_resolution) + "to" + std::to_string(s.save_resolution);
+      });
+  d.add("generate.save_resolution", &S::save_resolution,
+        "image size stored (antialiased resize; larger than sampling upsamples)")
+      .min(1)
+      .max(kMaxResolution)
+      .changes(6)
+      .stored(7);
+  d.add("generate.resize_filter", &S::resize_filter, "filter of the resize to save_resolution")
+      .choices({"nearest", "bilinear", "bicubic", "lanczos"})
+      .changes(7);
+  d.add("generate.batch_size", &S::batch_size,
         "samples per sampling batch: any rank count gives the same bytes for the same batch_size and chunk_size; "
         "another value gives the same samples within 1 of 255 per pixel value (CPU kernels may round by batch shape)")
       .min(1);
-  s.add("generate.chunk_size", 40,
+  d.add("generate.chunk_size", &S::chunk_size,
         "samples per work unit (resume granularity); batches are cut within units, so like batch_size "
         "another value may change pixel values by at most 1")
+      .min(1)
+      .stored(10);
+  d.add_choice("generate.uncond", &S::uncond, kUncondNames,
+               "unconditional branch: the group's mean embedding (the method) or the empty prompt")
+      .changes(11)
+      .only_when(embedding_mode, kInEmbeddingMode)
+      .stored(8)
+      .tagged(5, [](const S& s) { return s.uncond == Uncond::group_mean ? "" : "emptyuncond"; });
+  d.add("generate.prompt", &S::prompt, "prompt template of prompt mode ({} is the class name)")
+      .changes(12)
+      .only_when(prompt_mode, kInPromptMode);
+  d.add_choice("generate.prompt_per", &S::prompt_per, kPromptPerNames,
+               "prompt mode: num_samples per source image or per class")
+      .changes(13)
+      .only_when(prompt_mode, kInPromptMode)
+      .tagged(1, [](const S& s) { return kPromptPerNames.name(s.prompt_per); });
+  d.add("generate.tag", &S::tag, "name of /samples/<tag> (empty: derived from the settings)");
+  d.add_optional("generate.preview", &S::preview, ValueKind::integer,
+                 "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
       .min(1);
-  s.add("generate.uncond", "group_mean",
-        "unconditional branch: the group's mean embedding (the method) or the empty prompt")
-      .choices({"group_mean", "empty_prompt"});
-  s.add("generate.prompt", "a photo of a {}", "prompt template of prompt mode ({} is the class name)");
-  s.add("generate.prompt_per", "source", "prompt mode: num_samples per source image or per class")
-      .choices({"source", "class"});
-  s.add("generate.tag", "", "name of /samples/<tag> (empty: derived from the settings)");
-  s.add_without_default(
-       "generate.preview", ValueKind::integer,
-       "after generating, write a PNG of the first N finished samples beside their sources (--preview N)")
-      .min(1);
-  s.add("generate.preview_path", "", "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
-  s.add("generate.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
+  d.add("generate.preview_path", &S::preview_path,
+        "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
+  // Not in the settings text (tags written before it kept it out).
+  d.add("generate.dtype", &S::dtype, "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
+  d.use("sampler.guidance", &S::guidance).changes(2).stored(3).tagged(6, "w");
+  // The stored name is the model's resolved sampler (as_run), not "folder".
+  d.use("sampler.name", &S::sampler).named("sampler").changes(3).stored(4).tagged(7, [](const S& s) {
+    return s.sampler + std::to_string(s.steps);
+  });
+  d.use("sampler.steps", &S::steps).changes(4).stored(5);
+  d.use("run.seed", &S::seed).changes(8).tagged(9, "seed");
+  return d;
 }
 
+// The settings as a run with `m` applies them: the sampler is the model's.
+GenerateSettings as_run(GenerateSettings s, const std::string& sampler_name) {
+  s.sampler = sampler_name;
+  return s;
+}
+
+}  // namespace
+
+const settings::Declaration<GenerateSettings>& generate_declaration() {
+  static const auto declaration = declare_generate_settings();
+  return declaration;
+}
+
+void register_generate_options(ConfigSchema& s) { generate_declaration().register_options(s); }
+
 GenerateSettings generate_settings(const Config& c) {
-  GenerateSettings s;
-  s.mode = c.get_string("generate.mode");
-  s.num_samples = c.get_int("generate.num_samples");
-  s.interpolation = c.get_real("generate.interpolation");
-  s.emb_noise = c.get_real("generate.emb_noise");
-  s.guidance = c.get_real("sampler.guidance");
-  s.sampler = c.get_string("sampler.name");
-  s.steps = c.get_int("sampler.steps");
-  s.sampling_resolution = c.get_int("generate.sampling_resolution");
-  s.save_resolution = c.get_int("generate.save_resolution");
-  s.resize_filter = c.get_string("generate.resize_filter");
-  s.batch_size = c.get_int("generate.batch_size");
-  s.chunk_size = c.get_int("generate.chunk_size");
-  s.uncond = c.get_string("generate.uncond");
-  s.prompt = c.get_string("generate.prompt");
-  s.prompt_per = c.get_string("generate.prompt_per");
-  s.tag = c.get_string("generate.tag");
-  s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
-  if (c.has("generate.preview")) s.preview = c.get_int("generate.preview");
-  s.preview_path = c.get_string("generate.preview_path");
+  auto s = generate_declaration().read(c);
   if (s.prompt.find("{}") == std::string::npos) c.reject("generate.prompt", "has no {} for the class name");
   if (s.tag.find('/') != std::string::npos) c.reject("generate.tag", "must not contain '/'");
   if (s.save_resolution > s.sampling_resolution)
@@ -85,26 +145,6 @@ GenerateSettings generate_settings(const Config& c) {
 }
 
 namespace {
-
-std::string fmt(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-
-// Everything that determines the samples, as stored text.
-std::string settings_text(const GenerateSettings& s, const std::string& sampler) {
-  std::ostringstream o;
-  o.precision(17);
-  o << "mode=" << s.mode << " num_samples=" << s.num_samples << " guidance=" << s.guidance << " sampler=" << sampler
-    << " steps=" << s.steps << " sampling_resolution=" << s.sampling_resolution
-    << " save_resolution=" << s.save_resolution << " resize_filter=" << s.resize_filter << " seed=" << s.seed;
-  if (s.mode == "embedding")
-    o << " interpolation=" << s.interpolation << " emb_noise=" << s.emb_noise << " uncond=" << s.uncond;
-  else
-    o << " prompt=" << s.prompt << " prompt_per=" << s.prompt_per;
-  return o.str();
-}
 
 std::uint64_t sample_seed(const GenerateSettings& s, std::int64_t source, std::int64_t k, std::uint64_t what) {
   return stream_seed(s.seed, Stage::generate,
@@ -152,14 +192,14 @@ SourceData read_source(const store::Store& st) {
 std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData& src, const GenerationModel& m) {
   std::vector<SampleSpec> specs;
   const auto n = static_cast<std::int64_t>(src.labels.size());
-  if (s.mode == "prompt" && s.prompt_per == "class") {
+  if (s.mode == Mode::prompt && s.prompt_per == PromptPer::class_) {
     for (std::int64_t c = 0; c < static_cast<std::int64_t>(src.class_names.size()); ++c)
       for (std::int64_t k = 0; k < s.num_samples; ++k) specs.push_back({-1, -1, c, k, 0});
     return with_seeds(specs, m);
   }
   for (std::int64_t i = 0; i < n; ++i) {
     std::vector<std::int64_t> partners;
-    if (s.mode == "embedding") {
+    if (s.mode == Mode::embedding) {
       const auto g0 = i / src.group_size * src.group_size;
       const auto g1 = std::min(n, g0 + src.group_size);
       const std::vector<std::int64_t> group(src.labels.begin() + g0, src.labels.begin() + g1);
@@ -207,7 +247,7 @@ std::pair<at::Tensor, at::Tensor> conditioning(const GenerateSettings& s, const 
                                                const GenerationModel& model, EmbeddingRows* rows,
                                                const SourceData& src) {
   std::vector<at::Tensor> cond, uncond;
-  if (s.mode == "prompt") {
+  if (s.mode == Mode::prompt) {
     std::vector<std::string> prompts;
     for (const auto& b : batch) prompts.push_back(prompt_for(s, src.class_names.at(static_cast<std::size_t>(b.label))));
     const at::Tensor c = model.encode_prompts(prompts);
@@ -217,10 +257,10 @@ std::pair<at::Tensor, at::Tensor> conditioning(const GenerateSettings& s, const 
   for (const auto& b : batch) {
     cond.push_back(perturb(rows->row(b.source), rows->row(b.partner), s.interpolation, s.emb_noise,
                            sample_seed(s, b.source, b.index, kEmbeddingNoise)));
-    if (s.uncond == "group_mean") uncond.push_back(rows->group_mean(b.source));
+    if (s.uncond == Uncond::group_mean) uncond.push_back(rows->group_mean(b.source));
   }
   const at::Tensor c = at::stack(cond);
-  if (s.uncond == "empty_prompt") {
+  if (s.uncond == Uncond::empty_prompt) {
     const at::Tensor e = model.encode_prompts({""});
     if (e.size(1) != c.size(1) || e.size(2) != c.size(2)) {
       // Learned embeddings have T tokens; the prompt has 77: cut to T tokens.
@@ -248,19 +288,10 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
     st.flush();
   }
   auto g = st.create_group(group);
-  h5::set_attribute(g, "settings", settings_text(s, m.sampler_name));
+  const auto run = as_run(s, m.sampler_name);
+  h5::set_attribute(g, "settings", generate_declaration().text(run));
   h5::set_attribute(g, "model_fingerprint", m.fingerprint);
-  h5::set_attribute(g, "mode", s.mode);
-  h5::set_attribute(g, "noise", s.emb_noise);
-  h5::set_attribute(g, "interpolation", s.interpolation);
-  h5::set_attribute(g, "guidance", s.guidance);
-  h5::set_attribute(g, "sampler", m.sampler_name);
-  h5::set_attribute(g, "steps", s.steps);
-  h5::set_attribute(g, "sampling_resolution", s.sampling_resolution);
-  h5::set_attribute(g, "save_resolution", s.save_resolution);
-  h5::set_attribute(g, "uncond", s.uncond);
-  h5::set_attribute(g, "num_samples", s.num_samples);
-  h5::set_attribute(g, "chunk_size", s.chunk_size);
+  store::set_attributes(g, generate_declaration().attributes(run));
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/partner", "/seed"})
     st.create_dataset(group + name, at::kLong, {count});
@@ -353,14 +384,7 @@ void set_aside_damaged(store::Store& st, const std::string& group) {
 }  // namespace
 
 std::string derived_tag(const GenerateSettings& s, const std::string& sampler_name) {
-  std::string t = s.mode == "embedding"
-                      ? "emb_n" + std::to_string(s.num_samples) + "_s" + fmt(s.interpolation) + "_noise" +
-                            fmt(s.emb_noise) + (s.uncond == "group_mean" ? "" : "_emptyuncond")
-                      : "prompt_" + s.prompt_per + "_n" + std::to_string(s.num_samples);
-  t += "_w" + fmt(s.guidance) + "_" + sampler_name + std::to_string(s.steps) + "_r" +
-       std::to_string(s.sampling_resolution) + "to" + std::to_string(s.save_resolution) + "_seed" +
-       std::to_string(s.seed);
-  return t;
+  return generate_declaration().tag(as_run(s, sampler_name));
 }
 
 std::int64_t tag_chunk_size(const store::Store& st, const std::string& group, std::int64_t configured) {
@@ -380,9 +404,9 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   out.tag = s.tag.empty() ? derived_tag(s, model.sampler_name) : s.tag;
   const std::string group = "/samples/" + out.tag;
   auto st = store::Store::open(store_path, world.comm(), true);
-  if (s.mode == "embedding") check_embeddings(st, model);
+  if (s.mode == Mode::embedding) check_embeddings(st, model);
   const SourceData src = read_source(st);
-  if (s.mode == "embedding")
+  if (s.mode == Mode::embedding)
     check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
   const auto specs = plan_samples(s, src, model);
   const auto count = static_cast<std::int64_t>(specs.size());
@@ -391,14 +415,14 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   if (!st.has(group)) create_tag(st, group, s, model, count, dist::chunk_count(count, s.chunk_size));
   const auto chunk_size = tag_chunk_size(st, group, s.chunk_size);
   out.chunks_total = dist::chunk_count(count, chunk_size);
-  st.require_attribute(group, "settings", settings_text(s, model.sampler_name),
-                       "The tag '" + out.tag + "' was written with other settings: choose another generate.tag.");
+  store::require_settings(st, group, generate_declaration(), as_run(s, model.sampler_name),
+                          "Choose another generate.tag than '" + out.tag + "' for these settings.");
   st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
   store::UnitLedger ledger(st, group, out.chunks_total);
   out.chunks_done_before = ledger.done_count();
 
   std::unique_ptr<EmbeddingRows> rows;
-  if (s.mode == "embedding") rows = std::make_unique<EmbeddingRows>(st, src.group_size);
+  if (s.mode == Mode::embedding) rows = std::make_unique<EmbeddingRows>(st, src.group_size);
   const auto mine = dist::units_of_rank(out.chunks_total, world.size(), world.rank());
   std::int64_t pending = 0;
   for (auto c : mine)

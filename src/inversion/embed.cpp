@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -19,66 +18,99 @@
 #include "dinv/dist/world.h"
 #include "dinv/io/resize.h"
 #include "dinv/io/safetensors.h"
+#include "dinv/store/stored_settings.h"
 #include "dinv/store/store.h"
 
 namespace dinv::inversion {
 
-void register_embed_options(ConfigSchema& s) {
-  s.add("embed.num_tokens", 5, "tokens per learned conditioning tensor (T)").min(1).max(77);
-  s.add("embed.group_size", 100, "images per group: one embedding table and optimizer each").min(1).max(100000);
-  s.add("embed.batch_size", 50, "images per optimizer step of a group (batches in order, no shuffling)").min(1);
-  s.add("embed.steps", 6000, "optimizer steps per group").min(1);
-  s.add("embed.lr", 3e-2, "AdamW learning rate").greater_than(0);
-  s.add("embed.weight_decay", 1e-2, "AdamW decoupled weight decay").min(0);
-  s.add("embed.beta1", 0.9, "AdamW beta1").min(0).max(0.999999);
-  s.add("embed.beta2", 0.999, "AdamW beta2").min(0).max(0.999999);
-  s.add("embed.eps", 1e-8, "AdamW epsilon").greater_than(0);
-  s.add("embed.resolution", 128, "image size fed to the VAE (a multiple of its downsampling factor)")
+namespace {
+
+using settings::Declaration;
+
+// Every embed setting, once. Text positions give the stored settings text
+// its order ("num_tokens=5 group_size=100 ... seed=0", kept byte for byte
+// from the stores written before the declaration); attribute positions give
+// the order of /embeddings' typed attributes.
+Declaration<EmbedSettings> declare_embed_settings() {
+  using S = EmbedSettings;
+  Declaration<S> d("embed");
+  d.add("embed.num_tokens", &S::num_tokens, "tokens per learned conditioning tensor (T)")
+      .min(1)
+      .max(77)
+      .changes(0)
+      .stored(0);
+  d.add("embed.group_size", &S::group_size, "images per group: one embedding table and optimizer each")
+      .min(1)
+      .max(100000)
+      .changes(1)
+      .stored(1);
+  d.add("embed.batch_size", &S::batch_size, "images per optimizer step of a group (batches in order, no shuffling)")
+      .min(1)
+      .changes(2);
+  d.add("embed.steps", &S::steps, "optimizer steps per group").min(1).changes(3).stored(2);
+  d.add<double>(
+       "embed.lr", [](auto& s) -> auto& { return s.adam.lr; }, "AdamW learning rate")
+      .greater_than(0)
+      .changes(7)
+      .stored(3);
+  d.add<double>(
+       "embed.weight_decay", [](auto& s) -> auto& { return s.adam.weight_decay; }, "AdamW decoupled weight decay")
+      .min(0)
+      .changes(11);
+  d.add<double>(
+       "embed.beta1", [](auto& s) -> auto& { return s.adam.beta1; }, "AdamW beta1")
+      .min(0)
+      .max(0.999999)
+      .changes(8);
+  d.add<double>(
+       "embed.beta2", [](auto& s) -> auto& { return s.adam.beta2; }, "AdamW beta2")
+      .min(0)
+      .max(0.999999)
+      .changes(9);
+  d.add<double>(
+       "embed.eps", [](auto& s) -> auto& { return s.adam.eps; }, "AdamW epsilon")
+      .greater_than(0)
+      .changes(10);
+  d.add("embed.resolution", &S::resolution, "image size fed to the VAE (a multiple of its downsampling factor)")
       .min(8)
-      .max(kMaxResolution);
-  s.add("embed.interpolation", "bicubic", "resize filter to the resolution")
-      .choices({"nearest", "bilinear", "bicubic", "lanczos"});
-  s.add("embed.dtype", "fp32", "UNet/VAE dtype (fp16/bf16 on GPU only; embeddings and loss stay fp32)")
+      .max(kMaxResolution)
+      .changes(5)
+      .stored(4);
+  d.add("embed.interpolation", &S::interpolation, "resize filter to the resolution")
+      .choices({"nearest", "bilinear", "bicubic", "lanczos"})
+      .changes(6);
+  // Not in the settings text (stores written before it kept it out): a
+  // dtype change on a GPU continues a store in another precision.
+  d.add("embed.dtype", &S::dtype, "UNet/VAE dtype (fp16/bf16 on GPU only; embeddings and loss stay fp32)")
       .choices({"fp32", "fp16", "bf16"});
-  s.add("embed.checkpoint_every", 500, "steps between checkpoints of a unit's state").min(1);
-  s.add("embed.pack_units", 1,
+  d.add("embed.checkpoint_every", &S::checkpoint_every, "steps between checkpoints of a unit's state").min(1);
+  d.add("embed.pack_units", &S::pack_units,
         "groups trained together in one UNet call (a global setting: same result on any rank count)")
-      .min(1);
-  s.add("embed.num_images", 0, "images of the dataset to embed, from the first (0: all)").min(0);
+      .min(1)
+      .changes(4);
+  // The store's shape records it: check_layout refuses another count.
+  d.add("embed.num_images", &S::num_images, "images of the dataset to embed, from the first (0: all)").min(0);
+  d.use("run.seed", &S::seed).changes(12);
+  return d;
 }
 
+}  // namespace
+
+const settings::Declaration<EmbedSettings>& embed_declaration() {
+  static const auto declaration = declare_embed_settings();
+  return declaration;
+}
+
+void register_embed_options(ConfigSchema& s) { embed_declaration().register_options(s); }
+
 EmbedSettings embed_settings(const Config& c) {
-  EmbedSettings s;
-  s.num_tokens = c.get_int("embed.num_tokens");
-  s.group_size = c.get_int("embed.group_size");
-  s.batch_size = c.get_int("embed.batch_size");
-  s.steps = c.get_int("embed.steps");
-  s.pack_units = c.get_int("embed.pack_units");
-  s.checkpoint_every = c.get_int("embed.checkpoint_every");
-  s.resolution = c.get_int("embed.resolution");
-  s.interpolation = c.get_string("embed.interpolation");
-  s.adam = {c.get_real("embed.lr"), c.get_real("embed.beta1"), c.get_real("embed.beta2"), c.get_real("embed.eps"),
-            c.get_real("embed.weight_decay")};
-  s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  auto s = embed_declaration().read(c);
   if (s.batch_size > s.group_size)
     c.reject("embed.batch_size", "is larger than embed.group_size (" + std::to_string(s.group_size) + ")");
   return s;
 }
 
 namespace {
-
-// Everything that determines the learned embeddings, as stored text: a store
-// made with other settings is never silently continued.
-std::string settings_text(const EmbedSettings& s) {
-  std::ostringstream o;
-  o.precision(17);
-  o << "num_tokens=" << s.num_tokens << " group_size=" << s.group_size << " batch_size=" << s.batch_size
-    << " steps=" << s.steps << " pack_units=" << s.pack_units << " resolution=" << s.resolution
-    << " interpolation=" << s.interpolation << " lr=" << s.adam.lr << " beta1=" << s.adam.beta1
-    << " beta2=" << s.adam.beta2 << " eps=" << s.adam.eps << " weight_decay=" << s.adam.weight_decay
-    << " seed=" << s.seed;
-  return o.str();
-}
 
 struct Layout {
   std::int64_t images, units, tokens, dim, channels, latent;
@@ -94,12 +126,8 @@ void create_layout(store::Store& st, const Layout& l, const EmbedSettings& s, co
   st.create_dataset("/source/label", at::kLong, {l.images});
   auto emb = st.create_group("/embeddings");
   h5::set_attribute(emb, "model_fingerprint", model.fingerprint);
-  h5::set_attribute(emb, "settings", settings_text(s));
-  h5::set_attribute(emb, "num_tokens", s.num_tokens);
-  h5::set_attribute(emb, "group_size", s.group_size);
-  h5::set_attribute(emb, "steps", s.steps);
-  h5::set_attribute(emb, "lr", s.adam.lr);
-  h5::set_attribute(emb, "resolution", s.resolution);
+  h5::set_attribute(emb, "settings", embed_declaration().text(s));
+  store::set_attributes(emb, embed_declaration().attributes(s));
   h5::set_attribute(emb, "loss_note",
                     std::string("loss: each image's denoising loss at the last step that trained it"));
   st.create_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
@@ -115,7 +143,7 @@ void check_layout(const store::Store& st, const Layout& l, const EmbedSettings& 
   const std::string hint = "Use a new store (store.path) for other settings, data or model.";
   st.require_attribute("/source", "dataset_fingerprint", dataset.fingerprint(), hint);
   st.require_attribute("/embeddings", "model_fingerprint", model.fingerprint, hint);
-  st.require_attribute("/embeddings", "settings", settings_text(s), hint);
+  store::require_settings(st, "/embeddings", embed_declaration(), s, hint);
   st.require_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
 }
 

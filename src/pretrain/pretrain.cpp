@@ -96,7 +96,7 @@ PretrainSettings pretrain_settings(const Config& c) {
   s.cache_latents = c.get_bool("pretrain.cache_latents");
   s.checkpoint_every = c.get_int("pretrain.checkpoint_every");
   s.bucket_mb = c.get_real("pretrain.bucket_mb");
-  s.seed = static_cast<std::uint64_t>(c.get_int("run.seed"));
+  s.seed = run_seed(c);
   s.progress = c.get_string("run.progress");
   if (fs::path(s.output).lexically_normal() == fs::path(s.init).lexically_normal())
     c.reject("pretrain.output", "is the same folder as pretrain.init: the starting point is never overwritten");

@@ -105,7 +105,8 @@ def test_store_from_other_settings_is_refused(config, reference, tmp_path):
     (tmp_path / "store.h5").write_bytes(reference.read_bytes())
     r = dinv_stage(1, "embed", config, tmp_path, "--embed.lr=0.5")
     assert r.returncode == 1
-    assert "settings is" in r.stderr and "Use a new store" in r.stderr
+    assert "/embeddings was written with other settings: embed.lr is '0.029999999999999999' there, '0.5' in this " \
+        "run. Use a new store" in r.stderr
 
 
 @pytest.mark.parametrize("override,message", [

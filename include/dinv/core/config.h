@@ -33,6 +33,9 @@ struct OptionSpec {
   bool min_exclusive = false;
   std::vector<std::string> choices;  // allowed strings, if non-empty
   bool allow_empty = true;           // strings: "" allowed?
+  // Stages whose output the key decides ("generate when generate.mode =
+  // prompt"): a store made with another value is not continued (settings.h).
+  std::vector<std::string> changes_output_of;
 
   std::string allowed() const;  // human description of what is allowed
 };
@@ -75,6 +78,9 @@ class ConfigSchema {
   }
   // A key without a default: a command that needs it lists it as required.
   OptionBuilder add_without_default(const std::string& key, ValueKind kind, const std::string& help);
+
+  // Note in the help that `key` (registered already) decides `what` ("embed").
+  void mark_changes_output(const std::string& key, const std::string& what);
 
   const OptionSpec* find(const std::string& key) const;
   const std::vector<OptionSpec>& options() const { return specs_; }

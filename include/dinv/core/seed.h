@@ -8,6 +8,15 @@
 
 namespace dinv {
 
+class Config;
+class ConfigSchema;
+
+// run.seed, the seed every stream of a run derives from: declared here, where
+// the streams are, and read by every stage that draws (data, embed, generate,
+// train, pretrain) through run_seed.
+void register_run_seed(ConfigSchema& schema);
+std::uint64_t run_seed(const Config& config);
+
 // Stage identifiers that enter the seed (never renumber: stores depend on them).
 enum class Stage : std::uint64_t { embed = 1, generate = 2, train = 3, data = 4, pretrain = 5 };
 

@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "dinv/core/config.h"
+#include "dinv/core/settings.h"
 
 namespace dinv::dist {
 class World;
@@ -27,26 +28,36 @@ class Store;
 
 namespace dinv::generation {
 
+// The closed sets of the settings, parsed once when the config is read.
+enum class Mode { embedding, prompt };           // perturbed learned embeddings (the method) | class prompts
+enum class Uncond { group_mean, empty_prompt };  // the unconditional branch of embedding mode
+enum class PromptPer { source, class_ };         // prompt mode: num_samples per source image | per class
+inline const settings::Names<Mode> kModeNames{{{Mode::embedding, "embedding"}, {Mode::prompt, "prompt"}}};
+inline const settings::Names<Uncond> kUncondNames{
+    {{Uncond::group_mean, "group_mean"}, {Uncond::empty_prompt, "empty_prompt"}}};
+inline const settings::Names<PromptPer> kPromptPerNames{{{PromptPer::source, "source"}, {PromptPer::class_, "class"}}};
+
 struct GenerateSettings {
-  std::string mode = "embedding";  // embedding | prompt
+  Mode mode = Mode::embedding;
   std::int64_t num_samples = 5;
   double interpolation = 0.1;
   double emb_noise = 0.1;
   double guidance = 2.0;           // sampler.guidance
-  std::string sampler = "folder";  // sampler.name
+  std::string sampler = "folder";  // sampler.name; the model's resolved name once it is built
   std::int64_t steps = 100;        // sampler.steps
   std::int64_t sampling_resolution = 128;
   std::int64_t save_resolution = 32;
   std::string resize_filter = "bicubic";
   std::int64_t batch_size = 8;
   std::int64_t chunk_size = 40;
-  std::string uncond = "group_mean";  // group_mean | empty_prompt
+  Uncond uncond = Uncond::group_mean;
   std::string prompt = "a photo of a {}";
-  std::string prompt_per = "source";  // source | class
-  std::string tag;                    // "" : derived from the settings
+  PromptPer prompt_per = PromptPer::source;
+  std::string tag;  // "" : derived from the settings
   std::uint64_t seed = 0;
-  std::int64_t preview = 0;  // samples in the preview PNG (0: none)
-  std::string preview_path;  // "" : <store>.preview/<tag>.png
+  std::int64_t preview = 0;    // samples in the preview PNG (0: none)
+  std::string preview_path;    // "" : <store>.preview/<tag>.png
+  std::string dtype = "fp32";  // the UNet/VAE dtype the model is loaded with
 };
 
 // The frozen generator as stage 2 sees it (built from a diffusers folder by
@@ -66,6 +77,10 @@ struct GenerationModel {
   std::string sampler_name;
 };
 
+// The generate settings, declared once (core/settings.h): registration,
+// reading, the stored settings text, its resume check, the typed attributes
+// of a tag and the derived tag come from it.
+const settings::Declaration<GenerateSettings>& generate_declaration();
 void register_generate_options(ConfigSchema& schema);
 GenerateSettings generate_settings(const Config& config);
 // The tag a run with these settings writes to when none is given.

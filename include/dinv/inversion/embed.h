@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dinv/core/config.h"
+#include "dinv/core/settings.h"
 #include "dinv/data/dataset.h"
 #include "dinv/inversion/frozen_model.h"
 #include "dinv/inversion/unit_trainer.h"
@@ -19,6 +20,9 @@ class World;
 
 namespace dinv::inversion {
 
+// The embed settings, declared once (core/settings.h): registration,
+// reading, the stored settings text and its resume check come from it.
+const settings::Declaration<EmbedSettings>& embed_declaration();
 void register_embed_options(ConfigSchema& schema);
 EmbedSettings embed_settings(const Config& config);
 

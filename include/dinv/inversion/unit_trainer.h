@@ -31,6 +31,8 @@ struct EmbedSettings {
   std::string interpolation = "bicubic";
   AdamWOptions adam;
   std::uint64_t seed = 0;
+  std::string dtype = "fp32";   // the UNet/VAE dtype the model is loaded with
+  std::int64_t num_images = 0;  // images of the dataset, from the first (0: all)
 };
 
 // A work unit: consecutive groups of consecutive images.

@@ -1,0 +1,11 @@
+#include "dinv/store/stored_settings.h"
+
+namespace dinv::store {
+
+void set_attributes(const h5::Handle& object,
+                    const std::vector<std::pair<std::string, settings::AttributeValue>>& attributes) {
+  for (const auto& [name, value] : attributes)
+    std::visit([&, &name = name](const auto& v) { h5::set_attribute(object, name, v); }, value);
+}
+
+}  // namespace dinv::store

@@ -1,0 +1,193 @@
+// The settings declaration layer (core/settings.h) and the embed and generate
+// declarations: the stored text stays what stores written before the
+// declaration hold, and every output-changing setting, changed alone, makes
+// the resume check refuse naming it (walked from the declaration itself).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "dinv/core/error.h"
+#include "dinv/core/seed.h"
+#include "dinv/core/settings.h"
+#include "dinv/diffusion/scheduler.h"
+#include "dinv/generation/generate.h"
+#include "dinv/inversion/embed.h"
+
+namespace dinv {
+namespace {
+
+using generation::GenerateSettings;
+using inversion::EmbedSettings;
+
+ConfigSchema stage_schema() {
+  ConfigSchema s;
+  register_run_seed(s);
+  inversion::register_embed_options(s);
+  diffusion::register_diffusion_options(s);
+  generation::register_generate_options(s);
+  return s;
+}
+
+Config resolve(const std::vector<std::string>& overrides) { return Config::resolve(stage_schema(), {}, overrides); }
+
+// A valid value of `spec` other than its default.
+std::string other_value(const OptionSpec& spec) {
+  const auto d = spec.default_value.value_or("");
+  for (const auto& c : spec.choices)
+    if (c != d) return c;
+  // Halved (then valid beside the other defaults: batch_size <= group_size).
+  if (spec.kind == ValueKind::integer) return std::stoll(d) > 1 ? std::to_string(std::stoll(d) / 2) : "2";
+  if (spec.kind == ValueKind::real) return settings::exact_text(std::stod(d) == 0 ? 0.5 : std::stod(d) / 2);
+  return d + " again";
+}
+
+// "generate.mode = prompt" -> "--generate.mode=prompt" (the run the entry applies to).
+std::vector<std::string> condition_overrides(const std::string& condition) {
+  if (condition.empty()) return {};
+  const auto eq = condition.find(" = ");
+  return {"--" + condition.substr(0, eq) + "=" + condition.substr(eq + 3)};
+}
+
+template <class S, class Read>
+void expect_every_output_setting_refused(const settings::Declaration<S>& declaration, Read read) {
+  const auto schema = stage_schema();
+  int walked = 0;
+  for (const auto& e : declaration.entries()) {
+    if (!e.changes_output) continue;
+    auto overrides = condition_overrides(e.condition);
+    const S base = read(Config::resolve(schema, {}, overrides));
+    const auto value = other_value(*schema.find(e.key));
+    overrides.push_back("--" + e.key + "=" + value);
+    const S changed = read(Config::resolve(schema, {}, overrides));
+    try {
+      declaration.require_same("store 's.h5', /x", declaration.text(base), changed, "Use a new store.");
+      ADD_FAILURE() << e.key << " = " << value << " continued a store made with the default";
+    } catch (const StoreError& err) {
+      const std::string msg = err.what();
+      EXPECT_NE(msg.find("store 's.h5', /x was written with other settings: " + e.key + " is '"), std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find("'" + e.text(changed) + "' in this run"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("Use a new store."), std::string::npos) << msg;
+    }
+    ++walked;
+  }
+  EXPECT_GE(walked, 12);
+}
+
+TEST(Settings, EmbedTextIsTheStoredTextOfBefore) {
+  // The text stores made before the declaration hold (precision 17).
+  EXPECT_EQ(inversion::embed_declaration().text(EmbedSettings{}),
+            "num_tokens=5 group_size=100 batch_size=50 steps=6000 pack_units=1 resolution=128 "
+            "interpolation=bicubic lr=0.029999999999999999 beta1=0.90000000000000002 beta2=0.999 eps=1e-08 "
+            "weight_decay=0.01 seed=0");
+}
+
+TEST(Settings, GenerateTextTagAndAttributesAreThoseOfBefore) {
+  const auto& d = generation::generate_declaration();
+  GenerateSettings s;
+  EXPECT_EQ(d.text(s),
+            "mode=embedding num_samples=5 guidance=2 sampler=folder steps=100 sampling_resolution=128 "
+            "save_resolution=32 resize_filter=bicubic seed=0 interpolation=0.10000000000000001 "
+            "emb_noise=0.10000000000000001 uncond=group_mean");
+  EXPECT_EQ(generation::derived_tag(s, "ddim"), "emb_n5_s0.1_noise0.1_w2_ddim100_r128to32_seed0");
+  s.uncond = generation::Uncond::empty_prompt;
+  s.seed = 7;
+  EXPECT_EQ(generation::derived_tag(s, "pndm"), "emb_n5_s0.1_noise0.1_emptyuncond_w2_pndm100_r128to32_seed7");
+  s.mode = generation::Mode::prompt;
+  s.prompt_per = generation::PromptPer::class_;
+  EXPECT_EQ(d.text(s),
+            "mode=prompt num_samples=5 guidance=2 sampler=folder steps=100 sampling_resolution=128 "
+            "save_resolution=32 resize_filter=bicubic seed=7 prompt=a photo of a {} prompt_per=class");
+  EXPECT_EQ(generation::derived_tag(s, "pndm"), "prompt_class_n5_w2_pndm100_r128to32_seed7");
+  std::vector<std::string> names;
+  for (const auto& [name, value] : d.attributes(s)) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"mode", "noise", "interpolation", "guidance", "sampler", "steps",
+                                             "sampling_resolution", "save_resolution", "uncond", "num_samples",
+                                             "chunk_size"}));
+  EXPECT_EQ(std::get<std::string>(d.attributes(s)[0].second), "prompt");
+  EXPECT_EQ(std::get<double>(d.attributes(s)[1].second), 0.1);
+  EXPECT_EQ(std::get<std::int64_t>(d.attributes(s)[10].second), 40);
+}
+
+TEST(Settings, RegistrationAndReadingComeFromTheDeclaration) {
+  const auto schema = stage_schema();
+  EXPECT_EQ(schema.find("generate.mode")->choices, (std::vector<std::string>{"embedding", "prompt"}));
+  EXPECT_EQ(schema.find("generate.prompt_per")->choices, (std::vector<std::string>{"source", "class"}));
+  EXPECT_EQ(*schema.find("embed.lr")->default_value, "0.03");
+  EXPECT_FALSE(schema.find("generate.preview")->default_value.has_value());
+  EXPECT_NE(schema.help({"embed"}).find("--embed.num_tokens (an integer >= 1 and <= 77; default 5)\n"
+                                        "      tokens per learned conditioning tensor (T)\n"
+                                        "      changes the output of embed\n"),
+            std::string::npos);
+  EXPECT_NE(schema.help({"run"}).find("changes the output of embed\n      changes the output of generate\n"),
+            std::string::npos);
+  EXPECT_NE(schema.help({"generate"}).find("changes the output of generate when generate.mode = prompt"),
+            std::string::npos);
+  const auto help = schema.help({"embed"});
+  const auto block = help.find("--embed.checkpoint_every");
+  ASSERT_NE(block, std::string::npos);
+  EXPECT_EQ(help.substr(block, help.find("  --", block) - block).find("changes the output"), std::string::npos);
+
+  const auto g = generation::generate_settings(
+      resolve({"--generate.mode=prompt", "--generate.prompt_per=class", "--run.seed=9", "--generate.preview=3"}));
+  EXPECT_EQ(g.mode, generation::Mode::prompt);
+  EXPECT_EQ(g.prompt_per, generation::PromptPer::class_);
+  EXPECT_EQ(g.seed, 9u);
+  EXPECT_EQ(g.preview, 3);
+  const auto e = inversion::embed_settings(resolve({"--embed.beta1=0.5", "--embed.num_images=7"}));
+  EXPECT_EQ(e.adam.beta1, 0.5);
+  EXPECT_EQ(e.num_images, 7);
+}
+
+TEST(Settings, EveryOutputSettingOfEmbedIsRefusedByName) {
+  expect_every_output_setting_refused(inversion::embed_declaration(),
+                                      [](const Config& c) { return inversion::embed_settings(c); });
+}
+
+TEST(Settings, EveryOutputSettingOfGenerateIsRefusedByName) {
+  expect_every_output_setting_refused(generation::generate_declaration(),
+                                      [](const Config& c) { return generation::generate_settings(c); });
+}
+
+TEST(Settings, OtherSettingsContinue) {
+  const auto& d = inversion::embed_declaration();
+  const auto base = inversion::embed_settings(resolve({}));
+  const auto other = inversion::embed_settings(resolve({"--embed.checkpoint_every=3", "--embed.dtype=bf16"}));
+  EXPECT_NO_THROW(d.require_same("s", d.text(base), other, ""));
+  // In embedding mode the prompt decides nothing.
+  const auto& g = generation::generate_declaration();
+  EXPECT_NO_THROW(g.require_same("s", g.text(generation::generate_settings(resolve({}))),
+                                 generation::generate_settings(resolve({"--generate.prompt=x {}"})), ""));
+}
+
+TEST(Settings, StoredTextIsParsedBackPerSetting) {
+  const std::vector<std::string> names = {"mode", "prompt", "prompt_per"};
+  const auto parsed = settings::parse_settings_text("mode=prompt prompt=a b=c {} prompt_per=class", names);
+  ASSERT_EQ(parsed.size(), 3u);
+  EXPECT_EQ(parsed[1], (std::pair<std::string, std::string>{"prompt", "a b=c {}"}));
+  EXPECT_EQ(parsed[2].second, "class");
+  // A mode switch names the settings only one side has.
+  const auto diffs = settings::compare_settings_texts("mode=embedding uncond=group_mean",
+                                                      "mode=prompt prompt_per=class", {"mode", "uncond", "prompt_per"},
+                                                      {"generate.mode", "generate.uncond", "generate.prompt_per"});
+  ASSERT_EQ(diffs.size(), 3u);
+  EXPECT_EQ(diffs[0].describe(), "generate.mode is 'embedding' there, 'prompt' in this run");
+  EXPECT_EQ(diffs[1].describe(), "generate.uncond is 'group_mean' there, absent in this run");
+  EXPECT_EQ(diffs[2].describe(), "generate.prompt_per is absent there, 'class' in this run");
+}
+
+TEST(Settings, TextItCannotTakeApartIsRefusedWhole) {
+  const auto& d = inversion::embed_declaration();
+  try {
+    d.require_same("store 's.h5', /embeddings", "written by hand", EmbedSettings{}, "Use a new store.");
+    ADD_FAILURE() << "continued";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("/embeddings: settings is 'written by hand' but this run has 'num_tokens=5"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace dinv
