@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
+#include "dinv/dist/world.h"
 #include "dinv/store/h5.h"
 
 namespace dinv::classify {
@@ -81,7 +82,7 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
   const std::string tmp = path + ".tmp";
   {
-    h5::Handle file = h5::create_file(tmp, MPI_COMM_SELF);
+    h5::Handle file = h5::create_file(tmp, dist::this_rank_only());
     h5::create_group(file, "history");
     h5::create_group(file, "eval");
     h5::create_group(file, "final");

@@ -1,7 +1,5 @@
 // `dinv info`: what this dinv is built on, the MPI world it runs in, the
 // resolved configuration, and (with store.path) what the store holds.
-#include <mpi.h>
-
 #include <exception>
 #include <iostream>
 #include <sstream>
@@ -22,17 +20,6 @@
 
 namespace dinv::cli {
 namespace {
-
-std::string mpi_library_version() {
-  char text[MPI_MAX_LIBRARY_VERSION_STRING];
-  int len = 0;
-  MPI_Get_library_version(text, &len);
-  std::string v(text, len);
-  v = v.substr(0, v.find_first_of("\n,"));
-  int major = 0, minor = 0;
-  MPI_Get_version(&major, &minor);
-  return v + " (MPI " + std::to_string(major) + "." + std::to_string(minor) + ")";
-}
 
 std::string nccl_version() {
 #ifdef DINV_WITH_NCCL
@@ -99,7 +86,7 @@ std::string version_report() {
 #else
       << " (CPU build)"
 #endif
-      << "\n  MPI      " << mpi_library_version() << "\n  HDF5     " << h5::library_version() << "\n  NCCL     "
+      << "\n  MPI      " << dist::mpi_library_version() << "\n  HDF5     " << h5::library_version() << "\n  NCCL     "
       << nccl_version() << "\n  store schema version " << store::kSchemaVersion << "\n";
   return out.str();
 }

@@ -24,6 +24,7 @@
 #include "dinv/inversion/sd_model.h"
 #include "dinv/data/captioned.h"
 #include "dinv/dist/communicator.h"
+#include "dinv/dist/control.h"
 #include "dinv/pretrain/pretrain.h"
 #include "dinv/evaluate/evaluate.h"
 #include "dinv/retrieve/retrieve.h"
@@ -55,8 +56,8 @@ std::string store_path(const CommandContext& ctx) {
 
 // Rank 0 writes the preview of --preview N; the other ranks wait for the
 // outcome so that a failure ends the whole job with rank 0's message.
-int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, const std::string& store,
-                  const std::string& tag) {
+void write_preview(CommandContext& ctx, const generation::GenerateSettings& s, const std::string& store,
+                   const std::string& tag) {
   std::exception_ptr failure;
   if (ctx.world.is_root()) {
     try {
@@ -66,14 +67,11 @@ int write_preview(CommandContext& ctx, const generation::GenerateSettings& s, co
       log::info("generate: preview of " + std::to_string(out.samples) + " samples in " + std::to_string(out.rows) +
                 " rows written to " + out.path);
       std::cout << "preview: " << out.path << std::endl;
-    } catch (const Error&) {
+    } catch (...) {
       failure = std::current_exception();
     }
   }
-  int ok = failure ? 0 : 1;
-  dist::check_mpi(MPI_Bcast(&ok, 1, MPI_INT, 0, ctx.world.comm()), "MPI_Bcast");
-  if (failure) std::rethrow_exception(failure);
-  return ok ? 0 : 1;
+  dist::rethrow_root_failure(ctx.world, failure);
 }
 
 // How long one run of a stage took, appended by rank 0 as one JSON line to
@@ -182,7 +180,8 @@ int run_generate(CommandContext& ctx) {
   }
   log::info("generate: done, " + std::to_string(out.images) + " images in " + store + ":/samples/" + out.tag);
   if (ctx.world.is_root()) std::cout << "samples: " << store << ":/samples/" << out.tag << std::endl;
-  return settings.preview > 0 ? write_preview(ctx, settings, store, out.tag) : 0;
+  if (settings.preview > 0) write_preview(ctx, settings, store, out.tag);
+  return 0;
 }
 
 int run_retrieve(CommandContext& ctx) {

@@ -6,6 +6,8 @@
 
 namespace dinv::dist {
 
+std::string range_text(const Range& r) { return "[" + std::to_string(r.begin) + ", " + std::to_string(r.end) + ")"; }
+
 Range block_of(std::int64_t count, int parts, int part) {
   if (count < 0 || parts < 1 || part < 0 || part >= parts)
     throw Error("internal: block_of(count=" + std::to_string(count) + ", parts=" + std::to_string(parts) +

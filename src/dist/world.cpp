@@ -18,6 +18,19 @@ void check_mpi(int rc, const char* what) {
   throw DistError(std::string(what) + " failed: " + std::string(text, len));
 }
 
+MPI_Comm this_rank_only() { return MPI_COMM_SELF; }
+
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  MPI_Get_library_version(text, &len);
+  std::string v(text, len);
+  v = v.substr(0, v.find_first_of("\n,"));
+  int major = 0, minor = 0;
+  MPI_Get_version(&major, &minor);
+  return v + " (MPI " + std::to_string(major) + "." + std::to_string(minor) + ")";
+}
+
 bool World::initialised() {
   int flag = 0;
   MPI_Initialized(&flag);

@@ -9,11 +9,11 @@
 #include "dinv/core/log.h"
 #include "dinv/core/progress.h"
 #include "dinv/core/seed.h"
-#include "dinv/core/signals.h"
 #include "dinv/dist/partition.h"
 #include "dinv/dist/world.h"
 #include "dinv/generation/perturb.h"
 #include "dinv/io/resize.h"
+#include "dinv/stage/driver.h"
 #include "dinv/store/store.h"
 #include "dinv/store/stored_settings.h"
 
@@ -403,70 +403,59 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   GenerateOutcome out;
   out.tag = s.tag.empty() ? derived_tag(s, model.sampler_name) : s.tag;
   const std::string group = "/samples/" + out.tag;
-  auto st = store::Store::open(store_path, world.comm(), true);
-  if (s.mode == Mode::embedding) check_embeddings(st, model);
-  const SourceData src = read_source(st);
-  if (s.mode == Mode::embedding)
-    check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
-  const auto specs = plan_samples(s, src, model);
-  const auto count = static_cast<std::int64_t>(specs.size());
-  out.images = count;
-  set_aside_damaged(st, group);
-  if (!st.has(group)) create_tag(st, group, s, model, count, dist::chunk_count(count, s.chunk_size));
-  const auto chunk_size = tag_chunk_size(st, group, s.chunk_size);
-  out.chunks_total = dist::chunk_count(count, chunk_size);
-  store::require_settings(st, group, generate_declaration(), as_run(s, model.sampler_name),
-                          "Choose another generate.tag than '" + out.tag + "' for these settings.");
-  st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
-  store::UnitLedger ledger(st, group, out.chunks_total);
-  out.chunks_done_before = ledger.done_count();
-
+  SourceData src;
+  std::vector<SampleSpec> specs;
+  std::int64_t chunk_size = 0;
   std::unique_ptr<EmbeddingRows> rows;
-  if (s.mode == Mode::embedding) rows = std::make_unique<EmbeddingRows>(st, src.group_size);
-  const auto mine = dist::units_of_rank(out.chunks_total, world.size(), world.rank());
-  std::int64_t pending = 0;
-  for (auto c : mine)
-    if (!ledger.is_done(c)) pending += dist::chunk(count, chunk_size, c).size();
-  log::info("generate: " + std::to_string(count) + " images into " + group + " of " + store_path + ", " +
-            std::to_string(ledger.done_count()) + "/" + std::to_string(out.chunks_total) + " chunks already done");
-  Progress progress("generate (rank 0)", pending, "images");
+  at::Tensor images;  // the chunk under way
   const auto filter = io::resize_filter_from_string(s.resize_filter);
-
-  for (auto c : mine) {
-    if (ledger.is_done(c)) continue;
-    if (signals::stop_requested()) {
-      out.stopped = true;
-      break;
-    }
-    const auto r = dist::chunk(count, chunk_size, c);
-    std::vector<at::Tensor> images;
+  stage::UnitStage stage;
+  stage.prepare = [&](store::Store& st) {
+    if (s.mode == Mode::embedding) check_embeddings(st, model);
+    src = read_source(st);
+    if (s.mode == Mode::embedding)
+      check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
+    specs = plan_samples(s, src, model);
+    out.images = static_cast<std::int64_t>(specs.size());
+    set_aside_damaged(st, group);
+    if (!st.has(group)) create_tag(st, group, s, model, out.images, dist::chunk_count(out.images, s.chunk_size));
+    chunk_size = tag_chunk_size(st, group, s.chunk_size);
+    store::require_settings(st, group, generate_declaration(), as_run(s, model.sampler_name),
+                            "Choose another generate.tag than '" + out.tag + "' for these settings.");
+    st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
+    if (s.mode == Mode::embedding) rows = std::make_unique<EmbeddingRows>(st, src.group_size);
+    return stage::Plan{"generate", group, dist::chunk_count(out.images, chunk_size), "chunk", "images"};
+  };
+  const auto samples_of = [&](std::int64_t c) { return dist::chunk(out.images, chunk_size, c); };
+  stage.progress_of = [&](std::int64_t c) { return samples_of(c).size(); };
+  stage.starting = [&](std::int64_t done) {
+    log::info("generate: " + std::to_string(out.images) + " images into " + group + " of " + store_path + ", " +
+              std::to_string(done) + "/" + std::to_string(dist::chunk_count(out.images, chunk_size)) +
+              " chunks already done");
+  };
+  stage.work = [&](std::int64_t c, Progress& progress) {
+    const auto r = samples_of(c);
+    std::vector<at::Tensor> batches;
     for (auto b = r.begin; b < r.end; b += s.batch_size) {
       const std::vector<SampleSpec> batch(specs.begin() + b, specs.begin() + std::min(r.end, b + s.batch_size));
       const auto [cond, uncond] = conditioning(s, batch, model, rows.get(), src);
       at::Tensor sampled = model.sample(cond, uncond, b).cpu();
       if (sampled.size(1) != s.save_resolution || sampled.size(2) != s.save_resolution)
         sampled = io::resize(sampled, s.save_resolution, s.save_resolution, filter);
-      images.push_back(sampled);
+      batches.push_back(sampled);
       progress.advance(static_cast<std::int64_t>(batch.size()));
     }
-    try {
-      write_chunk(st, group, r, specs, at::cat(images).contiguous());
-      ledger.mark_done_independent(c);
-    } catch (const StoreError& e) {
-      // Typically a full disk: the chunk stays pending, finished ones are kept.
-      throw StoreError("generate: storing chunk " + std::to_string(c) + " (samples [" + std::to_string(r.begin) + ", " +
-                       std::to_string(r.end) + ")) failed; it is not marked done and the finished chunks " +
-                       "are kept, so rerunning the same command resumes: " + e.what());
-    }
-  }
-  progress.finish();
-  st.close();
-  int stopped = out.stopped ? 1 : 0, any = 0;
-  dist::check_mpi(MPI_Allreduce(&stopped, &any, 1, MPI_INT, MPI_MAX, world.comm()), "MPI_Allreduce");
-  out.stopped = any != 0;
-  auto reopened = store::Store::open(store_path, world.comm(), false);
-  out.chunks_done = store::UnitLedger(reopened, group, out.chunks_total).done_count();
-  reopened.close();
+    images = at::cat(batches).contiguous();
+    return stage::UnitEnd::finished;
+  };
+  stage.write = [&](store::Store& st, std::int64_t c) { write_chunk(st, group, samples_of(c), specs, images); };
+  stage.items_of = [&](std::int64_t c) { return "samples " + dist::range_text(samples_of(c)); };
+
+  const auto run = stage::run(world, {store_path, false, ""}, stage);
+  out.chunks_total = run.units_total;
+  out.chunks_done_before = run.units_done_before;
+  out.chunks_done = run.units_done;
+  out.stopped = run.stopped;
   return out;
 }
 

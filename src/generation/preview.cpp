@@ -11,6 +11,7 @@
 #include "dinv/core/log.h"
 #include "dinv/data/dataset.h"
 #include "dinv/dist/partition.h"
+#include "dinv/dist/world.h"
 #include "dinv/generation/generate.h"
 #include "dinv/io/png.h"
 #include "dinv/store/store.h"
@@ -141,7 +142,7 @@ void make_parent(const std::string& path) {
 PreviewResult write_preview(const PreviewRequest& r, const data::Dataset& dataset) {
   if (r.count < 1) throw Error("preview of " + std::to_string(r.count) + " samples: N must be at least 1");
   const std::string group = "/samples/" + r.tag;
-  auto st = store::Store::open(r.store_path, MPI_COMM_SELF, false);
+  auto st = store::Store::open(r.store_path, dist::this_rank_only(), false);
   if (!st.has(group)) throw StoreError("store '" + r.store_path + "' has no " + group + " to preview");
   const Chosen chosen = choose(st, group, r);
   const auto sources = source_tiles(st, chosen, dataset, r.filter);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -18,6 +19,7 @@
 #include "dinv/dist/world.h"
 #include "dinv/io/resize.h"
 #include "dinv/io/safetensors.h"
+#include "dinv/stage/driver.h"
 #include "dinv/store/stored_settings.h"
 #include "dinv/store/store.h"
 
@@ -176,11 +178,6 @@ Posterior encode_unit(const FrozenModel& model, const at::Tensor& images, std::i
   return {at::cat(means), at::cat(stds)};
 }
 
-class UnitFailed : public Error {
- public:
-  using Error::Error;
-};
-
 // Train one unit to the end (or to a stop signal). Returns false when stopped.
 // `checkpoint_step`: the step of the checkpoint on disk (-1: none), for the
 // message of a unit whose loss stops being finite.
@@ -197,9 +194,9 @@ bool train_unit(UnitTrainer& trainer, const EmbedSettings& s, const std::string&
               ? "its last checkpoint (step " + std::to_string(checkpoint_step) + ") is kept in " + ckpt
               : "no checkpoint of it was written (embed.checkpoint_every = " + std::to_string(s.checkpoint_every) +
                     " steps), so a rerun starts it from step 0";
-      throw UnitFailed("embed unit " + std::to_string(trainer.plan().unit) + " (images " + std::to_string(r.begin) +
-                       ".." + std::to_string(r.end - 1) + "): loss became " + std::to_string(loss) + " at step " +
-                       std::to_string(trainer.steps_done()) + "; " + kept);
+      throw stage::UnitFailed("embed unit " + std::to_string(trainer.plan().unit) + " (images " +
+                              std::to_string(r.begin) + ".." + std::to_string(r.end - 1) + "): loss became " +
+                              std::to_string(loss) + " at step " + std::to_string(trainer.steps_done()) + "; " + kept);
     }
     progress.advance(1, "loss " + std::to_string(loss));
     const bool stop = signals::stop_requested();
@@ -263,63 +260,50 @@ EmbedOutcome run_embed(dist::World& world, const EmbedSettings& s, const data::D
                       model.latent_channels,
                       s.resolution / model.latent_factor};
 
-  auto st = store::Store::open_or_create(store_path, world.comm(), config_text);
-  if (!st.has("/embeddings")) create_layout(st, layout, s, dataset, model);
-  check_layout(st, layout, s, dataset, model);
-  store::UnitLedger ledger(st, "/embeddings", layout.units);
-
-  EmbedOutcome outcome;
-  outcome.units_total = layout.units;
-  outcome.units_done_before = ledger.done_count();
-  outcome.images = n;
-  const auto mine = dist::units_of_rank(layout.units, world.size(), world.rank());
-  std::int64_t pending = 0;
-  for (auto u : mine) pending += ledger.is_done(u) ? 0 : 1;
-  log::info("embed: " + std::to_string(n) + " images in " + std::to_string(layout.units) + " units, " +
-            std::to_string(ledger.done_count()) + " already done; " + model.description);
-  Progress progress("embed (rank 0)", pending * s.steps, "steps");
-
-  for (auto u : mine) {
-    if (ledger.is_done(u) || outcome.stopped) continue;
+  // The unit under way, from its work to its writes.
+  at::Tensor labels;
+  Posterior posterior;
+  std::unique_ptr<UnitTrainer> trainer;
+  stage::UnitStage stage;
+  stage.prepare = [&](store::Store& st) {
+    if (!st.has("/embeddings")) create_layout(st, layout, s, dataset, model);
+    check_layout(st, layout, s, dataset, model);
+    return stage::Plan{"embed", "/embeddings", layout.units, "unit", "steps"};
+  };
+  stage.progress_of = [&](std::int64_t) { return s.steps; };
+  stage.starting = [&](std::int64_t done) {
+    log::info("embed: " + std::to_string(n) + " images in " + std::to_string(layout.units) + " units, " +
+              std::to_string(done) + " already done; " + model.description);
+  };
+  stage.work = [&](std::int64_t u, Progress& progress) {
+    trainer.reset();  // the last unit's tables and moments go before this one's are made
     const auto& plan = units[static_cast<std::size_t>(u)];
     const auto images = load_images(dataset, plan.images(), s.resolution, s.interpolation);
-    std::vector<std::int64_t> labels;
-    for (auto i = plan.images().begin; i < plan.images().end; ++i) labels.push_back(dataset.get(i).label);
-    const Posterior posterior = encode_unit(model, images.to(world.device()), s.batch_size);
-    UnitTrainer trainer(model, s, plan, posterior, world.device());
+    std::vector<std::int64_t> label;
+    for (auto i = plan.images().begin; i < plan.images().end; ++i) label.push_back(dataset.get(i).label);
+    labels = at::tensor(label, at::kLong);
+    posterior = encode_unit(model, images.to(world.device()), s.batch_size);
+    trainer = std::make_unique<UnitTrainer>(model, s, plan, posterior, world.device());
     const auto ckpt = checkpoint_path(store_path, u);
     std::int64_t checkpoint_step = -1;
     if (file_exists(ckpt)) {
-      trainer.load_state(io::read_safetensors(ckpt), ckpt);
-      checkpoint_step = trainer.steps_done();
-      progress.advance(trainer.steps_done());
-      log::info("embed: unit " + std::to_string(u) + " resumes at step " + std::to_string(trainer.steps_done()));
+      trainer->load_state(io::read_safetensors(ckpt), ckpt);
+      checkpoint_step = trainer->steps_done();
+      progress.advance(trainer->steps_done());
+      log::info("embed: unit " + std::to_string(u) + " resumes at step " + std::to_string(trainer->steps_done()));
     }
-    try {
-      if (!train_unit(trainer, s, ckpt, progress, checkpoint_step)) {
-        outcome.stopped = true;
-        continue;
-      }
-    } catch (const UnitFailed& e) {
-      log::error(e.what());
-      ++outcome.units_failed;
-      continue;
-    }
-    write_unit(st, trainer, posterior, at::tensor(labels, at::kLong));
-    ledger.mark_done_independent(u);
-    std::remove(ckpt.c_str());
-  }
-  progress.finish();
-  st.close();
+    return train_unit(*trainer, s, ckpt, progress, checkpoint_step) ? stage::UnitEnd::finished
+                                                                    : stage::UnitEnd::stopped;
+  };
+  stage.write = [&](store::Store& st, std::int64_t) { write_unit(st, *trainer, posterior, labels); };
+  // Once the unit is in the store its checkpoint is no longer needed.
+  stage.finished = [&](std::int64_t u) { std::remove(checkpoint_path(store_path, u).c_str()); };
+  stage.items_of = [&](std::int64_t u) {
+    return "images " + dist::range_text(units[static_cast<std::size_t>(u)].images());
+  };
 
-  std::int64_t local[2] = {outcome.units_failed, outcome.stopped ? 1 : 0}, global[2] = {0, 0};
-  dist::check_mpi(MPI_Allreduce(local, global, 2, MPI_INT64_T, MPI_SUM, world.comm()), "MPI_Allreduce");
-  outcome.units_failed = global[0];
-  outcome.stopped = global[1] > 0;
-  auto reopened = store::Store::open(store_path, world.comm(), false);
-  outcome.units_done = store::UnitLedger(reopened, "/embeddings", layout.units).done_count();
-  reopened.close();
-  return outcome;
+  const auto run = stage::run(world, {store_path, true, config_text}, stage);
+  return {run.units_total, run.units_done, run.units_failed, run.units_done_before, n, run.stopped};
 }
 
 }  // namespace dinv::inversion

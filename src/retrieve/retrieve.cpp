@@ -12,14 +12,14 @@
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/core/progress.h"
-#include "dinv/core/signals.h"
 #include "dinv/data/readers.h"
 #include "dinv/data/transforms.h"
-#include "dinv/dist/communicator.h"
+#include "dinv/dist/control.h"
 #include "dinv/dist/partition.h"
 #include "dinv/dist/world.h"
 #include "dinv/io/json.h"
 #include "dinv/sd/clip_vision.h"
+#include "dinv/stage/driver.h"
 #include "dinv/store/h5.h"
 #include "dinv/store/store.h"
 
@@ -98,47 +98,42 @@ struct Queries {
 
 // Features of `indices` of `dataset` into `group` of the cache: /features
 // [N, P], /bad [N] (1: did not decode; only allowed when `skip_bad`), and a
-// ledger of shards. Returns how many images this rank found bad now.
-std::int64_t compute_features(dist::World& world, store::Store& cache, const std::string& group,
-                              const data::Dataset& dataset, const std::vector<std::int64_t>& indices, Encoder& enc,
-                              const RetrieveSettings& s, bool skip_bad, const std::string& key, bool* stopped) {
+// ledger of shards. Returns whether a stop signal stopped it (on any rank).
+bool compute_features(dist::World& world, store::Store& cache, const std::string& group, const data::Dataset& dataset,
+                      const std::vector<std::int64_t>& indices, Encoder& enc, const RetrieveSettings& s, bool skip_bad,
+                      const std::string& key) {
   const auto n = static_cast<std::int64_t>(indices.size());
   const auto units = dist::chunk_count(n, s.shard_size);
   const auto dim = enc.model->config().projection_dim;
-  if (!cache.has(group)) {
-    auto g = cache.create_group(group);
-    h5::set_attribute(g, "key", key);
-    h5::set_attribute(g, "shard_size", s.shard_size);
-    h5::set_attribute(g, "batch_size", s.batch_size);
-    cache.create_dataset(group + "/features", at::kFloat, {n, dim});
-    cache.create_dataset(group + "/bad", at::kByte, {n});
-    store::UnitLedger::create(cache, group, units);
-    cache.flush();
-  }
-  const std::string hint =
-      "the cache was made for other images, model, shard_size or batch_size: name another "
-      "retrieve.cache or remove " +
-      cache.path();
-  cache.require_attribute(group, "key", key, hint);
-  cache.require_dataset(group + "/features", at::kFloat, {n, dim});
-  store::UnitLedger ledger(cache, group, units);
-  std::int64_t bad = 0;
-  const auto mine = dist::units_of_rank(units, world.size(), world.rank());
-  std::int64_t pending = 0;
-  for (auto u : mine)
-    if (!ledger.is_done(u)) pending += dist::chunk(n, s.shard_size, u).size();
-  Progress progress("retrieve " + group + " features (rank 0)", pending, "images");
+  const auto shard = [&](std::int64_t u) { return dist::chunk(n, s.shard_size, u); };
+  at::Tensor feats, flags;  // the shard under way
   torch::NoGradGuard no_grad;
   const at::Device device = enc.model->parameters().front().device();
-  for (auto u : mine) {
-    if (ledger.is_done(u)) continue;
-    if (signals::stop_requested()) {
-      *stopped = true;
-      break;
+  stage::UnitStage stage;
+  stage.prepare = [&](store::Store& st) {
+    if (!st.has(group)) {
+      auto g = st.create_group(group);
+      h5::set_attribute(g, "key", key);
+      h5::set_attribute(g, "shard_size", s.shard_size);
+      h5::set_attribute(g, "batch_size", s.batch_size);
+      st.create_dataset(group + "/features", at::kFloat, {n, dim});
+      st.create_dataset(group + "/bad", at::kByte, {n});
+      store::UnitLedger::create(st, group, units);
+      st.flush();
     }
-    const auto r = dist::chunk(n, s.shard_size, u);
-    at::Tensor feats = at::zeros({r.size(), dim}, at::kFloat);
-    at::Tensor flags = at::zeros({r.size()}, at::kByte);
+    const std::string hint =
+        "the cache was made for other images, model, shard_size or batch_size: name another "
+        "retrieve.cache or remove " +
+        st.path();
+    st.require_attribute(group, "key", key, hint);
+    st.require_dataset(group + "/features", at::kFloat, {n, dim});
+    return stage::Plan{"retrieve", group, units, "shard", "images", "retrieve " + group + " features (rank 0)"};
+  };
+  stage.progress_of = [&](std::int64_t u) { return shard(u).size(); };
+  stage.work = [&](std::int64_t u, Progress& progress) {
+    const auto r = shard(u);
+    feats = at::zeros({r.size(), dim}, at::kFloat);
+    flags = at::zeros({r.size()}, at::kByte);
     for (auto b = r.begin; b < r.end; b += s.batch_size) {
       const auto e = std::min(r.end, b + s.batch_size);
       std::vector<at::Tensor> pixels;
@@ -152,7 +147,6 @@ std::int64_t compute_features(dist::World& world, store::Store& cache, const std
           log::warn("retrieve: pool image " + std::to_string(indices[static_cast<std::size_t>(i)]) +
                     " skipped: " + err.what());
           flags[i - r.begin] = 1;
-          ++bad;
         }
       }
       if (!pixels.empty()) {
@@ -162,12 +156,14 @@ std::int64_t compute_features(dist::World& world, store::Store& cache, const std
       }
       progress.advance(e - b);
     }
-    h5::write_rows(cache.dataset(group + "/features"), group + "/features", r.begin, feats, false);
-    h5::write_rows(cache.dataset(group + "/bad"), group + "/bad", r.begin, flags, false);
-    ledger.mark_done_independent(u);
-  }
-  progress.finish();
-  return bad;
+    return stage::UnitEnd::finished;
+  };
+  stage.write = [&](store::Store& st, std::int64_t u) {
+    h5::write_rows(st.dataset(group + "/features"), group + "/features", shard(u).begin, feats, false);
+    h5::write_rows(st.dataset(group + "/bad"), group + "/bad", shard(u).begin, flags, false);
+  };
+  stage.items_of = [&](std::int64_t u) { return "images " + dist::range_text(shard(u)); };
+  return stage::run_units(world, cache, stage).stopped;
 }
 
 // Rows scaled to unit length: cosine similarity is then a dot product.
@@ -221,14 +217,8 @@ std::vector<std::vector<Candidate>> top_k(dist::World& world, store::Store& cach
       sims[static_cast<std::size_t>(q * s.k + j)] = best[q][j].sim;
       idx[static_cast<std::size_t>(q * s.k + j)] = best[q][j].pool;
     }
-  std::vector<float> all_sims(static_cast<std::size_t>(per_rank * world.size()));
-  std::vector<std::int64_t> all_idx(all_sims.size());
-  dist::check_mpi(MPI_Allgather(sims.data(), static_cast<int>(per_rank), MPI_FLOAT, all_sims.data(),
-                                static_cast<int>(per_rank), MPI_FLOAT, world.comm()),
-                  "MPI_Allgather");
-  dist::check_mpi(MPI_Allgather(idx.data(), static_cast<int>(per_rank), MPI_INT64_T, all_idx.data(),
-                                static_cast<int>(per_rank), MPI_INT64_T, world.comm()),
-                  "MPI_Allgather");
+  const std::vector<float> all_sims = dist::all_gather(world, sims);
+  const std::vector<std::int64_t> all_idx = dist::all_gather(world, idx);
   for (std::int64_t q = 0; q < q_count; ++q) {
     auto& list = best[static_cast<std::size_t>(q)];
     list.clear();
@@ -337,14 +327,6 @@ void write_source(store::Store& st, const data::Dataset& real, const Queries& q,
   st.flush();
 }
 
-std::int64_t allreduce_sum(dist::World& world, std::int64_t v) {
-  std::int64_t out = 0;
-  dist::check_mpi(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, world.comm()), "MPI_Allreduce");
-  return out;
-}
-
-bool any_rank(dist::World& world, bool v) { return allreduce_sum(world, v ? 1 : 0) > 0; }
-
 // The run fails past max_bad_share, naming the first bad pool images (their
 // decoding error names the file).
 void check_bad_share(store::Store& cache, const data::Dataset& pool, const RetrieveSettings& s, std::int64_t* count) {
@@ -366,6 +348,53 @@ void check_bad_share(store::Store& cache, const data::Dataset& pool, const Retri
   throw IoError("retrieve: " + std::to_string(*count) + " of " + std::to_string(n) + " pool images did not decode, " +
                 "more than retrieve.max_bad_share = " + std::to_string(s.max_bad_share) + " of the pool:" + names +
                 (where.numel() > 10 ? "\n  ..." : ""));
+}
+
+// The tag: rows in fixed units, each written by one rank and marked done.
+// Returns whether a stop signal stopped it (on any rank).
+bool write_tag(dist::World& world, store::Store& st, const std::string& group, const RetrieveSettings& s,
+               const std::string& settings_text, const std::vector<Row>& rows, const data::Dataset& pool) {
+  const auto count = static_cast<std::int64_t>(rows.size());
+  const auto units = dist::chunk_count(count, s.shard_size);
+  const auto shard = [&](std::int64_t u) { return dist::chunk(count, s.shard_size, u); };
+  std::vector<at::Tensor> images;  // the shard under way
+  stage::UnitStage stage;
+  stage.prepare = [&](store::Store& st) {
+    if (!st.has(group)) create_tag(st, group, s, settings_text, count, units);
+    st.require_attribute(group, "settings", settings_text,
+                         "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
+    return stage::Plan{"retrieve", group, units, "shard", "images", "retrieve " + group + " (rank 0)"};
+  };
+  stage.progress_of = [&](std::int64_t u) { return shard(u).size(); };
+  stage.work = [&](std::int64_t u, Progress& progress) {
+    images.clear();
+    for (auto i = shard(u).begin; i < shard(u).end; ++i)
+      images.push_back(stored_image(pool.get(rows[static_cast<std::size_t>(i)].pool).image, s.resolution));
+    progress.advance(shard(u).size());
+    return stage::UnitEnd::finished;
+  };
+  stage.write = [&](store::Store& st, std::int64_t u) {
+    const auto r = shard(u);
+    std::vector<std::int64_t> label, source, pool_index;
+    std::vector<float> sim;
+    for (auto i = r.begin; i < r.end; ++i) {
+      const Row& row = rows[static_cast<std::size_t>(i)];
+      label.push_back(row.label);
+      source.push_back(row.source);
+      pool_index.push_back(row.pool);
+      sim.push_back(row.sim);
+    }
+    auto write = [&](const std::string& name, const at::Tensor& values) {
+      h5::write_rows(st.dataset(group + name), group + name, r.begin, values, false);
+    };
+    write("/images", at::stack(images).contiguous());
+    write("/label", at::tensor(label, at::kLong));
+    write("/source", at::tensor(source, at::kLong));
+    write("/pool_index", at::tensor(pool_index, at::kLong));
+    write("/similarity", at::tensor(sim, at::kFloat));
+  };
+  stage.items_of = [&](std::int64_t u) { return "rows " + dist::range_text(shard(u)); };
+  return stage::run_units(world, st, stage).stopped;
 }
 
 }  // namespace
@@ -397,13 +426,9 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   const std::string index_hash = data::content_hash(q.index.data(), q.index.size() * sizeof(std::int64_t));
   std::ostringstream qk;
   qk << "data=" << real.fingerprint() << " indices=" << q.index.size() << ":" << index_hash << unit_key;
-  bool stopped = false;
-  compute_features(world, cache, "/query", real, q.index, enc, s, false, qk.str(), &stopped);
-  if (!stopped) compute_features(world, cache, "/pool", pool, pool_indices, enc, s, true, pool_key, &stopped);
-  if (any_rank(world, stopped)) {
-    out.stopped = true;
-    return out;
-  }
+  out.stopped = compute_features(world, cache, "/query", real, q.index, enc, s, false, qk.str()) ||
+                compute_features(world, cache, "/pool", pool, pool_indices, enc, s, true, pool_key);
+  if (out.stopped) return out;
   cache.flush();
   check_bad_share(cache, pool, s, &out.bad_pool);
   if (pool.size() - out.bad_pool < s.k)
@@ -412,46 +437,12 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   const auto best = top_k(world, cache, static_cast<std::int64_t>(q.index.size()), pool.size(), s);
   cache.close();
 
-  // The tag: rows in fixed units, each written by one rank and marked done.
   const auto rows = plan_rows(best, q, s.dedup);
   out.rows = static_cast<std::int64_t>(rows.size());
   const std::string group = "/samples/" + s.tag;
-  const auto units = dist::chunk_count(out.rows, s.shard_size);
   const std::string settings_text = tag_settings(s, pool_key + " " + qk.str());
-  if (!st.has(group)) create_tag(st, group, s, settings_text, out.rows, units);
-  st.require_attribute(group, "settings", settings_text,
-                       "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
-  store::UnitLedger ledger(st, group, units);
-  for (auto u : dist::units_of_rank(units, world.size(), world.rank())) {
-    if (ledger.is_done(u)) continue;
-    if (signals::stop_requested()) {
-      stopped = true;
-      break;
-    }
-    const auto r = dist::chunk(out.rows, s.shard_size, u);
-    std::vector<at::Tensor> images;
-    std::vector<std::int64_t> label, source, pool_index;
-    std::vector<float> sim;
-    for (auto i = r.begin; i < r.end; ++i) {
-      const Row& row = rows[static_cast<std::size_t>(i)];
-      images.push_back(stored_image(pool.get(row.pool).image, s.resolution));
-      label.push_back(row.label);
-      source.push_back(row.source);
-      pool_index.push_back(row.pool);
-      sim.push_back(row.sim);
-    }
-    auto write = [&](const std::string& name, const at::Tensor& values) {
-      h5::write_rows(st.dataset(group + name), group + name, r.begin, values, false);
-    };
-    write("/images", at::stack(images).contiguous());
-    write("/label", at::tensor(label, at::kLong));
-    write("/source", at::tensor(source, at::kLong));
-    write("/pool_index", at::tensor(pool_index, at::kLong));
-    write("/similarity", at::tensor(sim, at::kFloat));
-    ledger.mark_done_independent(u);
-  }
+  out.stopped = write_tag(world, st, group, s, settings_text, rows, pool);
   st.close();
-  out.stopped = any_rank(world, stopped);
   return out;
 }
 

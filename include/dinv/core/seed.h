@@ -18,7 +18,7 @@ void register_run_seed(ConfigSchema& schema);
 std::uint64_t run_seed(const Config& config);
 
 // Stage identifiers that enter the seed (never renumber: stores depend on them).
-enum class Stage : std::uint64_t { embed = 1, generate = 2, train = 3, data = 4, pretrain = 5 };
+enum class Stage : std::uint64_t { embed = 1, generate = 2, train = 3, data = 4, pretrain = 5, example = 6 };
 
 // splitmix64 finaliser: a well-mixed 64-bit function of its input.
 constexpr std::uint64_t mix64(std::uint64_t x) {

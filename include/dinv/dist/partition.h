@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace dinv::dist {
@@ -15,6 +16,9 @@ struct Range {
   bool empty() const { return end <= begin; }
   bool contains(std::int64_t i) const { return i >= begin && i < end; }
 };
+
+// "[18, 24)", for messages.
+std::string range_text(const Range& r);
 
 // Units [0, count) cut into `parts` contiguous blocks whose sizes differ by at
 // most one (the first `count % parts` blocks get the extra unit); block `part`.

@@ -48,4 +48,11 @@ class World {
 // Throw a DistError with MPI's own message when `rc` is not MPI_SUCCESS.
 void check_mpi(int rc, const char* what);
 
+// A communicator of this rank alone: for files that one rank reads or writes
+// by itself (a results file, a preview) through the MPI-IO driver.
+MPI_Comm this_rank_only();
+
+// "Open MPI v4.1.4 (MPI 3.1)": the MPI library's first line and the standard version.
+std::string mpi_library_version();
+
 }  // namespace dinv::dist
