@@ -6,6 +6,7 @@
 
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 
 namespace dinv::classify {
 
@@ -117,14 +118,12 @@ std::string synthetic_label(const Config& c) {
 
 namespace {
 
-std::vector<std::string> split_list(const Config& c, const std::string& key) {
+// The items of a list key; an empty item is a mistake, not something to skip.
+std::vector<std::string> axis_values(const Config& c, const std::string& key) {
   std::vector<std::string> out;
-  std::stringstream in(c.get_string(key));
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-    if (b == std::string::npos) c.reject(key, "empty item in the list");
-    out.push_back(item.substr(b, e - b + 1));
+  for (const auto& item : split(c.get_string(key), ',')) {
+    out.push_back(trim(item));
+    if (out.back().empty()) c.reject(key, "empty item in the list");
   }
   return out;
 }
@@ -169,12 +168,12 @@ std::vector<SweepPoint> expand_sweep(const Config& c) {
     std::string key, label;
     std::vector<std::string> values;
   };
-  std::vector<Axis> axes = {{"sweep.model", "", split_list(c, "sweep.model")},
-                            {"sweep.num_data", "n", split_list(c, "sweep.num_data")},
-                            {"sweep.source", "", split_list(c, "sweep.source")},
-                            {"sweep.syn_tags", "", split_list(c, "sweep.syn_tags")},
-                            {"sweep.syn_amount", "", split_list(c, "sweep.syn_amount")},
-                            {"sweep.seed", "s", split_list(c, "sweep.seed")}};
+  std::vector<Axis> axes = {{"sweep.model", "", axis_values(c, "sweep.model")},
+                            {"sweep.num_data", "n", axis_values(c, "sweep.num_data")},
+                            {"sweep.source", "", axis_values(c, "sweep.source")},
+                            {"sweep.syn_tags", "", axis_values(c, "sweep.syn_tags")},
+                            {"sweep.syn_amount", "", axis_values(c, "sweep.syn_amount")},
+                            {"sweep.seed", "s", axis_values(c, "sweep.seed")}};
   for (const auto& m : axes[0].values) {
     const auto& known = model_names();
     if (std::find(known.begin(), known.end(), m) == known.end()) c.reject("sweep.model", "unknown model '" + m + "'");

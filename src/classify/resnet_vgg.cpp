@@ -6,6 +6,7 @@
 #include <torch/nn/modules/pooling.h>
 
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 #include "layers.h"
 
 namespace dinv::classify {
@@ -193,11 +194,7 @@ ClassifierPtr make_model(const ModelSpec& spec) {
   throw ModelError("unknown model '" + spec.name + "' (known: " + known + ")");
 }
 
-std::int64_t parameter_count(const torch::nn::Module& module) {
-  std::int64_t n = 0;
-  for (const auto& p : module.parameters()) n += p.numel();
-  return n;
-}
+std::int64_t parameter_count(const torch::nn::Module& module) { return dinv::parameter_count(module); }
 
 namespace layers {
 

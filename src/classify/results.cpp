@@ -5,7 +5,9 @@
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 #include "dinv/dist/world.h"
+#include "dinv/io/files.h"
 #include "dinv/store/h5.h"
 
 namespace dinv::classify {
@@ -48,12 +50,6 @@ void write_attributes(const h5::Handle& file, const TrainResult& r, const RunInf
   h5::set_attribute(file, "resumed_from", r.resumed_from);
 }
 
-std::string joined(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ",") + i;
-  return out;
-}
-
 // The images behind the run, as indices and fingerprints (docs/architecture.md).
 void write_selection(const h5::Handle& file, const SelectionRecord& s) {
   h5::create_group(file, "selection");
@@ -66,7 +62,7 @@ void write_selection(const h5::Handle& file, const SelectionRecord& s) {
   h5::create_group(file, "selection/synthetic");
   for (std::size_t t = 0; t < s.synthetic_tags.size(); ++t)
     write_vector(file, "selection/synthetic/" + s.synthetic_tags[t], at::tensor(s.synthetic_rows[t], at::kLong));
-  h5::set_attribute(file, "selection.synthetic_tags", joined(s.synthetic_tags));
+  h5::set_attribute(file, "selection.synthetic_tags", join(s.synthetic_tags, ","));
   h5::set_attribute(file, "selection.synthetic_count", s.synthetic_count);
   h5::set_attribute(file, "selection.synthetic_fingerprint", s.synthetic_fingerprint);
   h5::set_attribute(file, "selection.follow_real", static_cast<std::int64_t>(s.follow_real ? 1 : 0));
@@ -108,9 +104,7 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
     h5::flush(file, tmp);
     file.close("results file " + tmp);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError("cannot move results file " + tmp + " to " + path + ": " + ec.message());
+  io::replace_file(tmp, path, "results file");
 }
 
 bool results_complete(const std::string& path) {

@@ -10,6 +10,7 @@
 
 #include "dinv/core/error.h"
 #include "dinv/data/readers.h"
+#include "dinv/io/files.h"
 #include "dinv/io/hash.h"
 #include "dinv/io/json.h"
 #include "dinv/io/safetensors.h"
@@ -34,10 +35,6 @@ io::Json config_json(const SavedClassifierInfo& info) {
           {"run", info.run},
           {"test_fingerprint", info.test_fingerprint},
           {"final_accuracy", info.final_accuracy}};
-}
-
-void replace_file(const std::string& tmp, const std::string& path) {
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw IoError("cannot move " + tmp + " to " + path);
 }
 
 std::array<float, 3> three(const io::JsonObject& o, const std::string& key) {
@@ -79,8 +76,8 @@ void save_classifier(const std::string& folder, ClassifierImpl& model, const Sav
   const std::string weights = folder + "/model.safetensors", config = folder + "/config.json";
   io::write_safetensors(weights + ".tmp", state_of(model), {{"format", kSavedClassifierFormat}});
   io::write_json_file(config + ".tmp", config_json(info));
-  replace_file(weights + ".tmp", weights);
-  replace_file(config + ".tmp", config);
+  io::replace_file(weights + ".tmp", weights);
+  io::replace_file(config + ".tmp", config);
 }
 
 LoadedClassifier load_classifier(const std::string& folder) {

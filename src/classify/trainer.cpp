@@ -23,6 +23,7 @@
 #include "dinv/core/signals.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/data/rng.h"
+#include "dinv/io/files.h"
 
 namespace dinv::classify {
 namespace {
@@ -48,12 +49,6 @@ class AutocastScope {
  private:
   bool active_;
 };
-
-void atomic_replace(const std::string& tmp, const std::string& path) {
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + ec.message());
-}
 
 }  // namespace
 
@@ -354,7 +349,7 @@ void Trainer::save_checkpoint(std::int64_t next_step, const TrainResult& result)
   std::filesystem::path dir = std::filesystem::path(options_.checkpoint_path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir);
   archive.save_to(tmp);
-  atomic_replace(tmp, options_.checkpoint_path);
+  io::replace_file(tmp, options_.checkpoint_path, "checkpoint");
   if (comm_) comm_->barrier();
 }
 

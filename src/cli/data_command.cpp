@@ -4,14 +4,13 @@
 // with what Python wrote); describe a dataset, captioned folders included.
 #include <ATen/ATen.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 
 #include "dinv/cli/data_command.h"
 
+#include "dinv/cli/arguments.h"
 #include "dinv/cli/command.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
@@ -25,86 +24,82 @@ namespace fs = std::filesystem;
 namespace dinv::cli {
 namespace {
 
+const char* kExportUsage =
+    "usage: dinv data export --out DIR [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n\n"
+    "Decode a dataset into DIR/images.npy (uint8 [N,H,W,3]), DIR/labels.npy (int64 [N]), DIR/info.txt.";
+const char* kInfoUsage =
+    "usage: dinv data info [--verify] [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n\n"
+    "Open a dataset (any format, captioned included) and print what it is, its size and fingerprint.";
 const char* kUsage =
     "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R]\n"
     "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R]\n"
     "       dinv data export --out DIR [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n"
     "       dinv data info [--verify] [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n"
-    "shapes: the procedural 10-class dataset (CIFAR-10 binary at 32 px, PNG folders otherwise)\n"
-    "shapes --captioned: a captioned pretraining corpus of the same shapes and more (DIR/metadata.jsonl,\n"
-    "        DIR/images/NNNNNN.png; --count default 20000, --resolution default 32)\n"
-    "export: decode a dataset into DIR/images.npy (uint8 [N,H,W,3]), DIR/labels.npy (int64 [N]), DIR/info.txt\n"
-    "info: open a dataset (any format, captioned included) and print what it is, its size and fingerprint;\n"
-    "      --verify also decodes every image\n";
+    "       dinv data SUBCOMMAND --help lists every option of a subcommand\n"
+    "shapes: the procedural 10-class dataset, or (--captioned) a captioned pretraining corpus\n"
+    "export: decode a dataset into .npy arrays\n"
+    "info: open a dataset (any format, captioned included) and print what it is, its size and fingerprint\n";
 
-// "--key value" and "--key=value" options of the shapes subcommand.
-std::map<std::string, std::string> parse_options(const std::vector<std::string>& args, std::size_t first) {
-  std::map<std::string, std::string> options;
-  for (std::size_t i = first; i < args.size(); ++i) {
-    std::string key = args[i];
-    if (key.rfind("--", 0) != 0) throw ConfigError("dinv data: unexpected argument '" + key + "'\n" + kUsage);
-    key = key.substr(2);
-    const auto eq = key.find('=');
-    if (eq != std::string::npos) {
-      options[key.substr(0, eq)] = key.substr(eq + 1);
-    } else {
-      if (i + 1 >= args.size()) throw ConfigError("dinv data: option --" + key + " needs a value");
-      options[key] = args[++i];
-    }
-  }
-  return options;
+Arguments shapes_arguments() {
+  Arguments a("dinv data shapes",
+              "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R]\n"
+              "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R]\n\n"
+              "The procedural 10-class dataset (CIFAR-10 binary at 32 px, PNG folders otherwise), or with\n"
+              "--captioned a captioned pretraining corpus of the same shapes and more (DIR/metadata.jsonl,\n"
+              "DIR/images/NNNNNN.png).");
+  const data::ShapesOptions labelled;
+  const data::CaptionedShapesOptions captioned;
+  a.value("out", "DIR", "the folder to write (required)")
+      .flag("captioned", "write the captioned corpus instead of the labelled dataset")
+      .value("train", "N", "labelled: training images (default " + std::to_string(labelled.train) + ")")
+      .value("test", "N", "labelled: test images (default " + std::to_string(labelled.test) + ")")
+      .value("count", "N", "--captioned: images (default " + std::to_string(captioned.count) + ")")
+      .value("seed", "S", "seed of the drawing (default 0)")
+      .value("resolution", "R",
+             "image size in pixels (default " + std::to_string(labelled.resolution) + ", captioned " +
+                 std::to_string(captioned.resolution) + ")");
+  return a;
 }
 
-std::int64_t integer_option(const std::map<std::string, std::string>& o, const std::string& key,
-                            std::int64_t fallback) {
-  const auto it = o.find(key);
-  if (it == o.end()) return fallback;
-  try {
-    std::size_t used = 0;
-    const auto v = std::stoll(it->second, &used);
-    if (used == it->second.size() && v >= 0) return v;
-  } catch (const std::exception&) {
-  }
-  throw ConfigError("dinv data shapes: --" + key + "=" + it->second + " is not a non-negative integer");
+// export and info read the dataset that the [data] keys describe.
+Arguments dataset_arguments(const std::string& sub, const std::string& usage) {
+  Arguments a("dinv data " + sub, usage);
+  a.pass_unknown().epilog("\nconfiguration keys:" + schema().help({"data", "syn"}));
+  return a;
 }
 
-int run_captioned_shapes(dist::World& world, const std::map<std::string, std::string>& o) {
-  for (const auto& [key, value] : o)
-    if (key != "out" && key != "count" && key != "seed" && key != "resolution")
-      throw ConfigError("dinv data shapes --captioned: unknown option --" + key + "\n" + kUsage);
-  if (!o.count("out")) throw ConfigError("dinv data shapes --captioned: --out DIR is required\n" + std::string(kUsage));
+int run_captioned_shapes(dist::World& world, const Arguments& a) {
+  for (const char* key : {"train", "test"})
+    if (a.has(key)) a.reject(std::string("--captioned: unknown option --") + key);
   data::CaptionedShapesOptions options;
-  options.count = integer_option(o, "count", options.count);
-  options.seed = static_cast<std::uint64_t>(integer_option(o, "seed", 0));
-  options.resolution = integer_option(o, "resolution", options.resolution);
-  if (world.is_root()) data::write_captioned_shapes(o.at("out"), options);
+  options.count = a.integer("count", options.count, 0);
+  options.seed = static_cast<std::uint64_t>(a.integer("seed", 0, 0));
+  options.resolution = a.integer("resolution", options.resolution, 0);
+  const std::string out = a.get("out");
+  if (world.is_root()) data::write_captioned_shapes(out, options);
   log::info("captioned shapes corpus: " + std::to_string(options.count) + " images at " +
-            std::to_string(options.resolution) + " px, seed " + std::to_string(options.seed) + " -> " + o.at("out"));
+            std::to_string(options.resolution) + " px, seed " + std::to_string(options.seed) + " -> " + out);
   return 0;
 }
 
-int run_shapes(dist::World& world, std::vector<std::string> args) {
-  const auto flag = std::find(args.begin() + 1, args.end(), "--captioned");
-  const bool captioned = flag != args.end();
-  if (captioned) args.erase(flag);
-  const auto o = parse_options(args, 1);
-  if (captioned) return run_captioned_shapes(world, o);
-  if (o.count("count"))
+int run_shapes(dist::World& world, const std::vector<std::string>& args) {
+  Arguments a = shapes_arguments();
+  if (!a.parse_or_print_help(args)) return 0;
+  a.require("out");
+  if (a.is_set("captioned")) return run_captioned_shapes(world, a);
+  if (a.has("count"))
     throw ConfigError(
         "dinv data shapes: --count is an option of --captioned (the labelled set takes --train and --test)");
-  for (const auto& [key, value] : o)
-    if (key != "out" && key != "train" && key != "test" && key != "seed" && key != "resolution")
-      throw ConfigError("dinv data shapes: unknown option --" + key + "\n" + kUsage);
-  if (!o.count("out")) throw ConfigError("dinv data shapes: --out DIR is required\n" + std::string(kUsage));
   data::ShapesOptions options;
-  options.train = integer_option(o, "train", options.train);
-  options.test = integer_option(o, "test", options.test);
-  options.seed = static_cast<std::uint64_t>(integer_option(o, "seed", 0));
-  options.resolution = integer_option(o, "resolution", options.resolution);
-  if (world.is_root()) data::write_shapes(o.at("out"), options);
+  options.train = a.integer("train", options.train, 0);
+  options.test = a.integer("test", options.test, 0);
+  options.seed = static_cast<std::uint64_t>(a.integer("seed", 0, 0));
+  options.resolution = a.integer("resolution", options.resolution, 0);
+  const std::string out = a.get("out");
+  if (world.is_root()) data::write_shapes(out, options);
   log::info("shapes dataset: " + std::to_string(options.train) + " train + " + std::to_string(options.test) +
             " test images at " + std::to_string(options.resolution) + " px, seed " + std::to_string(options.seed) +
-            " -> " + o.at("out"));
+            " -> " + out);
   return 0;
 }
 
@@ -126,18 +121,11 @@ void write_npy(const fs::path& path, const at::Tensor& t, const std::string& des
 }
 
 int run_export(dist::World& world, const std::vector<std::string>& args) {
-  std::vector<std::string> rest;
-  std::string out;
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--out" && i + 1 < args.size())
-      out = args[++i];
-    else if (args[i].rfind("--out=", 0) == 0)
-      out = args[i].substr(6);
-    else
-      rest.push_back(args[i]);
-  }
-  if (out.empty()) throw ConfigError("dinv data export: --out DIR is required\n" + std::string(kUsage));
-  auto parsed = split_args(rest);
+  Arguments a = dataset_arguments("export", kExportUsage);
+  a.value("out", "DIR", "the folder to write images.npy, labels.npy and info.txt into (required)");
+  if (!a.parse_or_print_help(args)) return 0;
+  const std::string out = a.get("out");
+  auto parsed = split_args(a.unknown());
   auto config = Config::resolve(schema(), parsed.config_files, parsed.overrides);
   auto dataset = data::make_dataset(config, "data");
   if (!dataset) throw ConfigError("dinv data export: data.format is 'none': nothing to export");
@@ -165,15 +153,11 @@ int run_export(dist::World& world, const std::vector<std::string>& args) {
 
 // `data info`: describe whatever the [data] keys name; captioned folders too.
 int run_info(dist::World& world, const std::vector<std::string>& args) {
-  std::vector<std::string> rest;
-  bool verify = false;
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--verify")
-      verify = true;
-    else
-      rest.push_back(args[i]);
-  }
-  auto parsed = split_args(rest);
+  Arguments a = dataset_arguments("info", kInfoUsage);
+  a.flag("verify", "also decode every image");
+  if (!a.parse_or_print_help(args)) return 0;
+  const bool verify = a.is_set("verify");
+  auto parsed = split_args(a.unknown());
   auto config = Config::resolve(schema(), parsed.config_files, parsed.overrides);
   if (!world.is_root()) return 0;
   const auto format = config.get_string("data.format");
@@ -207,9 +191,10 @@ int run_data(dist::World& world, const std::vector<std::string>& args) {
               << schema().help({"data", "syn"});
     return args.empty() ? 2 : 0;
   }
-  if (args[0] == "shapes") return run_shapes(world, args);
-  if (args[0] == "export") return run_export(world, args);
-  if (args[0] == "info") return run_info(world, args);
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "shapes") return run_shapes(world, rest);
+  if (args[0] == "export") return run_export(world, rest);
+  if (args[0] == "info") return run_info(world, rest);
   throw ConfigError("dinv data: unknown subcommand '" + args[0] + "', expected shapes, export or info\n" + kUsage);
 }
 

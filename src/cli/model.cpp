@@ -14,11 +14,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include "dinv/cli/arguments.h"
 #include "dinv/cli/command.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/util.h"
 #include "dinv/dist/world.h"
 #include "dinv/io/safetensors.h"
+#include "dinv/sd/errors.h"
 #include "dinv/sd/loader.h"
 #include "dinv/sd/presets.h"
 #include "dinv/sd/text_hooks.h"
@@ -38,7 +41,8 @@ std::string usage() {
       "       dinv model init --preset tiny|sd15|sd21 [--seed S] [--configs-only] OUT\n"
       "       dinv model sample DIR --cond C.safetensors [--uncond U.safetensors] [--sampler S] [--steps N]\n"
       "                      [--guidance W] [--seed S] [--eta E] [--latents L.safetensors] --output OUT.safetensors\n"
-      "                      [--png DIR]  (see src/cli/model_sample.cpp for all options)\n";
+      "                      [--png DIR] [...]\n"
+      "       dinv model SUBCOMMAND --help lists every option of a subcommand\n";
   for (const auto& line : sd::text_subcommand_usage()) u += "       " + line + "\n";
   u += "\nrun components (inputs -> outputs, by tensor name):\n"
        "  unet        sample [B,C,h,w], timestep [B] or [], encoder_hidden_states [B,T,D] -> sample\n"
@@ -48,48 +52,44 @@ std::string usage() {
   return u;
 }
 
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> options;
-  std::set<std::string> flags;
-};
-
-Args parse(const std::vector<std::string>& args, const std::set<std::string>& with_value,
-           const std::set<std::string>& flags, const std::string& sub) {
-  Args a;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& s = args[i];
-    if (s.rfind("--", 0) != 0) {
-      a.positional.push_back(s);
-      continue;
-    }
-    std::string key = s.substr(2), value;
-    const auto eq = key.find('=');
-    const bool inline_value = eq != std::string::npos;
-    if (inline_value) value = key.substr(eq + 1), key = key.substr(0, eq);
-    if (flags.count(key) && !inline_value) {
-      a.flags.insert(key);
-      continue;
-    }
-    if (!with_value.count(key)) throw ConfigError(sub + ": unknown option '--" + key + "'\n" + usage());
-    if (!inline_value) {
-      if (i + 1 >= args.size()) throw ConfigError(sub + ": option --" + key + " needs a value");
-      value = args[++i];
-    }
-    a.options[key] = value;
-  }
+// The options of each subcommand (their --help).
+Arguments info_arguments() {
+  Arguments a("dinv model info",
+              "usage: dinv model info DIR [--variant V] [--json]\n\n"
+              "Describe a model folder: each component's class, architecture, parameters, weight files "
+              "and fingerprint.");
+  a.positional("DIR", "the model folder (model_index.json and one folder per component)")
+      .value("variant", "V", "weight variant: read diffusion_pytorch_model.V.safetensors (e.g. fp16)")
+      .flag("json", "print JSON instead of text");
   return a;
 }
 
-std::int64_t to_int(const std::string& key, const std::string& v) {
-  try {
-    size_t pos = 0;
-    long long x = std::stoll(v, &pos);
-    if (pos != v.size()) throw std::invalid_argument(v);
-    return x;
-  } catch (const std::exception&) {
-    throw ConfigError("--" + key + " expects an integer, got '" + v + "'");
-  }
+Arguments run_arguments() {
+  Arguments a("dinv model run",
+              "usage: dinv model run DIR --component COMPONENT --inputs IN.safetensors --output OUT.safetensors "
+              "[options]\n\nRun one component of a model folder on named input tensors.");
+  a.positional("DIR", "the model folder")
+      .value("component", "COMPONENT", "unet, vae-encode, vae-decode or a text component (dinv model --help)")
+      .value("inputs", "IN", "safetensors file of the input tensors, by name")
+      .value("output", "OUT", "safetensors file written with the output tensors")
+      .value("dtype", "T", "fp32 (default), fp16 or bf16")
+      .value("device", "D", "cpu (default), cuda or cuda:N")
+      .value("variant", "V", "weight variant: read diffusion_pytorch_model.V.safetensors")
+      .value("threads", "N", "CPU threads (at least 1; default: LibTorch's)")
+      .value("slice", "N", "VAE: encode or decode N images at a time (0, the default: all at once)")
+      .value("seed", "S", "vae-encode: also write 'latents', a posterior sample drawn with seed S");
+  return a;
+}
+
+Arguments init_arguments() {
+  Arguments a("dinv model init",
+              "usage: dinv model init --preset tiny|sd15|sd21 [--seed S] [--configs-only] OUT\n\n"
+              "Write a model folder with a preset architecture and random weights.");
+  a.positional("OUT", "the folder to write")
+      .value("preset", "NAME", "architecture: tiny, sd15 or sd21")
+      .value("seed", "S", "seed of the random weights (default 0)")
+      .flag("configs-only", "write the configuration files only, no weights");
+  return a;
 }
 
 at::ScalarType parse_dtype(const std::string& s) {
@@ -99,11 +99,11 @@ at::ScalarType parse_dtype(const std::string& s) {
   throw ConfigError("--dtype '" + s + "' is not one of fp32, fp16, bf16");
 }
 
-sd::LoadOptions load_options(const Args& a) {
+sd::LoadOptions load_options(const Arguments& a) {
   sd::LoadOptions o;
-  if (a.options.count("dtype")) o.dtype = parse_dtype(a.options.at("dtype"));
-  if (a.options.count("device")) {
-    const std::string d = a.options.at("device");
+  if (a.has("dtype")) o.dtype = parse_dtype(a.get("dtype"));
+  if (a.has("device")) {
+    const std::string d = a.get("device");
     try {
       o.device = at::Device(d);
     } catch (const std::exception&) {
@@ -114,7 +114,7 @@ sd::LoadOptions load_options(const Args& a) {
   }
   if (o.device.is_cpu() && o.dtype != at::kFloat)
     log::warn("dinv model: " + std::string(c10::toString(o.dtype)) + " on the CPU is slow; fp32 is the CPU precision");
-  if (a.options.count("variant")) o.variant = a.options.at("variant");
+  o.variant = a.get("variant", o.variant);
   return o;
 }
 
@@ -160,14 +160,11 @@ WeightSummary summarize(const std::vector<std::string>& files) {
 }
 
 int model_info(const std::vector<std::string>& args) {
-  const Args a = parse(args, {"variant"}, {"json"}, "info");
-  if (a.positional.size() != 1) throw ConfigError("info: expected one model folder\n" + usage());
-  const std::string dir = a.positional[0];
-  const sd::LoadOptions lo = [&] {
-    sd::LoadOptions o;
-    if (a.options.count("variant")) o.variant = a.options.at("variant");
-    return o;
-  }();
+  Arguments a = info_arguments();
+  if (!a.parse_or_print_help(args)) return 0;
+  const std::string dir = a.one_positional("model folder");
+  sd::LoadOptions lo;
+  lo.variant = a.get("variant", lo.variant);
   const sd::ModelIndex mi = sd::read_model_index(dir);
   io::Json out = {{"path", dir}, {"pipeline", mi.class_name}, {"components", io::Json::object()}};
   const auto meta = at::TensorOptions().dtype(at::kFloat).device(at::kMeta);
@@ -185,12 +182,12 @@ int model_info(const std::vector<std::string>& args) {
         sd::UNet2DConditionModel m(sd::UNetConfig::from_file(files.config), meta);
         sd::check_weights(*m, files.weights, lo);
         describe = m->describe();
-        count = sd::parameter_count(*m);
+        count = dinv::parameter_count(*m);
       } else {
         sd::AutoencoderKL m(sd::VaeConfig::from_file(files.config), meta);
         sd::check_weights(*m, files.weights, lo);
         describe = m->describe();
-        count = sd::parameter_count(*m);
+        count = dinv::parameter_count(*m);
       }
       const auto ws = summarize(files.weights);
       const auto fp = sd::fingerprint_component(files);
@@ -218,9 +215,9 @@ int model_info(const std::vector<std::string>& args) {
         c["files"] = files.weights;
         c["fingerprint"] = sd::fingerprint_component(files).fingerprint;
         total += ws.params;
-      } catch (const ModelError& e) {
-        const std::string msg = e.what();
-        if (msg.find("pickle") != std::string::npos) throw;
+      } catch (const sd::PickleCheckpointError&) {
+        throw;
+      } catch (const ModelError&) {
         c["fingerprint"] = sd::fingerprint_folder(cdir.string()).fingerprint;
       }
     } else {
@@ -230,7 +227,7 @@ int model_info(const std::vector<std::string>& args) {
   }
   out["parameters"] = total;
   out["fingerprint"] = sd::model_fingerprint(dir, lo.variant);
-  if (a.flags.count("json")) {
+  if (a.is_set("json")) {
     std::cout << out.dump(2) << std::endl;
     return 0;
   }
@@ -268,20 +265,13 @@ const at::Tensor& input(const std::map<std::string, at::Tensor>& in, const std::
 }
 
 int model_run(const std::vector<std::string>& args) {
-  const Args a = parse(
-      args, {"component", "inputs", "output", "dtype", "device", "variant", "threads", "slice", "seed"}, {}, "run");
-  if (a.positional.size() != 1) throw ConfigError("run: expected one model folder\n" + usage());
-  for (const char* k : {"component", "inputs", "output"})
-    if (!a.options.count(k)) throw ConfigError(std::string("--") + k + " is required\n" + usage());
-  const std::string dir = a.positional[0];
-  const std::string component = a.options.at("component");
-  const std::string in_path = a.options.at("inputs"), out_path = a.options.at("output");
-  if (a.options.count("threads")) {
-    const auto t = to_int("threads", a.options.at("threads"));
-    if (t < 1) throw ConfigError("--threads must be at least 1");
-    at::set_num_threads(static_cast<int>(t));
-  }
-  const std::int64_t slice = a.options.count("slice") ? to_int("slice", a.options.at("slice")) : 0;
+  Arguments a = run_arguments();
+  if (!a.parse_or_print_help(args)) return 0;
+  const std::string dir = a.one_positional("model folder");
+  const std::string component = a.get("component");
+  const std::string in_path = a.get("inputs"), out_path = a.get("output");
+  if (a.has("threads")) at::set_num_threads(static_cast<int>(a.integer("threads", 1, 1)));
+  const std::int64_t slice = a.integer("slice", 0);
   const sd::LoadOptions lo = load_options(a);
   std::map<std::string, at::Tensor> in;
   for (const auto& [k, v] : io::read_safetensors(in_path)) in[k] = v.to(lo.device);
@@ -299,9 +289,8 @@ int model_run(const std::vector<std::string>& args) {
     auto post = vae->encode(input(in, in_path, {"sample", "images"}), slice);
     out["mean"] = post.mean;
     out["std"] = post.std;
-    if (a.options.count("seed")) {
-      at::Generator g =
-          at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))));
+    if (a.has("seed")) {
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(static_cast<std::uint64_t>(a.integer("seed", 0)));
       out["latents"] = post.sample(g);
     }
   } else if (component == "vae-decode") {
@@ -320,18 +309,17 @@ int model_run(const std::vector<std::string>& args) {
 }
 
 int model_init(const std::vector<std::string>& args) {
-  const Args a = parse(args, {"preset", "seed"}, {"configs-only"}, "init");
-  if (a.positional.size() != 1) throw ConfigError("init: expected one output folder\n" + usage());
-  if (!a.options.count("preset")) throw ConfigError("--preset is required\n" + usage());
-  const std::uint64_t seed =
-      a.options.count("seed") ? static_cast<std::uint64_t>(to_int("seed", a.options.at("seed"))) : 0;
-  const std::string out = a.positional[0];
-  const auto report = sd::init_model_folder(out, a.options.at("preset"), seed, !a.flags.count("configs-only"));
+  Arguments a = init_arguments();
+  if (!a.parse_or_print_help(args)) return 0;
+  const std::string out = a.one_positional("output folder");
+  const std::string preset = a.get("preset");
+  const auto seed = static_cast<std::uint64_t>(a.integer("seed", 0));
+  const bool configs_only = a.is_set("configs-only");
+  const auto report = sd::init_model_folder(out, preset, seed, !configs_only);
   std::string list;
   for (const auto& c : report.written) list += (list.empty() ? "" : ", ") + c;
-  std::cout << "dinv model init: wrote " << out << " (preset " << a.options.at("preset") << ", seed " << seed
-            << "): " << list << "\n";
-  if (a.flags.count("configs-only"))
+  std::cout << "dinv model init: wrote " << out << " (preset " << preset << ", seed " << seed << "): " << list << "\n";
+  if (configs_only)
     std::cout << "dinv model init: configs only, no weights written\n";
   else if (!report.text_components)
     std::cout << "dinv model init: text_encoder/ and tokenizer/ were not written: this build of dinv has no text "
@@ -353,15 +341,15 @@ int run_model(dist::World& world, const std::vector<std::string>& args) {
   if (!world.is_root()) return 0;
   const std::string sub = args[0];
   const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (sub == "info") return model_info(rest);
+  if (sub == "run") return model_run(rest);
+  if (sub == "init") return model_init(rest);
+  if (sub == "sample") return model_sample(rest);
   for (const auto& r : rest)
     if (r == "--help" || r == "-h") {
       std::cout << usage();
       return 0;
     }
-  if (sub == "info") return model_info(rest);
-  if (sub == "run") return model_run(rest);
-  if (sub == "init") return model_init(rest);
-  if (sub == "sample") return model_sample(rest);
   if (auto rc = sd::run_text_subcommand(sub, rest)) return *rc;
   throw ConfigError("unknown subcommand '" + sub + "'\n" + usage());
 }

@@ -2,11 +2,8 @@
 // for one batch of conditioning tensors. What `dinv generate` runs per work
 // unit, exposed for inspection and for the parity tests against diffusers.
 //
-//   dinv model sample DIR --cond c.safetensors [--uncond u.safetensors]
-//        [--sampler folder|ddim|pndm|dpmpp|euler|euler_a] [--steps N] [--guidance W] [--seed S]
-//        [--eta E] [--spacing folder|leading|trailing|linspace] [--karras] [--first-index I]
-//        [--height H] [--width W] [--latents l.safetensors] [--device D]
-//        [--save-size N|HxW] --output out.safetensors [--png DIR]
+//   dinv model sample DIR --cond c.safetensors --output out.safetensors [options]
+// (`dinv model sample --help` lists the options: sample_arguments below).
 //
 // Without --uncond the unconditional branch is the mean of the conditioning
 // batch (the method's averaged unconditional embedding). The output holds
@@ -16,11 +13,10 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <map>
-#include <set>
 
 #include <ATen/ATen.h>
 
+#include "dinv/cli/arguments.h"
 #include "dinv/core/error.h"
 #include "dinv/diffusion/sampling.h"
 #include "dinv/io/png.h"
@@ -32,74 +28,34 @@ namespace dinv::cli {
 
 namespace {
 
-const std::set<std::string> kValueOptions = {"cond",   "uncond",  "sampler",     "steps",    "guidance", "seed",
-                                             "eta",    "spacing", "first-index", "height",   "width",    "latents",
-                                             "device", "output",  "png",         "save-size"};
-
-struct SampleArgs {
-  std::string dir;
-  std::map<std::string, std::string> options;
-  bool karras = false;
-
-  bool has(const std::string& k) const { return options.count(k) > 0; }
-  std::string get(const std::string& k, const std::string& fallback) const { return has(k) ? options.at(k) : fallback; }
-  double real(const std::string& k, double fallback) const;
-  std::int64_t integer(const std::string& k, std::int64_t fallback) const;
-};
-
-double SampleArgs::real(const std::string& k, double fallback) const {
-  if (!has(k)) return fallback;
-  try {
-    std::size_t pos = 0;
-    double v = std::stod(options.at(k), &pos);
-    if (pos == options.at(k).size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw ConfigError("dinv model sample: --" + k + " expects a number, got '" + options.at(k) + "'");
-}
-
-std::int64_t SampleArgs::integer(const std::string& k, std::int64_t fallback) const {
-  if (!has(k)) return fallback;
-  try {
-    std::size_t pos = 0;
-    long long v = std::stoll(options.at(k), &pos);
-    if (pos == options.at(k).size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw ConfigError("dinv model sample: --" + k + " expects an integer, got '" + options.at(k) + "'");
-}
-
-SampleArgs parse_sample_args(const std::vector<std::string>& args) {
-  SampleArgs a;
-  std::vector<std::string> positional;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& s = args[i];
-    if (s.rfind("--", 0) != 0) {
-      positional.push_back(s);
-      continue;
-    }
-    std::string key = s.substr(2), value;
-    const auto eq = key.find('=');
-    if (eq == std::string::npos && key == "karras") {
-      a.karras = true;
-      continue;
-    }
-    if (eq != std::string::npos) {
-      value = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else if (kValueOptions.count(key)) {
-      if (i + 1 >= args.size()) throw ConfigError("dinv model sample: option --" + key + " needs a value");
-      value = args[++i];
-    }
-    if (!kValueOptions.count(key)) throw ConfigError("dinv model sample: unknown option '--" + key + "'");
-    a.options[key] = value;
-  }
-  if (positional.size() != 1)
-    throw ConfigError("dinv model sample: expected one model folder, got " + std::to_string(positional.size()) +
-                      " positional arguments");
-  a.dir = positional[0];
-  for (const char* k : {"cond", "output"})
-    if (!a.has(k)) throw ConfigError(std::string("dinv model sample: --") + k + " is required");
+Arguments sample_arguments() {
+  Arguments a("dinv model sample",
+              "usage: dinv model sample DIR --cond C.safetensors --output OUT.safetensors [options]\n\n"
+              "The guided sampling loop of stage 2 on a model folder, for one batch of conditioning tensors.\n"
+              "Without --uncond the unconditional branch is the mean of the conditioning batch. OUT holds\n"
+              "'latents' [B, C, h, w] float32 and 'images' [B, H, W, 3] uint8.");
+  a.positional("DIR", "the model folder (unet/, vae/, scheduler/)")
+      .value("cond", "C",
+             "safetensors file: conditioning [B, T, D] (tensor 'cond', "
+             "'encoder_hidden_states' or the only one)")
+      .value("output", "OUT", "safetensors file written with 'latents' and 'images'")
+      .value("uncond", "U",
+             "safetensors file: unconditional embedding [1 or B, T, D] (tensor 'uncond', 'cond' "
+             "or the only one); default: the mean of the conditioning batch")
+      .value("sampler", "S", "folder (the folder's scheduler, default), ddim, pndm, dpmpp, euler or euler_a")
+      .value("steps", "N", "denoising steps (default 50)")
+      .value("guidance", "W", "classifier-free guidance scale, >= 0 (default 2)")
+      .value("seed", "S", "run seed; sample i draws from a generator seeded by (S, first index + i) (default 0)")
+      .value("eta", "E", "DDIM: 0 deterministic (default), 1 DDPM-like")
+      .value("spacing", "SP", "timestep spacing: folder (default), leading, trailing or linspace")
+      .flag("karras", "DPM-Solver++ / Euler: Karras sigmas")
+      .value("first-index", "I", "global index of the first sample, which seeds its generator (default 0)")
+      .value("height", "H", "image height in pixels, a multiple of the VAE factor (default: the UNet's)")
+      .value("width", "W", "image width in pixels, a multiple of the VAE factor (default: the UNet's)")
+      .value("latents", "L", "safetensors file: initial latents [B, C, h, w] instead of the first draw")
+      .value("device", "D", "cpu (default), cuda or cuda:N")
+      .value("save-size", "N|HxW", "resize the images to N x N or H x W as the method saves them (antialiased bicubic)")
+      .value("png", "DIR", "also write the images as DIR/NNNNNN.png (NNNNNN: the sample's global index)");
   return a;
 }
 
@@ -157,7 +113,11 @@ void write_pngs(const std::string& dir, const at::Tensor& images, std::int64_t f
 }  // namespace
 
 int model_sample(const std::vector<std::string>& args) {
-  const SampleArgs a = parse_sample_args(args);
+  Arguments a = sample_arguments();
+  if (!a.parse_or_print_help(args)) return 0;
+  const std::string dir = a.one_positional("model folder");
+  a.require("cond");
+  a.require("output");
   sd::LoadOptions lo;
   lo.device = parse_device(a.get("device", "cpu"));
 
@@ -165,13 +125,13 @@ int model_sample(const std::vector<std::string>& args) {
   so.name = a.get("sampler", "folder");
   so.timestep_spacing = a.get("spacing", "folder");
   so.eta = a.real("eta", 0.0);
-  so.karras_sigmas = a.karras;
+  so.karras_sigmas = a.is_set("karras");
   auto scheduler =
-      diffusion::make_scheduler(diffusion::SchedulerConfig::from_file(a.dir + "/scheduler/scheduler_config.json"), so);
+      diffusion::make_scheduler(diffusion::SchedulerConfig::from_file(dir + "/scheduler/scheduler_config.json"), so);
 
   at::InferenceMode guard;
-  auto unet = sd::load_unet(a.dir, lo);
-  auto vae = sd::load_vae(a.dir, lo);
+  auto unet = sd::load_unet(dir, lo);
+  auto vae = sd::load_vae(dir, lo);
   const auto factor = vae->config().downsampling_factor();
 
   diffusion::SamplingOptions o;
@@ -186,10 +146,10 @@ int model_sample(const std::vector<std::string>& args) {
   o.latent_scaling = vae->config().scaling_factor;
   o.cross_attention_dim = unet->config().cross_attention_dim.front();
 
-  const at::Tensor cond = read_one_tensor(a.options.at("cond"), {"cond", "encoder_hidden_states"}).to(lo.device);
-  const at::Tensor uncond = a.has("uncond") ? read_one_tensor(a.options.at("uncond"), {"uncond", "cond"}).to(lo.device)
+  const at::Tensor cond = read_one_tensor(a.get("cond"), {"cond", "encoder_hidden_states"}).to(lo.device);
+  const at::Tensor uncond = a.has("uncond") ? read_one_tensor(a.get("uncond"), {"uncond", "cond"}).to(lo.device)
                                             : (cond.dim() == 3 ? cond.mean(0, true) : cond);
-  const at::Tensor latents = a.has("latents") ? read_one_tensor(a.options.at("latents"), {"latents"}) : at::Tensor();
+  const at::Tensor latents = a.has("latents") ? read_one_tensor(a.get("latents"), {"latents"}) : at::Tensor();
 
   diffusion::Denoiser denoiser = [&](const at::Tensor& x, const at::Tensor& t, const at::Tensor& c) {
     return unet->forward(x, t, c);
@@ -197,19 +157,19 @@ int model_sample(const std::vector<std::string>& args) {
   const auto shift = vae->config().shift_factor.value_or(0.0);
   diffusion::Decoder decoder = [&](const at::Tensor& z) { return vae->decode(z + shift); };
   const auto save_size =
-      a.has("save-size") ? parse_size(a.options.at("save-size")) : std::pair<std::int64_t, std::int64_t>{0, 0};
+      a.has("save-size") ? parse_size(a.get("save-size")) : std::pair<std::int64_t, std::int64_t>{0, 0};
   const auto start = std::chrono::steady_clock::now();
   const auto result = diffusion::sample_guided(denoiser, decoder, *scheduler, cond, uncond, o, latents);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   at::Tensor images = result.images.to(at::kCPU);
   if (save_size.first > 0) images = io::resize(images, save_size.first, save_size.second, io::ResizeFilter::bicubic);
-  io::write_safetensors(a.options.at("output"),
+  io::write_safetensors(a.get("output"),
                         {{"latents", result.latents.to(at::kCPU).contiguous()}, {"images", images.contiguous()}});
-  if (a.has("png")) write_pngs(a.options.at("png"), images, o.first_sample_index);
+  if (a.has("png")) write_pngs(a.get("png"), images, o.first_sample_index);
   std::cout << "dinv model sample: " << cond.size(0) << " samples, " << scheduler->name() << " " << o.steps
-            << " steps, guidance " << o.guidance << " in " << seconds << " s (loop and decode) -> "
-            << a.options.at("output") << "\n";
+            << " steps, guidance " << o.guidance << " in " << seconds << " s (loop and decode) -> " << a.get("output")
+            << "\n";
   return 0;
 }
 

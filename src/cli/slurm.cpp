@@ -9,6 +9,7 @@
 #include "dinv/cli/command.h"
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 #include "dinv/dist/world.h"
 
 namespace dinv::cli {
@@ -41,11 +42,6 @@ const std::vector<SlurmKey>& slurm_keys() {
        "\"--exclusive; --mail-type=END\""},
   };
   return keys;
-}
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 // Where slurm_value found its value (for error messages).

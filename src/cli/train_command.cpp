@@ -20,11 +20,13 @@
 #include "dinv/cli/slurm.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/util.h"
 #include "dinv/data/readers.h"
 #include "dinv/data/training_data.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/world.h"
 #include "dinv/io/data_files.h"
+#include "dinv/io/files.h"
 
 namespace dinv::cli {
 namespace {
@@ -104,14 +106,6 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
   return 0;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void write_text(const std::string& path, const std::string& text) {
   std::filesystem::path p(path);
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
@@ -124,11 +118,6 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   for (std::size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
     s.replace(at, from.size(), to);
   return s;
-}
-
-std::string trim(const std::string& s) {
-  const auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 // ------------------------------------------------------------------ sweeps
@@ -203,7 +192,7 @@ std::string write_slurm_array(const Config& config, const std::string& base_ini,
   const std::string name = config.get_string("sweep.name");
   const std::string script = sweep_file(config, ".sbatch");
   const std::string template_path = find_template(config.get_string("sweep.template"));
-  std::string text = read_text(template_path);
+  std::string text = io::read_text_file(template_path);
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
   const std::string command = config.get_string("sweep.launcher") + " " + self + " sweep --config " +
                               std::filesystem::absolute(base_ini).string() +
@@ -329,7 +318,7 @@ std::vector<PointStatus> sweep_status(const Config& config, const std::string& b
     } else {
       s.status = "missing";
     }
-    if (s.status != "done" && std::filesystem::exists(failed)) s.note = "error: " + trim(read_text(failed));
+    if (s.status != "done" && std::filesystem::exists(failed)) s.note = "error: " + trim(io::read_text_file(failed));
     if (s.status != "done" && std::filesystem::exists(checkpoint))
       s.note += (s.note.empty() ? "" : "; ") + std::string("checkpoint ") + checkpoint;
     out.push_back(std::move(s));

@@ -4,41 +4,72 @@
 
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
+#include "dinv/data/formats.h"
 #include "dinv/data/readers.h"
 
 namespace dinv::data {
 namespace {
 
-const std::vector<std::string> kFormats{"none",     "cifar10", "cifar100",  "stl10",     "folder",
-                                        "medmnist", "store",   "captioned", "webdataset"};
-const char* kLabelledFormats = "cifar10, cifar100, stl10, folder or medmnist; [syn] also store";
+std::vector<std::string> format_names(bool labelled_only) {
+  std::vector<std::string> names;
+  for (const auto& f : dataset_formats())
+    if (f.open && (f.labelled || !labelled_only)) names.push_back(f.name);
+  return names;
+}
 
 // Captioned folders (data/captioned.h) are images with captions and no class
 // labels: the pretraining data, not a Dataset.
 std::string captioned_refusal(const std::string& key) {
-  return key + " = captioned has no class labels; embed/generate/train need a labelled format (" + kLabelledFormats +
+  return key + " = captioned has no class labels; embed/generate/train need a labelled format (" +
+         join(format_names(true)) +
          "): a captioned folder is text-to-image pretraining data (dinv pretrain; dinv data info describes it)";
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
+std::string format_help() {
+  std::string help;
+  for (const auto& f : dataset_formats())
+    help += (help.empty() ? "" : ", ") + f.name + (f.help.empty() ? "" : " (" + f.help + ")");
+  return help;
 }
 
 }  // namespace
 
+const std::vector<DatasetFormat>& dataset_formats() {
+  static const std::vector<DatasetFormat> formats{
+      {"none", "no dataset", true, "shapes", nullptr},
+      {"cifar10", "CIFAR-10 binary batches", true, "cifar10",
+       [](const DatasetSource& s) { return open_cifar10(s.root, s.split); }},
+      {"cifar100", "CIFAR-100 binary, .labels fine or coarse", true, "cifar100",
+       [](const DatasetSource& s) { return open_cifar100(s.root, s.split, s.labels.empty() ? "fine" : s.labels); }},
+      {"stl10", "STL-10 binary", true, "stl10", [](const DatasetSource& s) { return open_stl10(s.root, s.split); }},
+      {"folder", "one folder of images per class", true, "imagenet",
+       [](const DatasetSource& s) { return open_image_folder(s.root, s.split); }},
+      {"medmnist", "a MedMNIST .npz file", true, "medmnist",
+       [](const DatasetSource& s) { return open_medmnist(s.root, s.split); }},
+      {"store", "/samples/<tag> of a dinv store, .tags", true, "shapes",
+       [](const DatasetSource& s) { return open_store_samples(s.root, s.tags); }},
+      {"captioned", "metadata.jsonl + images: pretraining data, no labels", false, "shapes", nullptr},
+      {"webdataset", ".tar shards: root is one or a folder of them", true, "shapes",
+       [](const DatasetSource& s) { return open_webdataset(s.root); }},
+  };
+  return formats;
+}
+
+const DatasetFormat& dataset_format(const std::string& name) {
+  for (const auto& f : dataset_formats())
+    if (f.name == name) return f;
+  std::vector<std::string> known;
+  for (const auto& f : dataset_formats())
+    if (f.name != "none") known.push_back(f.name);
+  throw ConfigError("unknown dataset format '" + name + "', expected one of: " + join(known));
+}
+
 void register_dataset_options(ConfigSchema& s, const std::string& section, const std::string& format,
                               const std::string& what) {
-  s.add(section + ".format", format,
-        "format of the " + what +
-            ": none, cifar10, cifar100, stl10, folder, medmnist, store, "
-            "webdataset (.tar shards: root is one or a folder of them), captioned (metadata.jsonl + images: "
-            "pretraining data, no labels)")
-      .choices(kFormats);
+  std::vector<std::string> names;
+  for (const auto& f : dataset_formats()) names.push_back(f.name);
+  s.add(section + ".format", format, "format of the " + what + ": " + format_help()).choices(names);
   s.add(section + ".root", "", "folder of the " + what + " (medmnist: the .npz file; store: the store file)");
   s.add(section + ".split", "train", "split to read: train, test (medmnist also val)")
       .choices({"train", "test", "val"});
@@ -81,19 +112,12 @@ void register_data_options(ConfigSchema& s) {
 
 DatasetPtr make_dataset(const std::string& format, const std::string& root, const std::string& split,
                         const std::string& option, const std::vector<std::string>& tags) {
-  if (format == "none") return nullptr;
-  if (format == "captioned") throw ConfigError(captioned_refusal("format"));
+  const DatasetFormat& f = dataset_format(format);
+  if (f.name == "none") return nullptr;
+  if (!f.labelled) throw ConfigError(captioned_refusal("format"));
   if (root.empty())
     throw ConfigError("dataset format '" + format + "' needs a root path (key <section>.root), found none");
-  if (format == "cifar10") return open_cifar10(root, split);
-  if (format == "cifar100") return open_cifar100(root, split, option.empty() ? "fine" : option);
-  if (format == "stl10") return open_stl10(root, split);
-  if (format == "folder") return open_image_folder(root, split);
-  if (format == "medmnist") return open_medmnist(root, split);
-  if (format == "store") return open_store_samples(root, tags);
-  if (format == "webdataset") return open_webdataset(root);
-  throw ConfigError("unknown dataset format '" + format +
-                    "', expected one of: cifar10, cifar100, stl10, folder, medmnist, store, captioned, webdataset");
+  return f.open({root, split, option, tags});
 }
 
 void require_labelled_data(const Config& config) {

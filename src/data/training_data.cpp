@@ -5,6 +5,8 @@
 
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
+#include "dinv/data/formats.h"
 #include "dinv/data/subset.h"
 
 namespace dinv::data {
@@ -14,10 +16,7 @@ namespace {
 std::string normalization_name(const Config& config) {
   const auto chosen = config.get_string("data.normalize");
   if (chosen != "auto") return chosen;
-  const auto format = config.get_string("data.format");
-  if (format == "cifar10" || format == "cifar100" || format == "stl10" || format == "medmnist") return format;
-  if (format == "folder") return "imagenet";
-  return "shapes";  // 0.5 / 0.5
+  return dataset_format(config.get_string("data.format")).normalize;
 }
 
 LoaderOptions loader_options(const Config& config, std::uint64_t seed) {
@@ -74,11 +73,7 @@ void open_store_samples(const Config& config, const DatasetPtr& base, TrainingDa
     sel.real_indices = d.real_indices;
     sel.real_fingerprint = base->fingerprint();
   }
-  std::vector<std::string> tags;
-  std::stringstream in(config.get_string("syn.tags"));
-  for (std::string tag; std::getline(in, tag, ',');)
-    if (!tag.empty()) tags.push_back(tag);
-  d.store_samples = select_store_samples(config.get_string("syn.root"), tags, sel);
+  d.store_samples = select_store_samples(config.get_string("syn.root"), split_list(config.get_string("syn.tags")), sel);
   d.synthetic = d.store_samples.dataset;
 }
 

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "dinv/io/files.h"
 #include "dinv/io/json.h"
 
 #include "dinv/core/error.h"
@@ -207,11 +208,7 @@ SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::s
 }
 
 SchedulerConfig SchedulerConfig::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot open scheduler config '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json(ss.str(), path);
+  return from_json(io::read_text_file(path), path);
 }
 
 NoiseSchedule::NoiseSchedule(const SchedulerConfig& config) : config_(config) {

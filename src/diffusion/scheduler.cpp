@@ -8,17 +8,12 @@
 
 #include "dinv/core/config.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 #include "scheduler_impl.h"
 
 namespace dinv::diffusion {
 
 namespace {
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
 
 std::string shape_of(const at::Tensor& t) {
   std::string s = "[";

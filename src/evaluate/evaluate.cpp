@@ -12,6 +12,7 @@
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/core/progress.h"
+#include "dinv/core/util.h"
 #include "dinv/data/loader.h"
 #include "dinv/data/readers.h"
 #include "dinv/data/rng.h"
@@ -38,21 +39,6 @@ void register_evaluate_options(ConfigSchema& s) {
       .greater_than(0);
 }
 
-namespace {
-
-std::vector<std::string> split_tags(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const auto b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
-  }
-  return out;
-}
-
-}  // namespace
-
 EvaluateSettings evaluate_settings(const Config& c) {
   EvaluateSettings s;
   s.classifier = c.get_string("evaluate.classifier");
@@ -60,8 +46,8 @@ EvaluateSettings evaluate_settings(const Config& c) {
     c.reject("evaluate.classifier",
              "name the folder of a classifier kept by dinv train "
              "(train.save_model = true)");
-  s.tags = split_tags(c.get_string("evaluate.tags"));
-  if (s.tags.empty()) s.tags = split_tags(c.get_string("syn.tags"));
+  s.tags = split_list(c.get_string("evaluate.tags"));
+  if (s.tags.empty()) s.tags = split_list(c.get_string("syn.tags"));
   if (s.tags.empty()) c.reject("evaluate.tags", "no tag to measure: set evaluate.tags (or syn.tags)");
   s.k = c.get_int("evaluate.k");
   s.batch_size = c.get_int("evaluate.batch_size");

@@ -17,6 +17,7 @@
 #include "dinv/core/progress.h"
 #include "dinv/core/signals.h"
 #include "dinv/dist/world.h"
+#include "dinv/io/files.h"
 #include "dinv/io/resize.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/stage/driver.h"
@@ -163,8 +164,7 @@ void save_checkpoint(const std::string& path, const std::map<std::string, at::Te
   mkdir(dir.c_str(), 0755);
   const std::string tmp = path + ".tmp";
   io::write_safetensors(tmp, state, {{"format", "dinv embed unit checkpoint"}});
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + std::strerror(errno));
+  io::replace_file(tmp, path, "checkpoint");
 }
 
 Posterior encode_unit(const FrozenModel& model, const at::Tensor& images, std::int64_t batch) {

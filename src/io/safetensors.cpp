@@ -19,6 +19,8 @@
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
+#include "dinv/io/files.h"
 #include "dinv/io/json.h"
 
 namespace dinv::io {
@@ -63,12 +65,6 @@ bool little_endian() {
   unsigned char b;
   std::memcpy(&b, &one, 1);
   return b == 1;
-}
-
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
 }
 
 }  // namespace
@@ -397,10 +393,11 @@ void write_safetensors(const std::string& path, const std::map<std::string, at::
     std::remove(tmp.c_str());
     throw IoError(sys_error(path, "write error"));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string msg = sys_error(path, "cannot rename the temporary file into place");
+  try {
+    replace_file(tmp, path);
+  } catch (const IoError&) {
     std::remove(tmp.c_str());
-    throw IoError(msg);
+    throw;
   }
 }
 

@@ -28,6 +28,7 @@
 #include "dinv/diffusion/noise_schedule.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/world.h"
+#include "dinv/io/files.h"
 #include "dinv/io/json.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/clip_text.h"
@@ -125,25 +126,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_text_atomic(const fs::path& p, const std::string& text) {
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw IoError(tmp.string() + ": cannot write");
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) throw IoError("cannot move " + tmp.string() + " to " + p.string() + ": " + ec.message());
-}
-
 // Lines "key = value" that differ between two settings texts.
 std::string settings_difference(const std::string& recorded, const std::string& now) {
   std::istringstream a(recorded), b(now);
@@ -226,13 +208,13 @@ void prepare_start(const PretrainSettings& s, const WorkFolder& w, const std::st
   const std::string text = s.output_text() + "corpus = " + corpus_fingerprint + "\n";
   fs::create_directories(w.root);
   if (fs::exists(w.settings())) {
-    const std::string diff = settings_difference(read_text(w.settings()), text);
+    const std::string diff = settings_difference(io::read_text_file(w.settings()), text);
     if (!diff.empty())
       throw ConfigError("pretrain: " + w.root.string() + " holds a run with other settings:" + diff +
                         "\nrun with the recorded settings to continue it, or delete " + w.root.string() +
                         " to start over");
   } else {
-    write_text_atomic(w.settings(), text);
+    io::write_text_atomic(w.settings(), text);
   }
   if (fs::exists(w.model / "model_index.json")) return;
   const fs::path creating = w.root / "model.creating";
@@ -534,9 +516,7 @@ class Phase {
       archive.write("seconds", at::tensor({seconds_}, at::kDouble));
       const std::string path = work_.checkpoint(component_).string(), tmp = path + ".tmp";
       archive.save_to(tmp);
-      std::error_code ec;
-      fs::rename(tmp, path, ec);
-      if (ec) throw IoError("cannot move checkpoint " + tmp + " to " + path + ": " + ec.message());
+      io::replace_file(tmp, path, "checkpoint");
     });
   }
 
@@ -597,7 +577,7 @@ class Phase {
       }
       fs::rename(tmp, weights);
       io::Json record = {{"component", component_}, {"steps", steps_}, {"seconds", seconds_}, {"loss", losses_}};
-      write_text_atomic(work_.done(component_), record.dump());
+      io::write_text_atomic(work_.done(component_), record.dump());
       fs::remove(work_.checkpoint(component_));
     });
   }
@@ -629,7 +609,8 @@ std::vector<std::string> phases_of(const std::string& component) {
 // OUTPUT/dinv_pretrain.json: what was trained, on what, how the losses went.
 io::Json finished_record(const PretrainSettings& s, const WorkFolder& w, const data::CaptionedDataset& corpus) {
   io::Json phases = io::Json::object();
-  for (const auto& c : phases_of(s.component)) phases[c] = io::parse_json(read_text(w.done(c)), w.done(c).string());
+  for (const auto& c : phases_of(s.component))
+    phases[c] = io::parse_json(io::read_text_file(w.done(c)), w.done(c).string());
   return {{"settings", s.output_text()},
           {"corpus", corpus.describe()},
           {"corpus_fingerprint", corpus.fingerprint()},
@@ -684,7 +665,7 @@ PretrainOutcome run_pretrain(dist::World& world, dist::Communicator& comm, const
     out.phases_done.push_back(component);
   }
   on_root(comm, [&] {
-    write_text_atomic(work.model / kRecordFile, finished_record(s, work, corpus).dump(2));
+    io::write_text_atomic(work.model / kRecordFile, finished_record(s, work, corpus).dump(2));
     fs::rename(work.model, s.output);
     remove_tree(work.root);
   });

@@ -19,6 +19,7 @@
 #include "dinv/core/log.h"
 #include "dinv/io/hash.h"
 #include "dinv/io/safetensors.h"
+#include "dinv/sd/errors.h"
 
 namespace fs = std::filesystem;
 
@@ -176,7 +177,7 @@ ComponentFiles find_component(const std::string& dir, const std::string& compone
       if (ends_with(f, ext)) {
         const std::string stem = f.substr(0, f.size() - std::string(ext).size());
         const std::string st = stem + ".safetensors";
-        throw ModelError(
+        throw PickleCheckpointError(
             (cdir / f).string() + " is a pickle checkpoint; dinv never unpickles files (loading a pickle can execute " +
             "arbitrary code). Use the safetensors weights instead: " + (cdir / st).string() +
             " (published next to the .bin for Stable Diffusion models), or convert once in Python with diffusers: " +

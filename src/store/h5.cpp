@@ -73,6 +73,18 @@ std::string file_of(hid_t obj) {
 
 Handle plist(hid_t cls, const std::string& what) { return {check(H5Pcreate(cls), what), H5Pclose}; }
 
+// The file access of every parallel file: MPI-IO over `comm`, collective
+// metadata writes, and strong closing: closing the file closes what is still
+// open in it (handles held elsewhere become invalid), so that a store closes
+// cleanly before a rename or exit.
+Handle parallel_access(MPI_Comm comm) {
+  Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
+  check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
+  check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
+  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
+  return fapl;
+}
+
 // Object creation properties that keep files byte-reproducible.
 void no_times(const Handle& ocpl) { check(H5Pset_obj_track_times(ocpl.id(), 0), "H5Pset_obj_track_times"); }
 
@@ -198,12 +210,7 @@ Handle::Closer file_closer(MPI_Comm comm) {
 
 Handle create_file(const std::string& path, MPI_Comm comm) {
   quiet_errors();
-  Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
-  check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-  check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
-  // Closing the file closes what is still open in it (handles held elsewhere
-  // become invalid), so that a store closes cleanly before a rename or exit.
-  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
+  const Handle fapl = parallel_access(comm);
   Handle fcpl = plist(H5P_FILE_CREATE, "file creation property list");
   no_times(fcpl);
   return {check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()), "create HDF5 file '" + path + "'"),
@@ -212,10 +219,7 @@ Handle create_file(const std::string& path, MPI_Comm comm) {
 
 Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
   quiet_errors();
-  Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
-  check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-  check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
-  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
+  const Handle fapl = parallel_access(comm);
   return {check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()),
                 "open HDF5 file '" + path + "'"),
           file_closer(comm)};

@@ -193,6 +193,27 @@ def test_pickle_refused(tmp_path):
     assert "diffusion_pytorch_model.safetensors" in r.stderr and "safe_serialization=True" in r.stderr
 
 
+def test_info_stops_on_a_pickle_in_any_component(tmp_path):
+    """`model info` describes a component without usable weights by its folder,
+    but a pickle checkpoint stops it (a typed error, not a message search)."""
+    fixture = make_fixture("tiny")
+    d = tmp_path / "m"
+    shutil.copytree(fixture, d, ignore=shutil.ignore_patterns("cases"))
+    index = json.loads((d / "model_index.json").read_text())
+    index["safety_checker"] = ["stable_diffusion", "StableDiffusionSafetyChecker"]
+    (d / "model_index.json").write_text(json.dumps(index))
+    (d / "safety_checker").mkdir()
+    (d / "safety_checker" / "config.json").write_text("{}")
+    (d / "safety_checker" / "notes.txt").write_text("no weights here")
+    info = json.loads(run_dinv("model", "info", d, "--json").stdout)
+    assert "parameters" not in info["components"]["safety_checker"]
+    assert info["components"]["safety_checker"]["fingerprint"]  # the folder's, as before
+    pkl = d / "safety_checker" / "pytorch_model.bin"
+    pkl.write_bytes(b"not unpickled")
+    r = run_dinv("model", "info", d, check=False)
+    assert r.returncode == 1 and str(pkl) in r.stderr and "pickle checkpoint" in r.stderr
+
+
 def make_broken(tmp_path, edit_weights=None, edit_config=None, component="unet"):
     fixture = make_fixture("tiny")
     d = tmp_path / "broken"
