@@ -4,7 +4,8 @@
 //                  [--dtype fp32|fp16|bf16] [--device cpu|cuda|cuda:N] [--variant V]
 //                  [--threads N] [--slice N] [--seed S]
 //   dinv model init --preset tiny|sd15|sd21 [--seed S] OUT
-// Text components (tokenizer, text encoder) come through src/sd/text_hooks.cpp.
+//   dinv model tokenize DIR TEXT...
+// The text components' parts (tokenize, the text encoder) are in model_text.cpp.
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -16,6 +17,7 @@
 
 #include "dinv/cli/arguments.h"
 #include "dinv/cli/command.h"
+#include "dinv/cli/model_text.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/core/util.h"
@@ -24,7 +26,6 @@
 #include "dinv/sd/errors.h"
 #include "dinv/sd/loader.h"
 #include "dinv/sd/presets.h"
-#include "dinv/sd/text_hooks.h"
 
 namespace fs = std::filesystem;
 
@@ -42,13 +43,13 @@ std::string usage() {
       "       dinv model sample DIR --cond C.safetensors [--uncond U.safetensors] [--sampler S] [--steps N]\n"
       "                      [--guidance W] [--seed S] [--eta E] [--latents L.safetensors] --output OUT.safetensors\n"
       "                      [--png DIR] [...]\n"
+      "       dinv model tokenize DIR TEXT... (DIR: a model folder or its tokenizer/)\n"
       "       dinv model SUBCOMMAND --help lists every option of a subcommand\n";
-  for (const auto& line : sd::text_subcommand_usage()) u += "       " + line + "\n";
   u += "\nrun components (inputs -> outputs, by tensor name):\n"
        "  unet        sample [B,C,h,w], timestep [B] or [], encoder_hidden_states [B,T,D] -> sample\n"
        "  vae-encode  sample [B,3,H,W] in [-1,1] -> mean, std (and latents, a posterior sample, with --seed)\n"
-       "  vae-decode  latents (or sample) [B,C,h,w], unscaled -> sample\n";
-  for (const auto& c : sd::text_run_components()) u += "  " + c + "\n";
+       "  vae-decode  latents (or sample) [B,C,h,w], unscaled -> sample\n"
+       "  text-encoder\n";
   return u;
 }
 
@@ -199,7 +200,7 @@ int model_info(const std::vector<std::string>& args) {
       c["variant"] = files.variant;
       c["fingerprint"] = fp.fingerprint;
       total += count;
-    } else if (auto text = sd::describe_text_component(dir, name, lo)) {
+    } else if (auto text = describe_text_component(dir, name)) {
       c["architecture"] = *text;
       c["fingerprint"] = sd::fingerprint_folder(cdir.string()).fingerprint;
     } else if (fs::is_regular_file(cdir / "config.json") || fs::is_regular_file(cdir / "scheduler_config.json")) {
@@ -296,12 +297,10 @@ int model_run(const std::vector<std::string>& args) {
   } else if (component == "vae-decode") {
     auto vae = sd::load_vae(dir, lo);
     out["sample"] = vae->decode(input(in, in_path, {"latents", "sample"}), slice);
-  } else if (auto r = sd::run_text_component(component, dir, in, lo)) {
-    out = *r;
+  } else if (component == "text-encoder") {
+    out = run_text_encoder(dir, in, lo);
   } else {
-    std::string list = "unet, vae-encode, vae-decode";
-    for (const auto& c : sd::text_run_components()) list += ", " + c;
-    throw ConfigError("unknown --component '" + component + "' (allowed: " + list + ")");
+    throw ConfigError("unknown --component '" + component + "' (allowed: unet, vae-encode, vae-decode, text-encoder)");
   }
   for (auto& [k, v] : out) v = v.to(at::kCPU).contiguous();
   io::write_safetensors(out_path, out);
@@ -319,11 +318,7 @@ int model_init(const std::vector<std::string>& args) {
   std::string list;
   for (const auto& c : report.written) list += (list.empty() ? "" : ", ") + c;
   std::cout << "dinv model init: wrote " << out << " (preset " << preset << ", seed " << seed << "): " << list << "\n";
-  if (configs_only)
-    std::cout << "dinv model init: configs only, no weights written\n";
-  else if (!report.text_components)
-    std::cout << "dinv model init: text_encoder/ and tokenizer/ were not written: this build of dinv has no text "
-                 "components\n";
+  if (configs_only) std::cout << "dinv model init: configs only, no weights written\n";
   return 0;
 }
 
@@ -350,7 +345,7 @@ int run_model(dist::World& world, const std::vector<std::string>& args) {
       std::cout << usage();
       return 0;
     }
-  if (auto rc = sd::run_text_subcommand(sub, rest)) return *rc;
+  if (sub == "tokenize") return model_tokenize(rest);
   throw ConfigError("unknown subcommand '" + sub + "'\n" + usage());
 }
 

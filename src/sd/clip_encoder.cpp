@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "config_reader.h"
 #include "dinv/core/error.h"
 
 namespace dinv::sd {
@@ -23,19 +24,28 @@ void check_config_size(const std::string& where, const char* key, std::int64_t v
                      std::to_string(limit));
 }
 
-void validate(const ClipEncoderConfig& c, const std::string& where) {
+ClipEncoderConfig ClipEncoderConfig::from_json(const io::Json& json, const std::string& where,
+                                               const ClipEncoderConfig& defaults) {
+  using detail::between;
+  using detail::field;
+  using C = ClipEncoderConfig;
   // Caps: sizes become tensor shapes (CLIP ViT-L/14 vision: width 1024, 24
   // layers; OpenCLIP ViT-bigG: width 1664, 48 layers).
-  auto check = [&](const char* key, std::int64_t v, std::int64_t hi) { check_config_size(where, key, v, hi); };
-  check("hidden_size", c.hidden_size, 16384);
-  check("intermediate_size", c.intermediate_size, 65536);
-  check("num_hidden_layers", c.num_hidden_layers, 256);
-  check("num_attention_heads", c.num_attention_heads, 16384);
+  static const std::vector<detail::Field<C>> fields{
+      field("hidden_size", &C::hidden_size, between{1, 16384}),
+      field("intermediate_size", &C::intermediate_size, between{1, 65536}),
+      field("num_hidden_layers", &C::num_hidden_layers, between{1, 256}),
+      field("num_attention_heads", &C::num_attention_heads, between{1, 16384}),
+      field("hidden_act", &C::hidden_act, detail::one_of{{"quick_gelu", "gelu", "gelu_new"}}),
+      field("layer_norm_eps", &C::layer_norm_eps),
+  };
+  const detail::ConfigReader r(json, where);
+  ClipEncoderConfig c = defaults;
+  detail::read_fields(r, c, fields);
   if (c.hidden_size % c.num_attention_heads != 0)
-    throw ModelError(where + ": hidden_size " + std::to_string(c.hidden_size) + " is not divisible by " +
-                     "num_attention_heads " + std::to_string(c.num_attention_heads));
-  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu" && c.hidden_act != "gelu_new")
-    throw ModelError(where + ": key 'hidden_act': expected quick_gelu, gelu or gelu_new, found '" + c.hidden_act + "'");
+    r.fail("num_attention_heads", io::Json(c.num_attention_heads),
+           "must divide hidden_size (" + std::to_string(c.hidden_size) + ")");
+  return c;
 }
 
 ClipAttentionImpl::ClipAttentionImpl(const ClipEncoderConfig& c, bool causal)
@@ -57,19 +67,27 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x) {
   return out_proj_(o.transpose(1, 2).reshape({b, t, d}));
 }
 
-ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c) : activation_(c.hidden_act) {
+ClipMlpImpl::ClipMlpImpl(const ClipEncoderConfig& c)
+    : activation_(c.hidden_act == "quick_gelu" ? Activation::quick_gelu
+                  : c.hidden_act == "gelu"     ? Activation::gelu
+                                               : Activation::gelu_new) {
   fc1_ = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
   fc2_ = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
 }
 
 at::Tensor ClipMlpImpl::forward(const at::Tensor& x) {
   at::Tensor h = fc1_(x);  // [B, T, intermediate]
-  if (activation_ == "quick_gelu")
-    h = quick_gelu(h);
-  else if (activation_ == "gelu")
-    h = at::gelu(h);
-  else
-    h = at::gelu(h, "tanh");  // gelu_new
+  switch (activation_) {
+    case Activation::quick_gelu:
+      h = quick_gelu(h);
+      break;
+    case Activation::gelu:
+      h = at::gelu(h);
+      break;
+    case Activation::gelu_new:
+      h = at::gelu(h, "tanh");
+      break;
+  }
   return fc2_(h);
 }
 

@@ -52,6 +52,10 @@ WeightLayout weight_layout(const std::vector<std::string>& files) {
 
 // --- config -----------------------------------------------------------------
 
+ClipTextConfig ClipTextConfig::from_file(const std::string& path) {
+  return from_json(detail::read_model_json(path), path);
+}
+
 ClipTextConfig ClipTextConfig::from_json(const io::Json& json, const std::string& where) {
   const io::JsonObject o(json, where);
   ClipTextConfig c;
@@ -61,17 +65,13 @@ ClipTextConfig ClipTextConfig::from_json(const io::Json& json, const std::string
       throw ModelError(where + ": key 'architectures': expected [\"CLIPTextModel\"], found " +
                        o.at("architectures").dump());
   }
-  c.vocab_size = o.get_int("vocab_size", c.vocab_size);
-  c.hidden_size = o.get_int("hidden_size", c.hidden_size);
-  c.intermediate_size = o.get_int("intermediate_size", c.intermediate_size);
-  c.num_hidden_layers = o.get_int("num_hidden_layers", c.num_hidden_layers);
-  c.num_attention_heads = o.get_int("num_attention_heads", c.num_attention_heads);
-  c.max_position_embeddings = o.get_int("max_position_embeddings", c.max_position_embeddings);
-  c.hidden_act = o.get_string("hidden_act", c.hidden_act);
-  c.layer_norm_eps = o.get_double("layer_norm_eps", c.layer_norm_eps);
-  validate(c.encoder(), where);
-  check_config_size(where, "vocab_size", c.vocab_size, 1'000'000);
-  check_config_size(where, "max_position_embeddings", c.max_position_embeddings, 65536);
+  using detail::between;
+  static const std::vector<detail::Field<ClipTextConfig>> fields{
+      detail::field("vocab_size", &ClipTextConfig::vocab_size, between{1, 1'000'000}),
+      detail::field("max_position_embeddings", &ClipTextConfig::max_position_embeddings, between{1, 65536}),
+  };
+  c.encoder = ClipEncoderConfig::from_json(json, where, c.encoder);
+  detail::read_fields(detail::ConfigReader(json, where), c, fields);
   return c;
 }
 
@@ -79,25 +79,28 @@ io::Json ClipTextConfig::to_json() const {
   return io::Json{{"architectures", {"CLIPTextModel"}},
                   {"model_type", "clip_text_model"},
                   {"vocab_size", vocab_size},
-                  {"hidden_size", hidden_size},
-                  {"intermediate_size", intermediate_size},
-                  {"num_hidden_layers", num_hidden_layers},
-                  {"num_attention_heads", num_attention_heads},
+                  {"hidden_size", encoder.hidden_size},
+                  {"intermediate_size", encoder.intermediate_size},
+                  {"num_hidden_layers", encoder.num_hidden_layers},
+                  {"num_attention_heads", encoder.num_attention_heads},
                   {"max_position_embeddings", max_position_embeddings},
-                  {"hidden_act", hidden_act},
-                  {"layer_norm_eps", layer_norm_eps},
+                  {"hidden_act", encoder.hidden_act},
+                  {"layer_norm_eps", encoder.layer_norm_eps},
                   {"attention_dropout", 0.0},
                   {"initializer_factor", 1.0},
                   {"initializer_range", 0.02},
                   {"bos_token_id", 0},
                   {"eos_token_id", 2},
                   {"pad_token_id", 1},
-                  {"projection_dim", hidden_size},
+                  {"projection_dim", encoder.hidden_size},
                   {"torch_dtype", "float32"}};
 }
 
-ClipEncoderConfig ClipTextConfig::encoder() const {
-  return {hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, hidden_act, layer_norm_eps};
+std::string ClipTextConfig::describe() const {
+  const ClipEncoderConfig& e = encoder;
+  return "CLIPTextModel: " + std::to_string(e.num_hidden_layers) + " layers, width " + std::to_string(e.hidden_size) +
+         ", " + std::to_string(e.num_attention_heads) + " heads, " + e.hidden_act + ", " +
+         std::to_string(max_position_embeddings) + " positions, vocabulary " + std::to_string(vocab_size);
 }
 
 at::Tensor ClipTextOutput::penultimate() const {
@@ -108,9 +111,9 @@ at::Tensor ClipTextOutput::penultimate() const {
 // --- layers ---------------------------------------------------------------
 
 ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const ClipTextConfig& c, bool position_ids_buffer) {
-  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  token_embedding_ = register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.encoder.hidden_size));
   position_embedding_ =
-      register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+      register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.encoder.hidden_size));
   // Older checkpoints store 0..max_positions-1 as a buffer; it is read and checked like any weight.
   if (position_ids_buffer)
     register_buffer("position_ids", at::arange(c.max_position_embeddings, at::kLong).unsqueeze(0));
@@ -124,9 +127,10 @@ at::Tensor ClipTextEmbeddingsImpl::forward(const at::Tensor& input_ids) {
 
 ClipTextTransformerImpl::ClipTextTransformerImpl(const ClipTextConfig& c, bool position_ids_buffer) {
   embeddings_ = register_module("embeddings", ClipTextEmbeddings(c, position_ids_buffer));
-  encoder_ = register_module("encoder", ClipEncoder(c.encoder(), /*causal=*/true));
+  encoder_ = register_module("encoder", ClipEncoder(c.encoder, /*causal=*/true));
   final_layer_norm_ = register_module(
-      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+      "final_layer_norm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.encoder.hidden_size}).eps(c.encoder.layer_norm_eps)));
 }
 
 ClipTextOutput ClipTextTransformerImpl::forward(const at::Tensor& input_ids) {
@@ -164,7 +168,7 @@ at::Tensor ClipTextModelImpl::final_layer_norm(const at::Tensor& x) { return tex
 
 ClipTextModel load_clip_text_model(const std::string& dir, const LoadOptions& options, const std::string& component) {
   const ComponentFiles files = find_component(dir, component, options.variant, {"model"});
-  const ClipTextConfig config = ClipTextConfig::from_json(detail::read_model_json(files.config), files.config);
+  const ClipTextConfig config = ClipTextConfig::from_file(files.config);
   const WeightLayout layout = weight_layout(files.weights);
   ClipTextModel model(config, layout.position_ids);
   model->to(options.device);

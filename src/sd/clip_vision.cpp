@@ -80,26 +80,20 @@ ClipVisionConfig ClipVisionConfig::from_json(const io::Json& json, const std::st
   check_architecture(top);
   const io::JsonObject o = top.has("vision_config") ? top.object("vision_config") : top;
   ClipVisionConfig c;
-  ClipEncoderConfig& e = c.encoder;
-  e.hidden_size = o.get_int("hidden_size", e.hidden_size);
-  e.intermediate_size = o.get_int("intermediate_size", e.intermediate_size);
-  e.num_hidden_layers = o.get_int("num_hidden_layers", e.num_hidden_layers);
-  e.num_attention_heads = o.get_int("num_attention_heads", e.num_attention_heads);
-  e.hidden_act = o.get_string("hidden_act", e.hidden_act);
-  e.layer_norm_eps = o.get_double("layer_norm_eps", e.layer_norm_eps);
-  c.image_size = o.get_int("image_size", c.image_size);
-  c.patch_size = o.get_int("patch_size", c.patch_size);
-  c.num_channels = o.get_int("num_channels", c.num_channels);
+  c.encoder = ClipEncoderConfig::from_json(o.json(), where, c.encoder);
   // A CLIPConfig keeps projection_dim at its top level.
-  c.projection_dim = o.get_int("projection_dim", top.get_int("projection_dim", c.projection_dim));
-  validate(e, where);
-  check_config_size(where, "image_size", c.image_size, 16384);
-  check_config_size(where, "patch_size", c.patch_size, c.image_size);
-  check_config_size(where, "num_channels", c.num_channels, 3);
-  check_config_size(where, "projection_dim", c.projection_dim, 65536);
+  c.projection_dim = top.get_int("projection_dim", c.projection_dim);
+  using detail::between;
+  static const std::vector<detail::Field<ClipVisionConfig>> fields{
+      detail::field("image_size", &ClipVisionConfig::image_size, between{1, 16384}),
+      detail::field("patch_size", &ClipVisionConfig::patch_size, between{1, 16384}),
+      detail::field("num_channels", &ClipVisionConfig::num_channels, between{1, 3}),
+      detail::field("projection_dim", &ClipVisionConfig::projection_dim, between{1, 65536}),
+  };
+  const detail::ConfigReader r(o.json(), where);
+  detail::read_fields(r, c, fields);
   if (c.image_size % c.patch_size != 0)
-    throw ModelError(where + ": image_size " + std::to_string(c.image_size) + " is not a multiple of patch_size " +
-                     std::to_string(c.patch_size));
+    r.fail("patch_size", io::Json(c.patch_size), "must divide image_size (" + std::to_string(c.image_size) + ")");
   return c;
 }
 

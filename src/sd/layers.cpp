@@ -15,6 +15,8 @@ std::optional<Activation> activation_from_name(const std::string& name) {
   return std::nullopt;
 }
 
+std::string activation_names() { return "\"silu\", \"swish\", \"gelu\", \"mish\", \"relu\""; }
+
 at::Tensor activate(const at::Tensor& x, Activation act) {
   switch (act) {
     case Activation::silu:
@@ -354,6 +356,18 @@ at::Tensor timestep_embedding(const at::Tensor& timesteps, std::int64_t dim, boo
   if (flip_sin_to_cos) emb = at::cat({emb.slice(1, half), emb.slice(1, 0, half)}, -1);
   if (dim % 2 == 1) emb = at::constant_pad_nd(emb, {0, 1, 0, 0}, 0);
   return emb;
+}
+
+TimestepEmbeddingImpl::TimestepEmbeddingImpl(std::int64_t in, std::int64_t dim, Activation act,
+                                             std::optional<Activation> post_act, const at::TensorOptions& options)
+    : act_(act), post_act_(post_act) {
+  linear_1 = register_module("linear_1", Linear(in, dim, true, options));
+  linear_2 = register_module("linear_2", Linear(dim, dim, true, options));
+}
+
+at::Tensor TimestepEmbeddingImpl::forward(const at::Tensor& x) const {
+  at::Tensor emb = linear_2->forward(activate(linear_1->forward(x), act_));  // [N, in] -> [N, dim]
+  return post_act_ ? activate(emb, *post_act_) : emb;
 }
 
 }  // namespace dinv::sd

@@ -1,12 +1,18 @@
 #include "dinv/sd/presets.h"
 
 #include <filesystem>
+#include <map>
+#include <utility>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
 
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/layers.h"
-#include "dinv/sd/text_hooks.h"
+#include "dinv/sd/clip_text.h"
+#include "dinv/sd/tokenizer.h"
 #include "dinv/sd/unet.h"
 #include "dinv/sd/vae.h"
 
@@ -26,6 +32,71 @@ void check_preset(const std::string& p) {
   std::string list;
   for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
   throw ConfigError("unknown model preset '" + p + "' (allowed: " + list + ")");
+}
+
+void make_dir(const fs::path& p) {
+  std::error_code ec;
+  fs::create_directories(p, ec);
+  if (ec) throw IoError(p.string() + ": cannot create folder: " + ec.message());
+}
+
+// model_index.json entries, e.g. "text_encoder" -> ("transformers", "CLIPTextModel").
+using ComponentEntries = std::map<std::string, std::pair<std::string, std::string>>;
+
+// The published text encoders of SD 1.5 and SD 2.1; tiny matches the tiny UNet's width.
+ClipTextConfig preset_text_config(const std::string& preset) {
+  ClipTextConfig c;
+  ClipEncoderConfig& e = c.encoder;
+  e.hidden_size = preset_cross_attention_dim(preset);  // ConfigError for an unknown preset
+  if (preset == "tiny") {
+    e.intermediate_size = 37;
+    e.num_hidden_layers = 5;
+    e.num_attention_heads = 4;
+  } else if (preset == "sd15") {
+    e.intermediate_size = 3072;
+    e.num_hidden_layers = 12;
+    e.num_attention_heads = 12;
+  } else {  // sd21: OpenCLIP ViT-H text tower, last layer already removed
+    e.intermediate_size = 4096;
+    e.num_hidden_layers = 23;
+    e.num_attention_heads = 16;
+    e.hidden_act = "gelu";
+  }
+  return c;
+}
+
+// Random weights as transformers initialises CLIP: N(0, 0.02), LayerNorm 1/0, biases 0.
+void init_clip_random(ClipTextModel& model, std::uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    at::Tensor t = p.value();
+    const bool norm = name.find("layer_norm") != std::string::npos;
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0)
+      t.zero_();
+    else if (norm)
+      t.fill_(1.0);
+    else
+      t.normal_(0.0, 0.02, gen);
+  }
+}
+
+// OUT/text_encoder/ and OUT/tokenizer/ for a preset (random weights from
+// `seed`); returns their model_index.json entries.
+ComponentEntries write_text_components(const std::string& out, const std::string& preset, std::uint64_t seed) {
+  const ClipTextConfig config = preset_text_config(preset);
+  ClipTextModel model(config);
+  init_clip_random(model, seed);
+  const std::string te = out + "/text_encoder";
+  make_dir(te);
+  io::write_json_file(te + "/config.json", config.to_json());
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& p : model->named_parameters()) tensors.emplace(p.key(), p.value());
+  io::write_safetensors(te + "/model.safetensors", tensors, {{"format", "pt"}});
+  // SD 2.x's tokenizer pads with "!" (id 0), SD 1.x's with <|endoftext|>.
+  write_clip_tokenizer_folder(default_clip_merges_path(), out + "/tokenizer", preset == "sd21" ? "!" : "<|endoftext|>");
+  return {{"text_encoder", {"transformers", "CLIPTextModel"}}, {"tokenizer", {"transformers", "CLIPTokenizer"}}};
 }
 
 Json sd_down() {
@@ -154,12 +225,6 @@ void write_weights(const fs::path& dir, torch::nn::Module& m) {
   io::write_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), tensors, {{"format", "pt"}});
 }
 
-void make_dir(const fs::path& p) {
-  std::error_code ec;
-  fs::create_directories(p, ec);
-  if (ec) throw IoError(p.string() + ": cannot create folder: " + ec.message());
-}
-
 }  // namespace
 
 InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed, bool weights) {
@@ -197,7 +262,6 @@ InitReport init_model_folder(const std::string& out, const std::string& preset, 
   report.written.push_back("scheduler");
 
   const ComponentEntries text = weights ? write_text_components(out, preset, seed * 4 + 3) : ComponentEntries{};
-  report.text_components = !text.empty();
 
   Json index = {{"_class_name", "StableDiffusionPipeline"},      {"_diffusers_version", kDiffusersVersion},
                 {"feature_extractor", {nullptr, nullptr}},       {"requires_safety_checker", false},

@@ -420,6 +420,11 @@ std::int64_t ClipTokenizer::bos_id() const { return impl_->bos; }
 std::int64_t ClipTokenizer::eos_id() const { return impl_->eos; }
 std::int64_t ClipTokenizer::pad_id() const { return impl_->pad; }
 
+std::string ClipTokenizer::describe() const {
+  return "CLIPTokenizer: " + std::to_string(vocab_size()) + " tokens, max length " + std::to_string(max_length()) +
+         ", pad '" + token(pad_id()) + "' (id " + std::to_string(pad_id()) + ")";
+}
+
 // ---------------------------------------------------------------------------
 // Building a tokenizer/ folder from OpenAI's merge list.
 

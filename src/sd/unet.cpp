@@ -14,297 +14,225 @@ using io::Json;
 
 UNetConfig UNetConfig::from_file(const std::string& path) { return from_json(detail::read_model_json(path), path); }
 
-UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
-  ConfigReader r(json, where);
-  UNetConfig c;
-  c.json = json;
-  if (r.has("_class_name")) {
-    const std::string cls = r.s("_class_name", "");
-    if (cls != "UNet2DConditionModel")
-      r.fail("_class_name", Json(cls), "is not supported by dinv (supported: \"UNet2DConditionModel\")");
-  }
-  if (r.has("sample_size")) {
-    const Json& v = json.at("sample_size");
-    c.sample_size =
-        v.is_array() && !v.empty() && v[0].is_number_integer() ? v[0].get<std::int64_t>() : r.i("sample_size", 64);
-  }
-  c.in_channels = r.i("in_channels", 4);
-  c.out_channels = r.i("out_channels", 4);
-  c.center_input_sample = r.b("center_input_sample", false);
-  c.flip_sin_to_cos = r.b("flip_sin_to_cos", true);
-  c.freq_shift = r.d("freq_shift", 0);
-  c.down_block_types = r.string_list(
-      "down_block_types", {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"});
-  c.up_block_types =
-      r.string_list("up_block_types", {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"});
-  for (const auto& t : c.down_block_types)
-    if (t != "CrossAttnDownBlock2D" && t != "DownBlock2D")
-      r.fail("down_block_types", Json(t),
-             "is not supported by dinv (supported: \"CrossAttnDownBlock2D\", \"DownBlock2D\")");
-  for (const auto& t : c.up_block_types)
-    if (t != "CrossAttnUpBlock2D" && t != "UpBlock2D")
-      r.fail("up_block_types", Json(t), "is not supported by dinv (supported: \"CrossAttnUpBlock2D\", \"UpBlock2D\")");
-  if (json.contains("mid_block_type") && json.at("mid_block_type").is_null()) {
-    r.has("mid_block_type");
-    c.mid_block_type = "";
-  } else {
-    c.mid_block_type = r.choice("mid_block_type", "UNetMidBlock2DCrossAttn", {"UNetMidBlock2DCrossAttn"});
-  }
-  const size_t n = c.down_block_types.size();
-  if (n == 0) r.fail("down_block_types", json.value("down_block_types", Json()), "must not be empty");
-  if (n > static_cast<size_t>(detail::kMaxBlocks))
-    r.fail("down_block_types", json.at("down_block_types"),
-           "has more than " + std::to_string(detail::kMaxBlocks) + " blocks");
-  if (c.up_block_types.size() != n)
-    r.fail("up_block_types", json.at("up_block_types"),
-           "must have as many entries as down_block_types (" + std::to_string(n) + ")");
-  c.block_out_channels = r.int_list("block_out_channels", {320, 640, 1280, 1280});
-  if (c.block_out_channels.size() != n)
-    r.fail("block_out_channels", json.at("block_out_channels"),
-           "must have as many entries as down_block_types (" + std::to_string(n) + ")");
-  r.bounded("block_out_channels", c.block_out_channels, 1, detail::kMaxChannels);
-  c.layers_per_block = r.int_or_list("layers_per_block", 2, n);
-  c.cross_attention_dim = r.int_or_list("cross_attention_dim", 1280, n);
-  c.transformer_layers_per_block = r.int_or_list("transformer_layers_per_block", 1, n);
-  r.require("num_attention_heads", {});  // diffusers itself refuses it
-  // diffusers' historical naming: `attention_head_dim` is the number of heads.
-  c.num_attention_heads = r.int_or_list("attention_head_dim", 8, n);
-  c.only_cross_attention = r.bool_or_list("only_cross_attention", false, n);
-  r.require("mid_block_only_cross_attention", {false});
-  c.downsample_padding = r.i("downsample_padding", 1);
-  c.mid_block_scale_factor = r.d("mid_block_scale_factor", 1.0);
-  r.d("dropout", 0.0);  // inference only: dropout is the identity
-  c.act_fn = r.s("act_fn", "silu");
-  if (auto a = activation_from_name(c.act_fn))
-    c.act = *a;
-  else
-    r.fail("act_fn", Json(c.act_fn),
-           "is not supported by dinv (supported: \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
-  if (json.contains("norm_num_groups") && json.at("norm_num_groups").is_null())
-    r.fail("norm_num_groups", Json(), "is not supported by dinv (a number of groups is required)");
-  c.norm_num_groups = r.i("norm_num_groups", 32);
-  c.norm_eps = r.d("norm_eps", 1e-5);
-  r.require("reverse_transformer_layers_per_block", {});
-  r.require("encoder_hid_dim", {});
-  r.require("encoder_hid_dim_type", {});
-  r.require("dual_cross_attention", {false});
-  c.use_linear_projection = r.b("use_linear_projection", false);
-  r.require("class_embed_type", {});
-  r.require("addition_embed_type", {});
-  r.require("addition_time_embed_dim", {});
-  r.require("num_class_embeds", {});
-  r.require("projection_class_embeddings_input_dim", {});
-  r.require("class_embeddings_concat", {false});
-  r.require("time_cond_proj_dim", {});
-  r.require("cross_attention_norm", {});
-  r.require("attention_type", {"default"});
-  r.require("time_embedding_type", {"positional"});
-  r.has("addition_embed_type_num_heads");  // only used with addition_embed_type
-  r.has("resnet_out_scale_factor");        // not used by the supported block types
-  c.upcast_attention = r.b("upcast_attention", false);
-  c.resnet_scale_shift = r.choice("resnet_time_scale_shift", "default", {"default", "scale_shift"}) == "scale_shift";
-  c.resnet_skip_time_act = r.b("resnet_skip_time_act", false);
-  c.time_embed_dim = r.i("time_embedding_dim", 0);
-  if (c.time_embed_dim == 0) c.time_embed_dim = 4 * c.block_out_channels[0];
-  c.time_embedding_act_fn = r.s("time_embedding_act_fn", "");
-  c.timestep_post_act = r.s("timestep_post_act", "");
-  for (const char* k : {"time_embedding_act_fn", "timestep_post_act"}) {
-    const std::string v = r.s(k, "");
-    if (!v.empty() && !activation_from_name(v))
-      r.fail(k, Json(v), "is not supported by dinv (supported: null, \"silu\", \"gelu\", \"mish\", \"relu\")");
-  }
-  c.conv_in_kernel = r.i("conv_in_kernel", 3);
-  c.conv_out_kernel = r.i("conv_out_kernel", 3);
-  if (c.conv_in_kernel % 2 == 0 || c.conv_in_kernel < 1)
-    r.fail("conv_in_kernel", Json(c.conv_in_kernel), "must be a positive odd number");
-  if (c.conv_out_kernel % 2 == 0 || c.conv_out_kernel < 1)
-    r.fail("conv_out_kernel", Json(c.conv_out_kernel), "must be a positive odd number");
-
-  // Sizes first (each within its cap, divisors positive), then the shapes
-  // that the architecture needs.
-  using detail::kMaxChannels;
-  r.bounded("in_channels", c.in_channels, 1, kMaxChannels);
-  r.bounded("out_channels", c.out_channels, 1, kMaxChannels);
-  r.bounded("block_out_channels", c.block_out_channels, 1, kMaxChannels);
-  r.bounded("norm_num_groups", c.norm_num_groups, 1, kMaxChannels);
-  r.bounded("cross_attention_dim", c.cross_attention_dim, 1, kMaxChannels);
-  r.bounded("attention_head_dim", c.num_attention_heads, 1, kMaxChannels);
-  r.bounded("layers_per_block", c.layers_per_block, 1, detail::kMaxLayers);
-  r.bounded("transformer_layers_per_block", c.transformer_layers_per_block, 1, detail::kMaxLayers);
-  r.bounded("time_embedding_dim", c.time_embed_dim, 1, 4 * kMaxChannels);
-  r.bounded("sample_size", c.sample_size, 1, detail::kMaxSampleSize);
-  r.bounded("downsample_padding", c.downsample_padding, 0, detail::kMaxKernel);
-  r.bounded("conv_in_kernel", c.conv_in_kernel, 1, detail::kMaxKernel);
-  r.bounded("conv_out_kernel", c.conv_out_kernel, 1, detail::kMaxKernel);
-  for (size_t i = 0; i < n; ++i) {
-    const auto ch = c.block_out_channels[i];
-    if (ch <= 0) r.fail("block_out_channels", json.at("block_out_channels"), "must be positive");
-    if (ch % c.norm_num_groups != 0)
-      r.fail("block_out_channels", json.at("block_out_channels"),
-             "must be divisible by norm_num_groups (" + std::to_string(c.norm_num_groups) + ")");
-    if (c.num_attention_heads[i] <= 0 || ch % c.num_attention_heads[i] != 0)
-      r.fail("attention_head_dim", json.value("attention_head_dim", Json(8)),
-             "(number of heads) must divide block_out_channels[" + std::to_string(i) + "] = " + std::to_string(ch));
-    if (c.layers_per_block[i] < 1) r.fail("layers_per_block", json.at("layers_per_block"), "must be at least 1");
-    if (c.transformer_layers_per_block[i] < 1)
-      r.fail("transformer_layers_per_block", json.at("transformer_layers_per_block"), "must be at least 1");
-  }
-  if (c.in_channels < 1) r.fail("in_channels", Json(c.in_channels), "must be positive");
-  if (c.out_channels < 1) r.fail("out_channels", Json(c.out_channels), "must be positive");
-  r.warn_unused();
-  return c;
-}
-
-// ---- blocks ----------------------------------------------------------------------
-
 namespace {
 
-class TimestepEmbeddingImpl : public torch::nn::Module {
- public:
-  TimestepEmbeddingImpl(std::int64_t in, std::int64_t dim, const at::TensorOptions& o) {
-    linear_1 = register_module("linear_1", Linear(in, dim, true, o));
-    linear_2 = register_module("linear_2", Linear(dim, dim, true, o));
+using detail::between;
+using detail::field;
+using detail::Field;
+using detail::kMaxChannels;
+using detail::kMaxKernel;
+using detail::kMaxLayers;
+using detail::odd;
+using detail::one_of;
+using F = Field<UNetConfig>;
+
+// One value per down block: a single value for every block, or a list of one
+// per block (the up path uses them reversed).
+template <typename T, typename... Checks>
+F per_block(const char* key, std::vector<T> UNetConfig::*member, T fallback, Checks... checks) {
+  return [=](const ConfigReader& r, UNetConfig& c) {
+    const size_t n = c.down_block_types.size();
+    if constexpr (std::is_same_v<T, bool>)
+      c.*member = r.bool_or_list(key, fallback, n);
+    else
+      c.*member = r.int_or_list(key, fallback, n);
+    (checks(r, key, c.*member), ...);
+  };
+}
+
+// mid_block_type null: no mid block.
+void read_mid_block_type(const ConfigReader& r, UNetConfig& c) {
+  if (r.is_null("mid_block_type")) {
+    c.mid_block_type = "";
+    return;
   }
-  Linear linear_1{nullptr}, linear_2{nullptr};
-};
-TORCH_MODULE(TimestepEmbedding);
+  c.mid_block_type = r.value("mid_block_type", c.mid_block_type);
+  one_of{{"UNetMidBlock2DCrossAttn"}}(r, "mid_block_type", c.mid_block_type);
+}
+
+void read_norm_num_groups(const ConfigReader& r, UNetConfig& c) {
+  if (r.is_null("norm_num_groups"))
+    r.fail("norm_num_groups", Json(), "is not supported by dinv (a number of groups is required)");
+  c.norm_num_groups = r.value("norm_num_groups", c.norm_num_groups);
+  between{1, kMaxChannels}(r, "norm_num_groups", c.norm_num_groups);
+}
+
+void read_time_scale_shift(const ConfigReader& r, UNetConfig& c) {
+  const std::string v = r.value<std::string>("resnet_time_scale_shift", "default");
+  one_of{{"default", "scale_shift"}}(r, "resnet_time_scale_shift", v);
+  c.resnet_scale_shift = v == "scale_shift";
+}
+
+// The keys of diffusers' UNet2DConditionModel, in its order. Sizes are
+// bounded as they are read; the shapes that combine keys are checked after.
+const std::vector<F>& unet_fields() {
+  static const std::vector<F> fields{
+      detail::class_name<UNetConfig>("UNet2DConditionModel"),
+      detail::int_or_first("sample_size", &UNetConfig::sample_size, between{1, detail::kMaxSampleSize}),
+      field("in_channels", &UNetConfig::in_channels, between{1, kMaxChannels}),
+      field("out_channels", &UNetConfig::out_channels, between{1, kMaxChannels}),
+      field("center_input_sample", &UNetConfig::center_input_sample),
+      field("flip_sin_to_cos", &UNetConfig::flip_sin_to_cos),
+      field("freq_shift", &UNetConfig::freq_shift),
+      field("down_block_types", &UNetConfig::down_block_types, one_of{{"CrossAttnDownBlock2D", "DownBlock2D"}},
+            detail::not_empty{}, detail::max_blocks{detail::kMaxBlocks}),
+      field("up_block_types", &UNetConfig::up_block_types, one_of{{"CrossAttnUpBlock2D", "UpBlock2D"}}),
+      read_mid_block_type,
+      field("block_out_channels", &UNetConfig::block_out_channels, between{1, kMaxChannels}),
+      per_block("layers_per_block", &UNetConfig::layers_per_block, std::int64_t{2}, between{1, kMaxLayers}),
+      per_block("cross_attention_dim", &UNetConfig::cross_attention_dim, std::int64_t{1280}, between{1, kMaxChannels}),
+      per_block("transformer_layers_per_block", &UNetConfig::transformer_layers_per_block, std::int64_t{1},
+                between{1, kMaxLayers}),
+      detail::only<UNetConfig>("num_attention_heads", {}),  // diffusers itself refuses it
+      // diffusers' historical naming: `attention_head_dim` is the number of heads.
+      per_block("attention_head_dim", &UNetConfig::num_attention_heads, std::int64_t{8}, between{1, kMaxChannels}),
+      per_block("only_cross_attention", &UNetConfig::only_cross_attention, false),
+      detail::only<UNetConfig>("mid_block_only_cross_attention", {false}),
+      field("downsample_padding", &UNetConfig::downsample_padding, between{0, kMaxKernel}),
+      field("mid_block_scale_factor", &UNetConfig::mid_block_scale_factor),
+      detail::ignored<UNetConfig>("dropout", /*number=*/true),  // inference only: dropout is the identity
+      detail::activation("act_fn", &UNetConfig::act),
+      read_norm_num_groups,
+      field("norm_eps", &UNetConfig::norm_eps),
+      detail::only<UNetConfig>("reverse_transformer_layers_per_block", {}),
+      detail::only<UNetConfig>("encoder_hid_dim", {}),
+      detail::only<UNetConfig>("encoder_hid_dim_type", {}),
+      detail::only<UNetConfig>("dual_cross_attention", {false}),
+      field("use_linear_projection", &UNetConfig::use_linear_projection),
+      detail::only<UNetConfig>("class_embed_type", {}),
+      detail::only<UNetConfig>("addition_embed_type", {}),
+      detail::only<UNetConfig>("addition_time_embed_dim", {}),
+      detail::only<UNetConfig>("num_class_embeds", {}),
+      detail::only<UNetConfig>("projection_class_embeddings_input_dim", {}),
+      detail::only<UNetConfig>("class_embeddings_concat", {false}),
+      detail::only<UNetConfig>("time_cond_proj_dim", {}),
+      detail::only<UNetConfig>("cross_attention_norm", {}),
+      detail::only<UNetConfig>("attention_type", {"default"}),
+      detail::only<UNetConfig>("time_embedding_type", {"positional"}),
+      detail::ignored<UNetConfig>("addition_embed_type_num_heads"),  // only used with addition_embed_type
+      detail::ignored<UNetConfig>("resnet_out_scale_factor"),        // not used by the supported block types
+      field("upcast_attention", &UNetConfig::upcast_attention),
+      read_time_scale_shift,
+      field("resnet_skip_time_act", &UNetConfig::resnet_skip_time_act),
+      field("time_embedding_dim", &UNetConfig::time_embed_dim),  // bounded once resolved
+      detail::activation("time_embedding_act_fn", &UNetConfig::time_embedding_act),
+      detail::activation("timestep_post_act", &UNetConfig::timestep_post_act),
+      field("conv_in_kernel", &UNetConfig::conv_in_kernel, odd{}, between{1, kMaxKernel}),
+      field("conv_out_kernel", &UNetConfig::conv_out_kernel, odd{}, between{1, kMaxKernel}),
+  };
+  return fields;
+}
+
+// What the architecture needs of keys taken together.
+void check_shapes(const ConfigReader& r, UNetConfig& c) {
+  const size_t n = c.down_block_types.size();
+  const auto one_per_block = [&](const char* key, size_t count) {
+    if (count != n)
+      r.fail(key, r.raw(key), "must have as many entries as down_block_types (" + std::to_string(n) + ")");
+  };
+  one_per_block("up_block_types", c.up_block_types.size());
+  one_per_block("block_out_channels", c.block_out_channels.size());
+  if (c.time_embed_dim == 0) c.time_embed_dim = 4 * c.block_out_channels[0];
+  r.bounded("time_embedding_dim", c.time_embed_dim, 1, 4 * kMaxChannels);
+  for (size_t i = 0; i < n; ++i) {
+    const auto ch = c.block_out_channels[i];
+    if (ch % c.norm_num_groups != 0)
+      r.fail("block_out_channels", r.raw("block_out_channels"),
+             "must be divisible by norm_num_groups (" + std::to_string(c.norm_num_groups) + ")");
+    if (ch % c.num_attention_heads[i] != 0)
+      r.fail("attention_head_dim", r.raw("attention_head_dim", Json(8)),
+             "(number of heads) must divide block_out_channels[" + std::to_string(i) + "] = " + std::to_string(ch));
+  }
+}
 
 }  // namespace
 
-// One down, mid or up block: ModuleLists `resnets`, `attentions` and
-// `downsamplers` / `upsamplers`, as in diffusers.
-struct UNet2DConditionModelImpl::Block : torch::nn::Module {
-  enum Kind { down, mid, up } kind;
-  bool cross = false;
-  torch::nn::ModuleList resnets_list, attentions_list, samplers_list;
-  std::vector<ResnetBlock2D> resnets;
-  std::vector<Transformer2DModel> attentions;
-  Downsample2D downsample{nullptr};
-  Upsample2D upsample{nullptr};
+UNetConfig UNetConfig::from_json(const Json& json, const std::string& where) {
+  return detail::read_component(json, where, unet_fields(), check_shapes);
+}
 
-  explicit Block(Kind k) : kind(k) {}
-  void finish() {
-    for (auto& r : resnets) resnets_list->push_back(r);
-    resnets_list = register_module("resnets", resnets_list);
-    if (!attentions.empty()) {
-      for (auto& a : attentions) attentions_list->push_back(a);
-      attentions_list = register_module("attentions", attentions_list);
-    }
-    if (downsample) {
-      samplers_list->push_back(downsample);
-      samplers_list = register_module("downsamplers", samplers_list);
-    }
-    if (upsample) {
-      samplers_list->push_back(upsample);
-      samplers_list = register_module("upsamplers", samplers_list);
-    }
-  }
-};
+// ---- model ------------------------------------------------------------------------
+
+namespace {
+
+// What every block of level `level` shares, from the config; the caller sets
+// the channels in and the sampler.
+UNetBlockOptions level_options(const UNetConfig& c, size_t level) {
+  UNetBlockOptions o;
+  o.out_channels = c.block_out_channels[level];
+  o.num_layers = c.layers_per_block[level];
+  o.resnet.temb_channels = c.time_embed_dim;
+  o.resnet.groups = c.norm_num_groups;
+  o.resnet.eps = c.norm_eps;
+  o.resnet.act = c.act;
+  o.resnet.scale_shift = c.resnet_scale_shift;
+  o.resnet.skip_time_act = c.resnet_skip_time_act;
+  o.transformer.heads = c.num_attention_heads[level];
+  o.transformer.num_layers = c.transformer_layers_per_block[level];
+  o.transformer.cross_attention_dim = c.cross_attention_dim[level];
+  o.transformer.norm_groups = c.norm_num_groups;
+  o.transformer.use_linear_projection = c.use_linear_projection;
+  o.transformer.only_cross_attention = c.only_cross_attention[level];
+  o.transformer.upcast_attention = c.upcast_attention;
+  return o;
+}
+
+// diffusers' get_down_block / get_up_block for the types the config reader accepts.
+std::shared_ptr<UNetDownBlockImpl> down_block(const std::string& type, const UNetBlockOptions& o,
+                                              const at::TensorOptions& options) {
+  if (type == "CrossAttnDownBlock2D") return CrossAttnDownBlock2D(o, options).ptr();
+  return DownBlock2D(o, options).ptr();
+}
+
+std::shared_ptr<UNetUpBlockImpl> up_block(const std::string& type, const UNetBlockOptions& o,
+                                          const at::TensorOptions& options) {
+  if (type == "CrossAttnUpBlock2D") return CrossAttnUpBlock2D(o, options).ptr();
+  return UpBlock2D(o, options).ptr();
+}
+
+}  // namespace
 
 UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const at::TensorOptions& options) : config_(c) {
   const auto& ch = c.block_out_channels;
   const size_t n = ch.size();
   conv_in = register_module("conv_in",
                             Conv2d(c.in_channels, ch[0], c.conv_in_kernel, 1, (c.conv_in_kernel - 1) / 2, options));
-  auto te = TimestepEmbedding(ch[0], c.time_embed_dim, options);
-  time_linear_1 = te->linear_1;
-  time_linear_2 = te->linear_2;
-  register_module("time_embedding", te);
+  time_embedding = register_module("time_embedding",
+                                   TimestepEmbedding(ch[0], c.time_embed_dim, c.act, c.timestep_post_act, options));
 
-  auto resnet_opts = [&](std::int64_t in, std::int64_t out) {
-    ResnetOptions r;
-    r.in_channels = in;
-    r.out_channels = out;
-    r.temb_channels = c.time_embed_dim;
-    r.groups = c.norm_num_groups;
-    r.eps = c.norm_eps;
-    r.act = c.act;
-    r.scale_shift = c.resnet_scale_shift;
-    r.skip_time_act = c.resnet_skip_time_act;
-    return r;
-  };
-  auto transformer_opts = [&](std::int64_t channels, std::int64_t heads, std::int64_t layers, std::int64_t cross_dim,
-                              bool only_cross) {
-    TransformerOptions t;
-    t.heads = heads;
-    t.dim_head = channels / heads;
-    t.in_channels = channels;
-    t.num_layers = layers;
-    t.cross_attention_dim = cross_dim;
-    t.norm_groups = c.norm_num_groups;
-    t.use_linear_projection = c.use_linear_projection;
-    t.only_cross_attention = only_cross;
-    t.upcast_attention = c.upcast_attention;
-    return t;
-  };
-
-  // down
-  std::int64_t out_ch = ch[0];
+  torch::nn::ModuleList downs;
   for (size_t i = 0; i < n; ++i) {
-    const std::int64_t in_ch = out_ch;
-    out_ch = ch[i];
-    auto b = std::make_shared<Block>(Block::down);
-    b->cross = c.down_block_types[i] == "CrossAttnDownBlock2D";
-    for (std::int64_t l = 0; l < c.layers_per_block[i]; ++l) {
-      b->resnets.push_back(ResnetBlock2D(resnet_opts(l == 0 ? in_ch : out_ch, out_ch), options));
-      if (b->cross)
-        b->attentions.push_back(
-            Transformer2DModel(transformer_opts(out_ch, c.num_attention_heads[i], c.transformer_layers_per_block[i],
-                                                c.cross_attention_dim[i], c.only_cross_attention[i]),
-                               options));
-    }
-    if (i + 1 < n) b->downsample = Downsample2D(out_ch, c.downsample_padding, options);
-    b->finish();
-    downs_.push_back(b);
-    down_blocks->push_back(b);
+    UNetBlockOptions o = level_options(c, i);
+    o.in_channels = ch[i == 0 ? 0 : i - 1];
+    o.add_sampler = i + 1 < n;
+    o.downsample_padding = c.downsample_padding;
+    down_blocks_.push_back(down_block(c.down_block_types[i], o, options));
+    downs->push_back(down_blocks_.back());
   }
-  down_blocks = register_module("down_blocks", down_blocks);
+  register_module("down_blocks", downs);
 
-  // mid
   if (!c.mid_block_type.empty()) {
-    mid_ = std::make_shared<Block>(Block::mid);
-    mid_->cross = true;
-    auto r = resnet_opts(ch.back(), ch.back());
-    r.output_scale_factor = c.mid_block_scale_factor;
-    mid_->resnets.push_back(ResnetBlock2D(r, options));
-    mid_->attentions.push_back(
-        Transformer2DModel(transformer_opts(ch.back(), c.num_attention_heads.back(),
-                                            c.transformer_layers_per_block.back(), c.cross_attention_dim.back(), false),
-                           options));
-    mid_->resnets.push_back(ResnetBlock2D(r, options));
-    mid_->finish();
-    mid_block = register_module("mid_block", std::static_pointer_cast<torch::nn::Module>(mid_));
+    UNetBlockOptions o = level_options(c, n - 1);
+    o.in_channels = ch.back();
+    o.resnet.output_scale_factor = c.mid_block_scale_factor;
+    o.transformer.only_cross_attention = false;
+    mid_block = register_module("mid_block", UNetMidBlock2DCrossAttn(o, options));
   }
 
-  // up
-  out_ch = ch.back();
+  // Up block i mirrors level n - 1 - i of the down path, with one layer more.
+  torch::nn::ModuleList ups;
   for (size_t i = 0; i < n; ++i) {
-    const size_t ri = n - 1 - i;  // index into the down-path lists
-    const std::int64_t prev_out = out_ch;
-    out_ch = ch[ri];
-    const std::int64_t in_ch = ch[ri == 0 ? 0 : ri - 1];
-    auto b = std::make_shared<Block>(Block::up);
-    b->cross = c.up_block_types[i] == "CrossAttnUpBlock2D";
-    const std::int64_t layers = c.layers_per_block[ri] + 1;
-    for (std::int64_t l = 0; l < layers; ++l) {
-      const std::int64_t skip = l == layers - 1 ? in_ch : out_ch;
-      const std::int64_t res_in = l == 0 ? prev_out : out_ch;
-      b->resnets.push_back(ResnetBlock2D(resnet_opts(res_in + skip, out_ch), options));
-      if (b->cross)
-        b->attentions.push_back(
-            Transformer2DModel(transformer_opts(out_ch, c.num_attention_heads[ri], c.transformer_layers_per_block[ri],
-                                                c.cross_attention_dim[ri], c.only_cross_attention[ri]),
-                               options));
-    }
-    if (i + 1 < n) {
-      b->upsample = Upsample2D(out_ch, options);
-      ++num_upsamplers_;
-    }
-    b->finish();
-    ups_.push_back(b);
-    up_blocks->push_back(b);
+    const size_t level = n - 1 - i;
+    UNetBlockOptions o = level_options(c, level);
+    o.num_layers = c.layers_per_block[level] + 1;
+    o.prev_output_channel = i == 0 ? ch.back() : ch[level + 1];
+    o.in_channels = ch[level == 0 ? 0 : level - 1];
+    o.add_sampler = i + 1 < n;
+    num_upsamplers_ += o.add_sampler;
+    up_blocks_.push_back(up_block(c.up_block_types[i], o, options));
+    ups->push_back(up_blocks_.back());
   }
-  up_blocks = register_module("up_blocks", up_blocks);
+  register_module("up_blocks", ups);
 
   conv_norm_out = register_module("conv_norm_out", GroupNorm(c.norm_num_groups, ch[0], c.norm_eps, options));
   conv_out = register_module("conv_out",
@@ -339,51 +267,23 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample_in, const 
   if (c.center_input_sample) sample = sample * 2.0 - 1.0;
   if (channels_last_) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
 
+  // [B] -> [B, C0] sinusoids -> [B, time_embed_dim]
   at::Tensor emb = timestep_embedding(t, c.block_out_channels[0], c.flip_sin_to_cos, c.freq_shift).to(dtype);
-  emb = time_linear_2->forward(activate(time_linear_1->forward(emb), c.act));
-  if (!c.timestep_post_act.empty()) emb = activate(emb, *activation_from_name(c.timestep_post_act));
-  if (!c.time_embedding_act_fn.empty()) emb = activate(emb, *activation_from_name(c.time_embedding_act_fn));
+  emb = time_embedding->forward(emb);
+  if (c.time_embedding_act) emb = activate(emb, *c.time_embedding_act);
 
   // Sizes that are not multiples of the overall up factor: each upsampler
   // goes to the size of the matching skip connection.
   const std::int64_t factor = std::int64_t(1) << num_upsamplers_;
-  const bool forward_upsample_size = sample.size(2) % factor != 0 || sample.size(3) % factor != 0;
+  const bool to_skip_size = sample.size(2) % factor != 0 || sample.size(3) % factor != 0;
 
-  sample = conv_in->forward(sample);
-  std::vector<at::Tensor> res{sample};
-  for (const auto& b : downs_) {
-    for (size_t l = 0; l < b->resnets.size(); ++l) {
-      sample = b->resnets[l]->forward(sample, emb);
-      if (b->cross) sample = b->attentions[l]->forward(sample, ctx);
-      res.push_back(sample);
-    }
-    if (b->downsample) {
-      sample = b->downsample->forward(sample);
-      res.push_back(sample);
-    }
-  }
-  if (mid_) {
-    sample = mid_->resnets[0]->forward(sample, emb);
-    sample = mid_->attentions[0]->forward(sample, ctx);
-    sample = mid_->resnets[1]->forward(sample, emb);
-  }
-  for (const auto& b : ups_) {
-    for (size_t l = 0; l < b->resnets.size(); ++l) {
-      at::Tensor skip = res.back();
-      res.pop_back();
-      sample = at::cat({sample, skip}, 1);
-      sample = b->resnets[l]->forward(sample, emb);
-      if (b->cross) sample = b->attentions[l]->forward(sample, ctx);
-    }
-    if (b->upsample) {
-      if (forward_upsample_size)
-        sample = b->upsample->forward(sample, res.back().sizes().slice(2));
-      else
-        sample = b->upsample->forward(sample);
-    }
-  }
+  sample = conv_in->forward(sample);  // [B, in_channels, h, w] -> [B, C0, h, w]
+  std::vector<at::Tensor> skips{sample};
+  for (const auto& b : down_blocks_) sample = b->forward(sample, emb, ctx, skips);  // -> [B, C_last, h/f, w/f]
+  if (mid_block) sample = mid_block->forward(sample, emb, ctx);                     // [B, C_last, h/f, w/f]
+  for (const auto& b : up_blocks_) sample = b->forward(sample, skips, emb, ctx, to_skip_size);  // -> [B, C0, h, w]
   sample = activate(conv_norm_out->forward(sample), c.act);
-  return conv_out->forward(sample).contiguous();
+  return conv_out->forward(sample).contiguous();  // [B, C0, h, w] -> [B, out_channels, h, w]
 }
 
 void UNet2DConditionModelImpl::set_channels_last(bool on) {

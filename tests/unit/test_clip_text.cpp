@@ -20,10 +20,10 @@ namespace {
 ClipTextConfig tiny_config() {
   ClipTextConfig c;
   c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
+  c.encoder.hidden_size = 16;
+  c.encoder.intermediate_size = 24;
+  c.encoder.num_hidden_layers = 2;
+  c.encoder.num_attention_heads = 4;
   c.max_position_embeddings = 8;
   return c;
 }

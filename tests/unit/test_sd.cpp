@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -9,6 +12,7 @@
 #include "dinv/sd/loader.h"
 #include "dinv/sd/presets.h"
 #include "dinv/sd/unet.h"
+#include "dinv/sd/unet_blocks.h"
 #include "dinv/sd/vae.h"
 
 namespace dinv::sd {
@@ -79,6 +83,46 @@ TEST(UNet, NamesAreTheDiffusersNames) {
         "conv_norm_out.weight", "conv_out.bias"})
     EXPECT_TRUE(names.count(n)) << n;
   EXPECT_FALSE(names.count("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.bias"));
+}
+
+// The config's block types become the diffusers classes of those names.
+TEST(UNet, BlocksAreTheDiffusersClasses) {
+  auto j = preset_unet_config("tiny");
+  j["down_block_types"] = {"DownBlock2D", "CrossAttnDownBlock2D"};
+  j["up_block_types"] = {"CrossAttnUpBlock2D", "UpBlock2D"};
+  UNet2DConditionModel m(UNetConfig::from_json(j, "u"), at::TensorOptions().device(at::kMeta));
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> children;
+  for (const auto& c : m->named_children()) children[c.key()] = c.value();
+  const auto& downs = children.at("down_blocks")->children();
+  const auto& ups = children.at("up_blocks")->children();
+  ASSERT_EQ(downs.size(), 2u);
+  ASSERT_EQ(ups.size(), 2u);
+  EXPECT_NE(std::dynamic_pointer_cast<DownBlock2DImpl>(downs[0]), nullptr);
+  EXPECT_NE(std::dynamic_pointer_cast<CrossAttnDownBlock2DImpl>(downs[1]), nullptr);
+  EXPECT_NE(std::dynamic_pointer_cast<UNetMidBlock2DCrossAttnImpl>(children.at("mid_block")), nullptr);
+  EXPECT_NE(std::dynamic_pointer_cast<CrossAttnUpBlock2DImpl>(ups[0]), nullptr);
+  EXPECT_NE(std::dynamic_pointer_cast<UpBlock2DImpl>(ups[1]), nullptr);
+  // A DownBlock2D has no attentions; the last up block no upsampler.
+  for (const auto& p : m->named_parameters()) {
+    EXPECT_EQ(p.key().rfind("down_blocks.0.attentions", 0), std::string::npos) << p.key();
+    EXPECT_EQ(p.key().rfind("up_blocks.1.upsamplers", 0), std::string::npos) << p.key();
+  }
+}
+
+TEST(Vae, EncoderAndDecoderAreTheDiffusersClasses) {
+  AutoencoderKL m(VaeConfig::from_json(preset_vae_config("tiny"), "v"), at::TensorOptions().device(at::kMeta));
+  std::map<std::string, std::shared_ptr<torch::nn::Module>> children;
+  for (const auto& c : m->named_children()) children[c.key()] = c.value();
+  EXPECT_NE(std::dynamic_pointer_cast<EncoderImpl>(children.at("encoder")), nullptr);
+  EXPECT_NE(std::dynamic_pointer_cast<DecoderImpl>(children.at("decoder")), nullptr);
+  std::set<std::string> names;
+  for (const auto& p : m->named_parameters()) names.insert(p.key());
+  for (const char* n :
+       {"encoder.down_blocks.0.resnets.0.norm1.weight", "encoder.down_blocks.0.downsamplers.0.conv.weight",
+        "encoder.mid_block.attentions.0.group_norm.weight", "encoder.mid_block.resnets.1.conv2.bias",
+        "decoder.mid_block.attentions.0.to_out.0.weight", "decoder.up_blocks.0.upsamplers.0.conv.weight",
+        "decoder.up_blocks.1.resnets.1.conv1.weight", "decoder.conv_out.bias", "quant_conv.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
 }
 
 TEST(UNet, GradientsFlowOnlyIntoTheConditioning) {
@@ -171,6 +215,53 @@ TEST(Models, ToDeviceAndDtype) {
   at::InferenceMode im;
   auto out = m->forward(at::randn({1, 4, 8, 8}), at::scalar_tensor(5), at::randn({1, 3, 32}));
   EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+}
+
+// Activation names are parsed once, into the config; an unknown one names the key.
+TEST(Config, ActivationsAreParsedOnce) {
+  auto j = preset_unet_config("tiny");
+  EXPECT_FALSE(UNetConfig::from_json(j, "u").timestep_post_act.has_value());
+  j["act_fn"] = "swish";
+  j["timestep_post_act"] = "gelu";
+  j["time_embedding_act_fn"] = "mish";
+  const UNetConfig c = UNetConfig::from_json(j, "u");
+  EXPECT_EQ(c.act, Activation::silu);
+  EXPECT_EQ(c.timestep_post_act, Activation::gelu);
+  EXPECT_EQ(c.time_embedding_act, Activation::mish);
+  j["timestep_post_act"] = "tanh";
+  try {
+    UNetConfig::from_json(j, "x/unet/config.json");
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_STREQ(e.what(),
+                 "x/unet/config.json: key 'timestep_post_act' value \"tanh\" is not supported by dinv (supported: "
+                 "null, \"silu\", \"swish\", \"gelu\", \"mish\", \"relu\")");
+  }
+}
+
+// Absent keys keep diffusers' defaults; scalars for per-block keys expand to every block.
+TEST(Config, DefaultsAndPerBlockValues) {
+  const UNetConfig d = UNetConfig::from_json(io::Json::object(), "u");
+  EXPECT_EQ(d.block_out_channels, (std::vector<std::int64_t>{320, 640, 1280, 1280}));
+  EXPECT_EQ(d.layers_per_block, (std::vector<std::int64_t>{2, 2, 2, 2}));
+  EXPECT_EQ(d.num_attention_heads, (std::vector<std::int64_t>{8, 8, 8, 8}));
+  EXPECT_EQ(d.time_embed_dim, 1280);
+  EXPECT_EQ(d.mid_block_type, "UNetMidBlock2DCrossAttn");
+  EXPECT_FALSE(d.resnet_scale_shift);
+  auto j = preset_unet_config("tiny");
+  j["attention_head_dim"] = {2, 4};
+  j["only_cross_attention"] = {true, false};
+  j["resnet_time_scale_shift"] = "scale_shift";
+  const UNetConfig c = UNetConfig::from_json(j, "u");
+  EXPECT_EQ(c.num_attention_heads, (std::vector<std::int64_t>{2, 4}));
+  EXPECT_EQ(c.only_cross_attention, (std::vector<bool>{true, false}));
+  EXPECT_TRUE(c.resnet_scale_shift);
+  j["attention_head_dim"] = {2, 4, 4};
+  EXPECT_THROW(UNetConfig::from_json(j, "u"), ModelError);
+  const VaeConfig v = VaeConfig::from_json(io::Json::object(), "v");
+  EXPECT_EQ(v.block_out_channels, (std::vector<std::int64_t>{64}));
+  EXPECT_FALSE(v.shift_factor.has_value());
+  EXPECT_DOUBLE_EQ(VaeConfig::from_json(io::Json{{"shift_factor", 0.5}}, "v").shift_factor.value(), 0.5);
 }
 
 TEST(Config, ErrorsNameKeyAndValue) {

@@ -14,6 +14,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "dinv/io/json.h"
+
 namespace dinv::sd {
 
 // The keys of CLIPTextConfig / CLIPVisionConfig that shape the encoder.
@@ -24,12 +26,14 @@ struct ClipEncoderConfig {
   std::int64_t num_attention_heads = 8;
   std::string hidden_act = "quick_gelu";  // quick_gelu | gelu | gelu_new
   double layer_norm_eps = 1e-5;
+
+  // Those keys of a text or vision config object (`where` names the file),
+  // absent keys keeping the values of `defaults`. ModelError naming the file
+  // and the key for a value the encoder cannot be built from: non-positive or
+  // oversized widths, heads not dividing the width, an unknown activation.
+  static ClipEncoderConfig from_json(const io::Json& json, const std::string& where, const ClipEncoderConfig& defaults);
 };
 
-// ModelError naming `where` (the config file) for a value the encoder cannot
-// be built from: non-positive or oversized widths, heads not dividing the
-// width, an unknown activation.
-void validate(const ClipEncoderConfig& config, const std::string& where);
 // ModelError "WHERE: key 'KEY': ..." unless 0 < value <= limit.
 void check_config_size(const std::string& where, const char* key, std::int64_t value, std::int64_t limit);
 
@@ -51,7 +55,7 @@ class ClipMlpImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);  // [B, T, D] -> [B, T, D]
 
  private:
-  std::string activation_;
+  enum class Activation { quick_gelu, gelu, gelu_new } activation_;  // hidden_act, parsed once
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
 };
 TORCH_MODULE(ClipMlp);

@@ -27,18 +27,15 @@ class ClipTokenizer;
 
 struct ClipTextConfig {
   std::int64_t vocab_size = 49408;
-  std::int64_t hidden_size = 512;
-  std::int64_t intermediate_size = 2048;
-  std::int64_t num_hidden_layers = 12;
-  std::int64_t num_attention_heads = 8;
   std::int64_t max_position_embeddings = 77;
-  std::string hidden_act = "quick_gelu";  // quick_gelu | gelu | gelu_new
-  double layer_norm_eps = 1e-5;
+  ClipEncoderConfig encoder;  // hidden_size, layers, heads, hidden_act...: the keys the vision tower shares
 
   // From text_encoder/config.json; ModelError naming the file and key for bad values.
   static ClipTextConfig from_json(const io::Json& json, const std::string& where);
-  io::Json to_json() const;           // a config.json transformers loads as CLIPTextModel
-  ClipEncoderConfig encoder() const;  // the shared encoder's part of it
+  static ClipTextConfig from_file(const std::string& path);
+  io::Json to_json() const;  // a config.json transformers loads as CLIPTextModel
+  // "CLIPTextModel: 12 layers, width 768, ..." (for `dinv model info`).
+  std::string describe() const;
 };
 
 // What the encoder computes for [B, T] token ids.

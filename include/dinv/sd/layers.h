@@ -25,6 +25,8 @@ namespace dinv::sd {
 enum class Activation { silu, gelu, mish, relu };
 // "silu"/"swish", "gelu", "mish", "relu"; nullopt for anything else.
 std::optional<Activation> activation_from_name(const std::string& name);
+// The names activation_from_name accepts, quoted, for error messages.
+std::string activation_names();
 at::Tensor activate(const at::Tensor& x, Activation act);
 
 // ---- primitive layers ------------------------------------------------------
@@ -225,6 +227,21 @@ TORCH_MODULE(Transformer2DModel);
 // Sinusoidal timestep embedding (diffusers get_timestep_embedding), [N] -> [N, dim], fp32.
 at::Tensor timestep_embedding(const at::Tensor& timesteps, std::int64_t dim, bool flip_sin_to_cos,
                               double downscale_freq_shift);
+
+// TimestepEmbedding: linear_1, the activation, linear_2, then the optional
+// post_act (diffusers' timestep_post_act).
+class TimestepEmbeddingImpl : public torch::nn::Module {
+ public:
+  TimestepEmbeddingImpl(std::int64_t in, std::int64_t dim, Activation act, std::optional<Activation> post_act,
+                        const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;  // [N, in] -> [N, dim]
+
+ private:
+  Activation act_;
+  std::optional<Activation> post_act_;
+  Linear linear_1{nullptr}, linear_2{nullptr};
+};
+TORCH_MODULE(TimestepEmbedding);
 
 // Freeze every parameter (requires_grad false): the models are never trained,
 // gradients flow only to their inputs.

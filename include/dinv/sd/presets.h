@@ -32,12 +32,10 @@ std::int64_t preset_cross_attention_dim(const std::string& preset);
 
 struct InitReport {
   std::vector<std::string> written;  // components written ("unet", "vae", "scheduler", ...)
-  bool text_components = false;      // text_encoder/ and tokenizer/ written
 };
-// Write OUT/model_index.json, unet/, vae/, scheduler/ (and the text components
-// when this build has them, see write_text_components) with random weights
-// drawn from `seed`. OUT is created; existing files in it are replaced.
-// Without weights: the configs, scheduler and model_index.json only (a
+// Write OUT/model_index.json, unet/, vae/, scheduler/, text_encoder/ and
+// tokenizer/ with random weights drawn from `seed`. OUT is created; existing files in it are replaced.
+// Without weights: the UNet and VAE configs, scheduler and model_index.json only (a
 // skeleton to put converted weights into, or to compare architectures).
 InitReport init_model_folder(const std::string& out, const std::string& preset, std::uint64_t seed = 0,
                              bool weights = true);

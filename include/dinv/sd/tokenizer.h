@@ -66,6 +66,8 @@ class ClipTokenizer {
   std::int64_t bos_id() const;
   std::int64_t eos_id() const;
   std::int64_t pad_id() const;
+  // "CLIPTokenizer: 49408 tokens, max length 77, pad '!' (id 0)" (for `dinv model info`).
+  std::string describe() const;
 
  private:
   struct Impl;

@@ -5,38 +5,45 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dinv/io/json.h"
 #include "dinv/sd/layers.h"
+#include "dinv/sd/unet_blocks.h"
 
 namespace dinv::sd {
 
+// The defaults are diffusers' (a key absent from the file keeps them).
 struct UNetConfig {
   std::int64_t sample_size = 64;
   std::int64_t in_channels = 4, out_channels = 4;
   bool center_input_sample = false;
   bool flip_sin_to_cos = true;
   double freq_shift = 0;
-  std::vector<std::string> down_block_types, up_block_types;
+  std::vector<std::string> down_block_types{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                            "DownBlock2D"};
+  std::vector<std::string> up_block_types{"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                          "CrossAttnUpBlock2D"};
   std::string mid_block_type = "UNetMidBlock2DCrossAttn";  // "" for none
-  std::vector<std::int64_t> block_out_channels;
+  std::vector<std::int64_t> block_out_channels{320, 640, 1280, 1280};
   // Per down block (already expanded from scalars); the up path uses them reversed.
   std::vector<std::int64_t> layers_per_block, cross_attention_dim, num_attention_heads, transformer_layers_per_block;
   std::vector<bool> only_cross_attention;
   std::int64_t downsample_padding = 1;
   double mid_block_scale_factor = 1.0;
-  Activation act = Activation::silu;
-  std::string act_fn = "silu";
+  Activation act = Activation::silu;  // act_fn
   std::int64_t norm_num_groups = 32;
   double norm_eps = 1e-5;
   bool use_linear_projection = false;
   bool upcast_attention = false;
   bool resnet_scale_shift = false;
   bool resnet_skip_time_act = false;
-  std::int64_t time_embed_dim = 0;                       // resolved: time_embedding_dim or 4 * block_out_channels[0]
-  std::string time_embedding_act_fn, timestep_post_act;  // "" for none
+  std::int64_t time_embed_dim = 0;  // resolved: time_embedding_dim or 4 * block_out_channels[0]
+  // time_embedding_act_fn, timestep_post_act: nullopt for none (null in the file).
+  std::optional<Activation> time_embedding_act, timestep_post_act;
   std::int64_t conv_in_kernel = 3, conv_out_kernel = 3;
   io::Json json;  // the config as read (for fingerprints and `model info`)
 
@@ -64,15 +71,13 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   std::string describe() const;
 
  private:
-  struct Block;
   UNetConfig config_;
   Conv2d conv_in{nullptr}, conv_out{nullptr};
   GroupNorm conv_norm_out{nullptr};
-  Linear time_linear_1{nullptr}, time_linear_2{nullptr};
-  torch::nn::ModuleList down_blocks, up_blocks;
-  std::shared_ptr<torch::nn::Module> mid_block;
-  std::vector<std::shared_ptr<Block>> downs_, ups_;
-  std::shared_ptr<Block> mid_;
+  TimestepEmbedding time_embedding{nullptr};
+  std::vector<std::shared_ptr<UNetDownBlockImpl>> down_blocks_;  // registered as the ModuleList down_blocks
+  UNetMidBlock2DCrossAttn mid_block{nullptr};                    // none with mid_block_type null
+  std::vector<std::shared_ptr<UNetUpBlockImpl>> up_blocks_;      // registered as the ModuleList up_blocks
   int num_upsamplers_ = 0;
   bool channels_last_ = false;
 };

@@ -1,6 +1,7 @@
-// AutoencoderKL (diffusers), built from a diffusers `vae/config.json`: encoder
-// to a diagonal Gaussian posterior, decoder, the latent scaling factor.
-// Parameter names are exactly the diffusers weight names.
+// AutoencoderKL (diffusers), built from a diffusers `vae/config.json`: the
+// Encoder to a diagonal Gaussian posterior, the Decoder (diffusers' vae.py, with
+// the blocks of unet_blocks.h), the latent scaling factor. Parameter names are
+// exactly the diffusers weight names.
 #pragma once
 
 #include <cstdint>
@@ -10,15 +11,17 @@
 
 #include "dinv/io/json.h"
 #include "dinv/sd/layers.h"
+#include "dinv/sd/unet_blocks.h"
 
 namespace dinv::sd {
 
+// The defaults are diffusers' (a key absent from the file keeps them).
 struct VaeConfig {
   std::int64_t in_channels = 3, out_channels = 3, latent_channels = 4;
   std::vector<std::int64_t> block_out_channels{64};
+  std::vector<std::string> down_block_types{"DownEncoderBlock2D"}, up_block_types{"UpDecoderBlock2D"};
   std::int64_t layers_per_block = 1;
-  Activation act = Activation::silu;
-  std::string act_fn = "silu";
+  Activation act = Activation::silu;  // act_fn
   std::int64_t norm_num_groups = 32;
   std::int64_t sample_size = 32;
   double scaling_factor = 0.18215;
@@ -45,6 +48,39 @@ struct DiagonalGaussian {
   at::Tensor mode() const { return mean; }
 };
 
+// conv_in, down_blocks (DownEncoderBlock2D), mid_block (UNetMidBlock2D), conv_norm_out, conv_out.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  EncoderImpl(const VaeConfig& config, const at::TensorOptions& options);
+  // images [B, in_channels, H, W] -> moments [B, 2 * latent_channels, H/f, W/f] (f: downsampling_factor()).
+  at::Tensor forward(const at::Tensor& x) const;
+  at::ScalarType dtype() const { return conv_in->weight.scalar_type(); }
+
+ private:
+  Activation act_;
+  Conv2d conv_in{nullptr}, conv_out{nullptr};
+  std::vector<DownEncoderBlock2D> down_blocks_;
+  UNetMidBlock2D mid_block{nullptr};
+  GroupNorm conv_norm_out{nullptr};
+};
+TORCH_MODULE(Encoder);
+
+// conv_in, mid_block (UNetMidBlock2D), up_blocks (UpDecoderBlock2D), conv_norm_out, conv_out.
+class DecoderImpl : public torch::nn::Module {
+ public:
+  DecoderImpl(const VaeConfig& config, const at::TensorOptions& options);
+  // latents [B, latent_channels, h, w] -> images [B, out_channels, h*f, w*f].
+  at::Tensor forward(const at::Tensor& z) const;
+
+ private:
+  Activation act_;
+  Conv2d conv_in{nullptr}, conv_out{nullptr};
+  UNetMidBlock2D mid_block{nullptr};
+  std::vector<UpDecoderBlock2D> up_blocks_;
+  GroupNorm conv_norm_out{nullptr};
+};
+TORCH_MODULE(Decoder);
+
 class AutoencoderKLImpl : public torch::nn::Module {
  public:
   explicit AutoencoderKLImpl(const VaeConfig& config,
@@ -68,12 +104,11 @@ class AutoencoderKLImpl : public torch::nn::Module {
   std::string describe() const;
 
  private:
-  struct Coder;
   at::Tensor encode_moments(const at::Tensor& x);
   at::Tensor decode_one(const at::Tensor& z);
-  at::ScalarType conv_dtype() const;
   VaeConfig config_;
-  std::shared_ptr<Coder> encoder_, decoder_;
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
   Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
   bool channels_last_ = false;
 };
