@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -10,19 +9,13 @@
 
 #include "config_reader.h"
 #include "dinv/core/error.h"
+#include "dinv/core/util.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/layers.h"
 #include "dinv/sd/tokenizer.h"
 
 namespace dinv::sd {
 namespace {
-
-std::string shape_str(at::IntArrayRef shape) {
-  std::ostringstream s;
-  s << "[";
-  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
-  return s.str() + "]";
-}
 
 constexpr const char* kPrefix = "text_model.";
 
@@ -151,7 +144,7 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& config, bool position
 ClipTextOutput ClipTextModelImpl::forward(const at::Tensor& input_ids) {
   if (input_ids.dim() != 2 || at::isFloatingType(input_ids.scalar_type()))
     throw ModelError("text encoder input_ids: expected a [batch, tokens] integer tensor, found " +
-                     std::string(at::toString(input_ids.scalar_type())) + " " + shape_str(input_ids.sizes()));
+                     std::string(at::toString(input_ids.scalar_type())) + " " + shape_str(input_ids.sizes().vec()));
   if (input_ids.size(1) > config_.max_position_embeddings)
     throw ModelError("text encoder input_ids: " + std::to_string(input_ids.size(1)) + " tokens, the model has " +
                      std::to_string(config_.max_position_embeddings) + " positions");

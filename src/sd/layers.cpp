@@ -134,12 +134,6 @@ void set_memory_format(torch::nn::Module& module, at::MemoryFormat format) {
     if (p.dim() == 4 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
 }
 
-std::int64_t parameter_count(const torch::nn::Module& module) {
-  std::int64_t n = 0;
-  for (const auto& p : module.parameters()) n += p.numel();
-  return n;
-}
-
 // ---- ResnetBlock2D ---------------------------------------------------------
 
 ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetOptions& o, const at::TensorOptions& options) : o_(o) {

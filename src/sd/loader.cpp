@@ -6,7 +6,6 @@
 #include <chrono>
 #include <iomanip>
 #include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -17,6 +16,8 @@
 #include "config_reader.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/util.h"
+#include "dinv/io/files.h"
 #include "dinv/io/hash.h"
 #include "dinv/io/safetensors.h"
 #include "dinv/sd/errors.h"
@@ -29,17 +30,7 @@ namespace {
 
 std::string join(const fs::path& a, const std::string& b) { return (a / b).string(); }
 
-std::string shape_str(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 std::string dtype_str(at::ScalarType t) { return c10::toString(t); }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::vector<std::string> list_files(const fs::path& dir) {
   std::vector<std::string> out;
@@ -223,7 +214,7 @@ std::vector<io::SafetensorsFile> plan_load(torch::nn::Module& module, const std:
       }
       const at::Tensor& t = it->second;
       if (t.sizes() != at::IntArrayRef(ti.shape))
-        problems.push_back(where + ": expected shape " + shape_str(t.sizes()) + ", found " + shape_str(ti.shape));
+        problems.push_back(where + ": expected shape " + shape_str(t.sizes().vec()) + ", found " + shape_str(ti.shape));
       const bool float_target = at::isFloatingType(t.scalar_type());
       const bool float_file = at::isFloatingType(ti.dtype);
       if (ti.dtype != t.scalar_type() && (options.strict_dtype || float_target != float_file))
@@ -234,7 +225,7 @@ std::vector<io::SafetensorsFile> plan_load(torch::nn::Module& module, const std:
   for (const auto& [name, t] : targets)
     if (!source.count(name))
       missing.push_back("missing tensor '" + name + "' (expected " + dtype_str(t.scalar_type()) + " " +
-                        shape_str(t.sizes()) + ")");
+                        shape_str(t.sizes().vec()) + ")");
   std::sort(missing.begin(), missing.end());
   problems.insert(problems.end(), missing.begin(), missing.end());
   if (!problems.empty()) {
@@ -385,11 +376,7 @@ ComponentFingerprint fingerprint_folder(const std::string& component_dir) {
     if (ends_with(f, ".json")) {
       content = io::canonical_json(detail::read_model_json(path));
     } else {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw ModelError(path + ": cannot open for reading");
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      content = ss.str();
+      content = io::read_text_file(path);
     }
     s.update(f + '\0' + io::sha256_hex(content) + '\n');
   }

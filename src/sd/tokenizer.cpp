@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dinv/core/error.h"
+#include "dinv/io/files.h"
 #include "dinv/io/data_files.h"
 #include "dinv/io/json.h"
 #include "unicode.h"
@@ -64,14 +65,6 @@ std::string utf8(char32_t cp) {
   std::string s;
   unicode::append_utf8(s, cp);
   return s;
-}
-
-std::string read_text_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read " + what + " " + path + ": file missing or unreadable");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::unordered_map<std::string, std::int64_t> read_vocab(const std::string& path) {
@@ -371,7 +364,7 @@ ClipTokenizer ClipTokenizer::from_folder(const std::string& dir) {
   if (!is_directory(dir)) throw IoError("tokenizer folder " + dir + " does not exist");
   auto vocab = read_vocab(dir + "/vocab.json");
   const std::string merges_path = dir + "/merges.txt";
-  auto merges = parse_merges(read_text_file(merges_path, "BPE merges"), merges_path);
+  auto merges = parse_merges(io::read_text_file(merges_path), merges_path);
   return ClipTokenizer(std::move(vocab), merges, read_settings(dir), merges_path);
 }
 

@@ -251,7 +251,5 @@ void freeze(torch::nn::Module& module);
 // as a view and GPU convolutions may run faster; on the CPU NCHW measured
 // faster (bench/RESULTS.md), so the models are NCHW unless asked.
 void set_memory_format(torch::nn::Module& module, at::MemoryFormat format);
-// Number of parameters (elements) under a module.
-std::int64_t parameter_count(const torch::nn::Module& module);
 
 }  // namespace dinv::sd
