@@ -33,14 +33,14 @@ def test_cifar_format_balanced_and_deterministic(tmp_path):
 
 
 def test_counts_that_leave_batches_empty_write_fewer_files(tmp_path):
-    # 6 images in batches of ceil(6/5) = 2: three files, no empty ones, and the
-    # reader finds all six images.
-    dinv_run("data", "shapes", "--out", tmp_path / "a", "--train", 6, "--test", 10, "--seed", 0)
+    # 11 images in batches of ceil(11/5) = 3: four files (3, 3, 3, 2 images),
+    # no empty fifth one, and the reader finds all eleven images.
+    dinv_run("data", "shapes", "--out", tmp_path / "a", "--train", 11, "--test", 10, "--seed", 0)
     files = sorted(p.name for p in tmp_path.glob("a/data_batch_*.bin"))
-    assert files == ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin"]
-    assert all((tmp_path / "a" / f).stat().st_size == 2 * 3073 for f in files)
+    assert files == [f"data_batch_{k}.bin" for k in range(1, 5)]
+    assert [(tmp_path / "a" / f).stat().st_size // 3073 for f in files] == [3, 3, 3, 2]
     images, labels, _ = export(tmp_path, "--data.format=cifar10", f"--data.root={tmp_path / 'a'}")
-    assert len(images) == 6 and len(labels) == 6
+    assert len(images) == 11 and len(labels) == 11
 
 
 def test_linear_classifier_on_pixels_stays_below_90_percent(tmp_path):
