@@ -66,9 +66,7 @@ class ImageFolderDataset : public Dataset {
   std::string fingerprint_;
 };
 
-}  // namespace
-
-DatasetPtr open_image_folder(const std::string& root, const std::string& split) {
+DatasetPtr open_folder(const std::string& root, const std::string& split) {
   const fs::path with_split = fs::path(root) / split;
   if (!split.empty() && fs::is_directory(with_split)) return std::make_shared<ImageFolderDataset>(with_split);
   // A folder with split sub-folders but not this one must not silently serve
@@ -78,6 +76,18 @@ DatasetPtr open_image_folder(const std::string& root, const std::string& split) 
       throw IoError("image folder: '" + with_split.string() + "' is missing (found '" +
                     (fs::path(root) / other).string() + "': expected one folder per split)");
   return std::make_shared<ImageFolderDataset>(fs::path(root));
+}
+
+}  // namespace
+
+// A link that loops or an entry that cannot be examined makes std::filesystem
+// throw its own error: report it as the reader's, naming the path.
+DatasetPtr open_image_folder(const std::string& root, const std::string& split) {
+  try {
+    return open_folder(root, split);
+  } catch (const fs::filesystem_error& e) {
+    throw IoError("image folder '" + root + "': " + e.what() + " (a symbolic link that loops or points nowhere?)");
+  }
 }
 
 }  // namespace dinv::data
