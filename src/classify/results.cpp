@@ -13,10 +13,10 @@
 namespace dinv::classify {
 namespace {
 
-void write_vector(const h5::Handle& file, const std::string& name, const at::Tensor& values) {
+void write_vector(const h5::File& file, const std::string& name, const at::Tensor& values) {
   std::vector<std::int64_t> dims(values.sizes().begin(), values.sizes().end());
-  h5::Handle ds = h5::create_dataset(file, name, values.scalar_type(), dims);
-  if (values.numel() > 0) h5::write_rows(ds, name, 0, values.contiguous(), false);
+  h5::Dataset ds = file.create_dataset(name, values.scalar_type(), dims);
+  if (values.numel() > 0) ds.write_rows(0, values.contiguous(), h5::Transfer::independent);
 }
 
 at::Tensor per_class_table(const std::vector<EvalResult>& evals, std::size_t classes) {
@@ -27,47 +27,47 @@ at::Tensor per_class_table(const std::vector<EvalResult>& evals, std::size_t cla
   return t;
 }
 
-void write_attributes(const h5::Handle& file, const TrainResult& r, const RunInfo& info) {
-  h5::set_attribute(file, "schema", std::string(kResultsSchema));
-  h5::set_attribute(file, "run", info.run_name);
-  h5::set_attribute(file, "config", info.config_ini);
-  h5::set_attribute(file, "device", info.device);
-  h5::set_attribute(file, "world_size", static_cast<std::int64_t>(info.world_size));
-  h5::set_attribute(file, "global_batch", info.global_batch);
-  h5::set_attribute(file, "class_names", info.class_names);
-  for (const auto& [name, fp] : info.fingerprints) h5::set_attribute(file, "fingerprint." + name, fp);
-  h5::set_attribute(file, "steps", r.steps_done);
-  h5::set_attribute(file, "final_accuracy", r.final_eval().accuracy);
-  h5::set_attribute(file, "final_loss", r.final_eval().loss);
-  h5::set_attribute(file, "best_accuracy", r.best.accuracy);
-  h5::set_attribute(file, "best_step", r.best.step);
-  h5::set_attribute(file, "train_seconds", r.train_seconds);
-  h5::set_attribute(file, "eval_seconds", r.eval_seconds);
+void write_attributes(const h5::File& file, const TrainResult& r, const RunInfo& info) {
+  file.set_attribute("schema", std::string(kResultsSchema));
+  file.set_attribute("run", info.run_name);
+  file.set_attribute("config", info.config_ini);
+  file.set_attribute("device", info.device);
+  file.set_attribute("world_size", static_cast<std::int64_t>(info.world_size));
+  file.set_attribute("global_batch", info.global_batch);
+  file.set_attribute("class_names", info.class_names);
+  for (const auto& [name, fp] : info.fingerprints) file.set_attribute("fingerprint." + name, fp);
+  file.set_attribute("steps", r.steps_done);
+  file.set_attribute("final_accuracy", r.final_eval().accuracy);
+  file.set_attribute("final_loss", r.final_eval().loss);
+  file.set_attribute("best_accuracy", r.best.accuracy);
+  file.set_attribute("best_step", r.best.step);
+  file.set_attribute("train_seconds", r.train_seconds);
+  file.set_attribute("eval_seconds", r.eval_seconds);
   const double trained_steps = static_cast<double>(r.steps_done - r.resumed_from);
-  h5::set_attribute(
-      file, "images_per_second",
-      r.train_seconds > 0 ? trained_steps * static_cast<double>(info.global_batch) / r.train_seconds : 0.0);
-  h5::set_attribute(file, "resumed_from", r.resumed_from);
+  file.set_attribute("images_per_second", r.train_seconds > 0
+                                              ? trained_steps * static_cast<double>(info.global_batch) / r.train_seconds
+                                              : 0.0);
+  file.set_attribute("resumed_from", r.resumed_from);
 }
 
 // The images behind the run, as indices and fingerprints (docs/architecture.md).
-void write_selection(const h5::Handle& file, const SelectionRecord& s) {
-  h5::create_group(file, "selection");
+void write_selection(const h5::File& file, const SelectionRecord& s) {
+  file.create_group("selection");
   if (s.has_real) {
     write_vector(file, "selection/real_index", at::tensor(s.real_index, at::kLong));
-    h5::set_attribute(file, "selection.real_fingerprint", s.real_fingerprint);
-    h5::set_attribute(file, "selection.real_count", static_cast<std::int64_t>(s.real_index.size()));
+    file.set_attribute("selection.real_fingerprint", s.real_fingerprint);
+    file.set_attribute("selection.real_count", static_cast<std::int64_t>(s.real_index.size()));
   }
   if (s.synthetic_tags.empty()) return;
-  h5::create_group(file, "selection/synthetic");
+  file.create_group("selection/synthetic");
   for (std::size_t t = 0; t < s.synthetic_tags.size(); ++t)
     write_vector(file, "selection/synthetic/" + s.synthetic_tags[t], at::tensor(s.synthetic_rows[t], at::kLong));
-  h5::set_attribute(file, "selection.synthetic_tags", join(s.synthetic_tags, ","));
-  h5::set_attribute(file, "selection.synthetic_count", s.synthetic_count);
-  h5::set_attribute(file, "selection.synthetic_fingerprint", s.synthetic_fingerprint);
-  h5::set_attribute(file, "selection.follow_real", static_cast<std::int64_t>(s.follow_real ? 1 : 0));
-  h5::set_attribute(file, "selection.per_source", s.per_source);
-  h5::set_attribute(file, "selection.total", s.total);
+  file.set_attribute("selection.synthetic_tags", join(s.synthetic_tags, ","));
+  file.set_attribute("selection.synthetic_count", s.synthetic_count);
+  file.set_attribute("selection.synthetic_fingerprint", s.synthetic_fingerprint);
+  file.set_attribute("selection.follow_real", static_cast<std::int64_t>(s.follow_real ? 1 : 0));
+  file.set_attribute("selection.per_source", s.per_source);
+  file.set_attribute("selection.total", s.total);
 }
 
 }  // namespace
@@ -78,10 +78,10 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
   const std::string tmp = path + ".tmp";
   {
-    h5::Handle file = h5::create_file(tmp, dist::this_rank_only());
-    h5::create_group(file, "history");
-    h5::create_group(file, "eval");
-    h5::create_group(file, "final");
+    h5::File file = h5::File::create(tmp, dist::Comm::this_rank_only());
+    file.create_group("history");
+    file.create_group("eval");
+    file.create_group("final");
     write_vector(file, "history/step", at::tensor(r.steps, at::kLong));
     write_vector(file, "history/lr", at::tensor(r.lr, at::kDouble));
     write_vector(file, "history/train_loss", at::tensor(r.loss, at::kDouble));
@@ -100,9 +100,9 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
     write_vector(file, "final/per_class_accuracy", at::tensor(r.final_eval().per_class_accuracy, at::kDouble));
     write_attributes(file, r, info);
     write_selection(file, info.selection);
-    h5::set_attribute(file, "complete", static_cast<std::int64_t>(1));
-    h5::flush(file, tmp);
-    file.close("results file " + tmp);
+    file.set_attribute("complete", static_cast<std::int64_t>(1));
+    file.flush();
+    file.close();
   }
   io::replace_file(tmp, path, "results file");
 }
@@ -110,9 +110,9 @@ void write_results(const std::string& path, const TrainResult& r, const RunInfo&
 bool results_complete(const std::string& path) {
   if (!std::filesystem::exists(path)) return false;
   try {
-    h5::Handle file = h5::open_file_serial(path);
-    return h5::has_attribute(file, "complete") && h5::int_attribute(file, "complete", path) == 1 &&
-           h5::string_attribute(file, "schema", path) == kResultsSchema;
+    h5::File file = h5::File::open_serial(path);
+    return file.has_attribute("complete") && file.int_attribute("complete") == 1 &&
+           file.string_attribute("schema") == kResultsSchema;
   } catch (const Error&) {
     return false;  // unreadable: rerun the point
   }

@@ -19,17 +19,18 @@ std::string hash_text(const std::string& text, const std::string& seed) {
   return content_hash(text.data(), text.size(), seed);
 }
 
-std::string optional_string(const h5::Handle& obj, const std::string& name, const std::string& where) {
-  return h5::has_attribute(obj, name) ? h5::string_attribute(obj, name, where) : "";
+std::string optional_string(const h5::Object& obj, const std::string& name) {
+  return obj.has_attribute(name) ? obj.string_attribute(name) : "";
 }
 
 // A half-generated tag would give a run fewer (and other) samples than the
 // same command gives after generate finishes: refuse it rather than train on it.
-void require_finished(const h5::Handle& file, const std::string& store_path, const std::string& group) {
-  if (!h5::exists(file, group + "/done"))
+void require_finished(const h5::File& file, const std::string& group) {
+  const std::string& store_path = file.file_path();
+  if (!file.exists(group + "/done"))
     throw StoreError("store '" + store_path + "' /" + group + " has no ledger /" + group +
                      "/done: the tag was never finished; rerun 'dinv generate' for it");
-  const auto done = h5::read_all(h5::open_dataset(file, group + "/done"), store_path + ":/" + group + "/done");
+  const auto done = file.open_dataset(group + "/done").read_all();
   const auto finished = done.ne(0).sum().item<std::int64_t>();
   if (finished != done.numel())
     throw StoreError("store '" + store_path + "' /" + group + ": only " + std::to_string(finished) + " of " +
@@ -38,14 +39,13 @@ void require_finished(const h5::Handle& file, const std::string& store_path, con
                      "the tag before training on it");
 }
 
-std::vector<std::int64_t> read_sources(const h5::Handle& file, const std::string& store_path, const std::string& group,
-                                       std::int64_t count) {
-  if (!h5::exists(file, group + "/source"))
-    throw StoreError("store '" + store_path + "' has no /" + group + "/source (the samples' source images), which " +
-                     "syn.follow_real and syn.per_source need");
-  const auto ds = h5::open_dataset(file, group + "/source");
-  h5::require_layout(ds, "/" + group + "/source", at::kLong, {count});
-  const auto t = h5::read_all(ds, store_path + ":/" + group + "/source").contiguous();
+std::vector<std::int64_t> read_sources(const h5::File& file, const std::string& group, std::int64_t count) {
+  if (!file.exists(group + "/source"))
+    throw StoreError("store '" + file.file_path() + "' has no /" + group +
+                     "/source (the samples' source images), which " + "syn.follow_real and syn.per_source need");
+  const auto ds = file.open_dataset(group + "/source");
+  ds.require_layout(at::kLong, {count});
+  const auto t = ds.read_all().contiguous();
   return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
 }
 
@@ -53,21 +53,19 @@ std::vector<std::int64_t> read_sources(const h5::Handle& file, const std::string
 // dataset whole and keeps the rows (one contiguous read); a sparse one (a
 // sweep task's small real subset of a large tag) reads only its runs of
 // consecutive rows, so a task holds its selection, not the tag, in memory.
-at::Tensor read_selected_rows(const h5::Handle& file, const std::string& store_path, const std::string& path,
-                              const std::vector<std::int64_t>& rows) {
-  const auto ds = h5::open_dataset(file, path);
-  const std::string name = store_path + ":/" + path;
-  const auto dims = h5::dataset_dims(ds);
+at::Tensor read_selected_rows(const h5::File& file, const std::string& path, const std::vector<std::int64_t>& rows) {
+  const auto ds = file.open_dataset(path);
+  const auto dims = ds.dims();
   if (dims.empty() || 2 * static_cast<std::int64_t>(rows.size()) > dims[0])  // (read_all refuses a scalar)
-    return h5::read_all(ds, name).index_select(0, at::tensor(rows, at::kLong));
+    return ds.read_all().index_select(0, at::tensor(rows, at::kLong));
   std::vector<at::Tensor> runs;
   for (std::size_t first = 0; first < rows.size();) {
     std::size_t last = first;
     while (last + 1 < rows.size() && rows[last + 1] == rows[last] + 1) ++last;
-    runs.push_back(h5::read_rows(ds, name, rows[first], rows[last] + 1));
+    runs.push_back(ds.read_rows(rows[first], rows[last] + 1));
     first = last + 1;
   }
-  if (runs.empty()) return h5::read_rows(ds, name, 0, 0);
+  if (runs.empty()) return ds.read_rows(0, 0);
   return runs.size() == 1 ? runs[0] : at::cat(runs);
 }
 
@@ -148,12 +146,12 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
                                   const SampleSelection& sel) {
   if (tags.empty()) throw IoError("store '" + store_path + "': no sample tags given (data key 'tags')");
   h5::quiet_errors();
-  auto file = h5::open_file_serial(store_path);
-  if (!h5::exists(file, "source"))
+  auto file = h5::File::open_serial(store_path);
+  if (!file.exists("source"))
     throw StoreError("store '" + store_path + "': no /source group (class names live in its attribute 'class_names')");
-  const auto source_group = h5::open_group(file, "source");
-  auto names = h5::strings_attribute(source_group, "class_names", store_path + ":/source");
-  const std::string dataset_fp = optional_string(source_group, "dataset_fingerprint", store_path + ":/source");
+  const auto source_group = file.open_group("source");
+  auto names = source_group.strings_attribute("class_names");
+  const std::string dataset_fp = optional_string(source_group, "dataset_fingerprint");
   if (sel.follow_real && dataset_fp != sel.real_fingerprint)
     throw StoreError("store '" + store_path + "' was generated from other images than the real data: its /source " +
                      "dataset_fingerprint is '" + dataset_fp +
@@ -167,31 +165,30 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
   std::vector<at::Tensor> images, labels;
   for (const auto& tag : tags) {
     const std::string group = "samples/" + tag;
-    if (!h5::exists(file, "samples") || !h5::exists(file, group))
+    if (!file.exists("samples") || !file.exists(group))
       throw StoreError("store '" + store_path + "' has no /" + group + " (tag '" + tag + "' was never generated)");
     // Shapes and dtypes first: the extents come from the file.
-    const auto xd = h5::open_dataset(file, group + "/images");
-    h5::require_layout(xd, "/" + group + "/images", at::kByte, {-1, -1, -1, 3});
-    const auto count = h5::dataset_dims(xd)[0];
-    const auto yd = h5::open_dataset(file, group + "/label");
-    const auto ydims = h5::dataset_dims(yd);
+    const auto xd = file.open_dataset(group + "/images");
+    xd.require_layout(at::kByte, {-1, -1, -1, 3});
+    const auto count = xd.dims()[0];
+    const auto yd = file.open_dataset(group + "/label");
+    const auto ydims = yd.dims();
     if (ydims.size() != 1 || ydims[0] != count)
       throw StoreError("store '" + store_path + "' /" + group + "/label is " + c10::str(c10::IntArrayRef(ydims)) +
                        ", expected one label per image [" + std::to_string(count) + "]");
-    require_finished(file, store_path, group);
+    require_finished(file, group);
     std::vector<std::int64_t> rows;
     if (by_source) {
-      rows = select_rows(read_sources(file, store_path, group, count), tag, sel);
+      rows = select_rows(read_sources(file, group, count), tag, sel);
     } else {
       rows.resize(static_cast<std::size_t>(count));
       for (std::int64_t m = 0; m < count; ++m) rows[static_cast<std::size_t>(m)] = m;
     }
     out.rows.push_back(std::move(rows));
     // The tag's identity: what generated it (settings, model) and its name.
-    const auto g = h5::open_group(file, group);
-    out.fingerprint = hash_text(tag + "\n" + optional_string(g, "settings", store_path + ":/" + group) + "\n" +
-                                    optional_string(g, "model_fingerprint", store_path + ":/" + group),
-                                out.fingerprint);
+    const auto g = file.open_group(group);
+    out.fingerprint = hash_text(
+        tag + "\n" + optional_string(g, "settings") + "\n" + optional_string(g, "model_fingerprint"), out.fingerprint);
   }
   if (sel.total > 0) draw_total(out.rows, tags, sel);
   std::string hash, tag_list;
@@ -199,8 +196,8 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
     const std::string group = "samples/" + tags[t];
     const auto& rows = out.rows[t];
     out.fingerprint = content_hash(rows.data(), rows.size() * sizeof(std::int64_t), out.fingerprint);
-    auto x = read_selected_rows(file, store_path, group + "/images", rows);
-    auto y = read_selected_rows(file, store_path, group + "/label", rows);
+    auto x = read_selected_rows(file, group + "/images", rows);
+    auto y = read_selected_rows(file, group + "/label", rows);
     if (!images.empty() && x.sizes().slice(1) != images[0].sizes().slice(1))
       throw StoreError("store '" + store_path + "' /" + group + ": images " + c10::str(x.sizes()) +
                        " differ in size from the first tag's " + c10::str(images[0].sizes()));

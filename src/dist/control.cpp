@@ -11,6 +11,8 @@
 namespace dinv::dist {
 namespace {
 
+MPI_Comm mpi_comm(const World& world) { return MPI_Comm_f2c(world.comm().handle()); }
+
 // MPI counts are ints: a block this large is a bug in the caller, not a reason to truncate.
 int mpi_count(std::size_t n, const char* what) {
   if (n > static_cast<std::size_t>(INT_MAX))
@@ -22,7 +24,7 @@ template <typename T>
 std::vector<T> gather_blocks(const World& world, const std::vector<T>& block, MPI_Datatype type) {
   const int n = mpi_count(block.size(), "all_gather");
   std::vector<T> all(block.size() * static_cast<std::size_t>(world.size()));
-  check_mpi(MPI_Allgather(block.data(), n, type, all.data(), n, type, world.comm()), "MPI_Allgather");
+  check_mpi(MPI_Allgather(block.data(), n, type, all.data(), n, type, mpi_comm(world)), "MPI_Allgather");
   return all;
 }
 
@@ -53,7 +55,7 @@ bool any_rank(const World& world, bool flag) { return sum_over_ranks(world, flag
 std::vector<std::int64_t> sum_over_ranks(const World& world, const std::vector<std::int64_t>& values) {
   std::vector<std::int64_t> out(values.size());
   check_mpi(MPI_Allreduce(values.data(), out.data(), mpi_count(values.size(), "sum_over_ranks"), MPI_INT64_T, MPI_SUM,
-                          world.comm()),
+                          mpi_comm(world)),
             "MPI_Allreduce");
   return out;
 }
@@ -63,7 +65,7 @@ std::int64_t sum_over_ranks(const World& world, std::int64_t value) {
 }
 
 int broadcast_from_root(const World& world, int value) {
-  check_mpi(MPI_Bcast(&value, 1, MPI_INT, 0, world.comm()), "MPI_Bcast");
+  check_mpi(MPI_Bcast(&value, 1, MPI_INT, 0, mpi_comm(world)), "MPI_Bcast");
   return value;
 }
 
@@ -73,7 +75,7 @@ void rethrow_root_failure(const World& world, const std::exception_ptr& failure)
   if (e.code == 0) return;
   const int length = broadcast_from_root(world, mpi_count(e.message.size(), "rethrow_root_failure"));
   e.message.resize(static_cast<std::size_t>(length));
-  check_mpi(MPI_Bcast(e.message.data(), length, MPI_CHAR, 0, world.comm()), "MPI_Bcast");
+  check_mpi(MPI_Bcast(e.message.data(), length, MPI_CHAR, 0, mpi_comm(world)), "MPI_Bcast");
   if (world.is_root()) std::rethrow_exception(failure);
   if (e.code == static_cast<int>(ExitCode::usage)) throw ConfigError(e.message);
   throw Error(e.message, static_cast<ExitCode>(e.code));

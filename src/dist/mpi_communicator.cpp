@@ -84,7 +84,7 @@ class MpiWork final : public Work {
 class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(const World& world) {
-    check_mpi(MPI_Comm_dup(world.comm(), &comm_), "MPI_Comm_dup");
+    check_mpi(MPI_Comm_dup(MPI_Comm_f2c(world.comm().handle()), &comm_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);

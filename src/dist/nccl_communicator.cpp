@@ -99,7 +99,7 @@ class NcclCommunicator final : public Communicator {
                       std::to_string(at::getNumGPUs()) + " ranks per node, or set run.device = cpu");
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, world.comm()), "MPI_Bcast(ncclUniqueId)");
+    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_Comm_f2c(world.comm().handle())), "MPI_Bcast(ncclUniqueId)");
     c10::cuda::CUDAGuard guard(device_);
     check_nccl(ncclCommInitRank(&comm_.handle, size_, id, rank_), "ncclCommInitRank");
   }

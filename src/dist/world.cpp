@@ -1,5 +1,7 @@
 #include "dinv/dist/world.h"
 
+#include <mpi.h>
+
 #include <cstdlib>
 
 #include <ATen/Context.h>
@@ -18,7 +20,20 @@ void check_mpi(int rc, const char* what) {
   throw DistError(std::string(what) + " failed: " + std::string(text, len));
 }
 
-MPI_Comm this_rank_only() { return MPI_COMM_SELF; }
+Comm Comm::world() { return Comm(MPI_Comm_c2f(MPI_COMM_WORLD)); }
+Comm Comm::this_rank_only() { return Comm(MPI_Comm_c2f(MPI_COMM_SELF)); }
+
+int Comm::rank() const {
+  int rank = 0;
+  check_mpi(MPI_Comm_rank(MPI_Comm_f2c(handle_), &rank), "MPI_Comm_rank");
+  return rank;
+}
+
+int Comm::size() const {
+  int size = 0;
+  check_mpi(MPI_Comm_size(MPI_Comm_f2c(handle_), &size), "MPI_Comm_size");
+  return size;
+}
 
 std::string mpi_library_version() {
   char text[MPI_MAX_LIBRARY_VERSION_STRING];

@@ -140,11 +140,11 @@ void require_same_classes(const classify::LoadedClassifier& c, const data::Datas
 
 // Each sample's source image (dataset index; -1 for per-class prompts).
 at::Tensor tag_sources(const std::string& store_path, const std::string& tag, std::int64_t rows) {
-  auto file = h5::open_file_serial(store_path);
+  auto file = h5::File::open_serial(store_path);
   const std::string name = "samples/" + tag + "/source";
-  const auto ds = h5::open_dataset(file, name);
-  h5::require_layout(ds, "/" + name, at::kLong, {-1});
-  return h5::read_rows(ds, store_path + ":/" + name, 0, rows);
+  const auto ds = file.open_dataset(name);
+  ds.require_layout(at::kLong, {-1});
+  return ds.read_rows(0, rows);
 }
 
 // The distinct sources, for the memorisation check.
@@ -199,8 +199,8 @@ void write_metrics(store::Store& st, const TagMetrics& m, const std::string& set
   if (st.has(group)) st.remove(group);
   if (!st.has("/metrics")) st.create_group("/metrics");
   const auto g = st.create_group(group);
-  h5::set_attribute(g, "settings", settings);
-  h5::set_attribute(g, "classifier_fingerprint", fingerprint);
+  g.set_attribute("settings", settings);
+  g.set_attribute("classifier_fingerprint", fingerprint);
   for (const auto& [name, value] :
        std::vector<std::pair<std::string, double>>{{"fid", m.fid},
                                                    {"precision", m.precision},
@@ -210,19 +210,19 @@ void write_metrics(store::Store& st, const TagMetrics& m, const std::string& set
                                                    {"label_agreement", m.label_agreement},
                                                    {"own_source_share", m.own_source_share},
                                                    {"mean_source_distance", m.mean_source_distance}})
-    h5::set_attribute(g, name, value);
-  h5::set_attribute(g, "leaked_test_images", m.leaked_test_images);
+    g.set_attribute(name, value);
+  g.set_attribute("leaked_test_images", m.leaked_test_images);
   const auto per_class = at::tensor(m.per_class_agreement, at::kDouble);
   const auto ds = st.create_dataset(group + "/per_class_agreement", at::kDouble, {per_class.size(0)});
-  h5::write_rows(ds, group + "/per_class_agreement", 0, per_class, true);
+  ds.write_rows(0, per_class, h5::Transfer::collective);
 }
 
 bool measured_before(const std::string& store_path, const std::string& tag, const std::string& settings) {
-  auto file = h5::open_file_serial(store_path);
+  auto file = h5::File::open_serial(store_path);
   const std::string group = "metrics/" + tag;
-  if (!h5::exists(file, "metrics") || !h5::exists(file, group)) return false;
-  const auto g = h5::open_group(file, group);
-  return h5::has_attribute(g, "settings") && h5::string_attribute(g, "settings", store_path + ":/" + group) == settings;
+  if (!file.exists("metrics") || !file.exists(group)) return false;
+  const auto g = file.open_group(group);
+  return g.has_attribute("settings") && g.string_attribute("settings") == settings;
 }
 
 }  // namespace

@@ -167,25 +167,25 @@ struct SourceData {
 
 SourceData read_source(const store::Store& st) {
   SourceData d;
-  const h5::Handle label = st.dataset("/source/label");
-  h5::require_layout(label, "/source/label", at::kLong, {-1});
-  const at::Tensor labels = h5::read_all(label, "/source/label");
+  const h5::Dataset label = st.dataset("/source/label");
+  label.require_layout(at::kLong, {-1});
+  const at::Tensor labels = label.read_all();
   d.labels.assign(labels.data_ptr<std::int64_t>(), labels.data_ptr<std::int64_t>() + labels.numel());
-  d.class_names = h5::strings_attribute(st.group("/source"), "class_names", st.path() + ":/source");
+  d.class_names = st.group("/source").strings_attribute("class_names");
   const auto classes = static_cast<std::int64_t>(d.class_names.size());
   for (std::size_t i = 0; i < d.labels.size(); ++i)
     if (d.labels[i] < 0 || d.labels[i] >= classes)
       throw StoreError("store '" + st.path() + "': /source/label[" + std::to_string(i) + "] is " +
                        std::to_string(d.labels[i]) + ", outside the " + std::to_string(classes) +
                        " classes of /source's class_names");
-  d.group_size = h5::int_attribute(st.group("/embeddings"), "group_size", st.path() + ":/embeddings");
+  d.group_size = st.group("/embeddings").int_attribute("group_size");
   const auto n = static_cast<std::int64_t>(d.labels.size());
   if (d.group_size < 1 || d.group_size > std::max<std::int64_t>(n, 1))
     throw StoreError("store '" + st.path() + "': /embeddings attribute group_size is " + std::to_string(d.group_size) +
                      ", expected 1.." + std::to_string(std::max<std::int64_t>(n, 1)) + " (the store has " +
                      std::to_string(n) + " source images)");
-  const h5::Handle data = st.dataset("/embeddings/data");
-  h5::require_layout(data, "/embeddings/data", at::kFloat, {n, -1, -1});
+  const h5::Dataset data = st.dataset("/embeddings/data");
+  data.require_layout(at::kFloat, {n, -1, -1});
   return d;
 }
 
@@ -216,7 +216,7 @@ std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData
 class EmbeddingRows {
  public:
   EmbeddingRows(const store::Store& st, std::int64_t group_size)
-      : dataset_(st.dataset("/embeddings/data")), group_size_(group_size), images_(h5::dataset_dims(dataset_).at(0)) {}
+      : dataset_(st.dataset("/embeddings/data")), group_size_(group_size), images_(dataset_.dims().at(0)) {}
   at::Tensor row(std::int64_t i) { return group(i / group_size_)[i % group_size_]; }
   at::Tensor group_mean(std::int64_t i) { return group(i / group_size_).mean(0); }
 
@@ -226,12 +226,11 @@ class EmbeddingRows {
     if (it == cache_.end()) {
       if (cache_.size() > 8) cache_.clear();
       const auto begin = g * group_size_;
-      it = cache_.emplace(g, h5::read_rows(dataset_, "/embeddings/data", begin, std::min(images_, begin + group_size_)))
-               .first;
+      it = cache_.emplace(g, dataset_.read_rows(begin, std::min(images_, begin + group_size_))).first;
     }
     return it->second;
   }
-  h5::Handle dataset_;
+  h5::Dataset dataset_;
   std::int64_t group_size_, images_;
   std::map<std::int64_t, at::Tensor> cache_;
 };
@@ -271,10 +270,6 @@ std::pair<at::Tensor, at::Tensor> conditioning(const GenerateSettings& s, const 
   return {c, at::stack(uncond)};
 }
 
-struct SampleDatasets {
-  h5::Handle images, label, source, partner, seed;
-};
-
 void create_tag(store::Store& st, const std::string& group, const GenerateSettings& s, const GenerationModel& m,
                 std::int64_t count, std::int64_t chunks) {
   const auto r = s.save_resolution;
@@ -289,8 +284,8 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   }
   auto g = st.create_group(group);
   const auto run = as_run(s, m.sampler_name);
-  h5::set_attribute(g, "settings", generate_declaration().text(run));
-  h5::set_attribute(g, "model_fingerprint", m.fingerprint);
+  g.set_attribute("settings", generate_declaration().text(run));
+  g.set_attribute("model_fingerprint", m.fingerprint);
   store::set_attributes(g, generate_declaration().attributes(run));
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/partner", "/seed"})
@@ -310,7 +305,7 @@ void write_chunk(store::Store& st, const std::string& group, dist::Range r, cons
     seed.push_back(static_cast<std::int64_t>(sp.seed));
   }
   auto write = [&](const std::string& name, const at::Tensor& rows) {
-    h5::write_rows(st.dataset(group + name), group + name, r.begin, rows, false);
+    st.dataset(group + name).write_rows(r.begin, rows, h5::Transfer::independent);
   };
   write("/images", images);
   write("/label", at::tensor(label, at::kLong));
@@ -322,10 +317,10 @@ void write_chunk(store::Store& st, const std::string& group, dist::Range r, cons
 void check_embeddings(const store::Store& st, const GenerationModel& m) {
   if (!st.has("/embeddings/done"))
     throw StoreError("store '" + st.path() + "' has no embeddings: run 'dinv embed' with this store first");
-  const h5::Handle ledger = st.dataset("/embeddings/done");
-  h5::require_layout(ledger, "/embeddings/done", at::kByte, {-1});
-  const auto units = h5::dataset_dims(ledger).at(0);
-  const at::Tensor done = h5::read_all(ledger, "/embeddings/done");
+  const h5::Dataset ledger = st.dataset("/embeddings/done");
+  ledger.require_layout(at::kByte, {-1});
+  const auto units = ledger.dims().at(0);
+  const at::Tensor done = ledger.read_all();
   const auto finished = done.ne(0).sum().item<std::int64_t>();
   if (finished != units)
     throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
@@ -339,7 +334,7 @@ void check_embeddings(const store::Store& st, const GenerationModel& m) {
 // in it is finished.
 bool tag_is_whole(const store::Store& st, const std::string& group) {
   try {
-    return st.has(group + "/done") && !h5::dataset_dims(st.dataset(group + "/done")).empty();
+    return st.has(group + "/done") && !st.dataset(group + "/done").dims().empty();
   } catch (const StoreError&) {
     return false;
   }
@@ -388,9 +383,9 @@ std::string derived_tag(const GenerateSettings& s, const std::string& sampler_na
 }
 
 std::int64_t tag_chunk_size(const store::Store& st, const std::string& group, std::int64_t configured) {
-  const h5::Handle g = st.group(group);
-  if (!h5::has_attribute(g, "chunk_size")) return configured;
-  const auto stored = h5::int_attribute(g, "chunk_size", st.path() + ":" + group);
+  const h5::Group g = st.group(group);
+  if (!g.has_attribute("chunk_size")) return configured;
+  const auto stored = g.int_attribute("chunk_size");
   if (stored != configured)
     log::info("generate: " + group + " was created with chunk_size " + std::to_string(stored) +
               ", which its ledger of finished chunks needs: using it, not generate.chunk_size = " +

@@ -31,25 +31,25 @@ struct Chosen {
 // The first `count` samples of finished chunks, in index order.
 Chosen choose(store::Store& st, const std::string& group, const PreviewRequest& r) {
   const std::string images_name = group + "/images";
-  const h5::Handle images = st.dataset(images_name);
-  h5::require_layout(images, images_name, at::kByte, {-1, -1, -1, 3});
-  const auto total = h5::dataset_dims(images).at(0);
+  const h5::Dataset images = st.dataset(images_name);
+  images.require_layout(at::kByte, {-1, -1, -1, 3});
+  const auto total = images.dims().at(0);
   const auto chunk_size = tag_chunk_size(st, group, r.chunk_size);
   const auto chunks = dist::chunk_count(total, chunk_size);
   store::UnitLedger ledger(st, group, chunks);
   Chosen out;
   std::vector<at::Tensor> parts;
-  const h5::Handle source = st.dataset(group + "/source"), label = st.dataset(group + "/label");
-  h5::require_layout(source, group + "/source", at::kLong, {total});
-  h5::require_layout(label, group + "/label", at::kLong, {total});
+  const h5::Dataset source = st.dataset(group + "/source"), label = st.dataset(group + "/label");
+  source.require_layout(at::kLong, {total});
+  label.require_layout(at::kLong, {total});
   for (std::int64_t c = 0; c < chunks && static_cast<std::int64_t>(out.rows.size()) < r.count; ++c) {
     if (!ledger.is_done(c)) continue;
     const auto range = dist::chunk(total, chunk_size, c);
     const auto end = std::min(range.end, range.begin + r.count - static_cast<std::int64_t>(out.rows.size()));
-    parts.push_back(h5::read_rows(images, images_name, range.begin, end));
-    const at::Tensor s = h5::read_rows(source, group + "/source", range.begin, end);
+    parts.push_back(images.read_rows(range.begin, end));
+    const at::Tensor s = source.read_rows(range.begin, end);
     out.source.insert(out.source.end(), s.data_ptr<std::int64_t>(), s.data_ptr<std::int64_t>() + s.numel());
-    const at::Tensor l = h5::read_rows(label, group + "/label", range.begin, end);
+    const at::Tensor l = label.read_rows(range.begin, end);
     out.label.insert(out.label.end(), l.data_ptr<std::int64_t>(), l.data_ptr<std::int64_t>() + l.numel());
     for (auto i = range.begin; i < end; ++i) out.rows.push_back(i);
   }
@@ -72,9 +72,9 @@ std::vector<at::Tensor> source_tiles(const store::Store& st, const Chosen& c, co
                          "was embedded from.");
   at::Tensor index;
   if (any) {
-    const h5::Handle d = st.dataset("/source/index");
-    h5::require_layout(d, "/source/index", at::kLong, {-1});
-    index = h5::read_all(d, "/source/index");
+    const h5::Dataset d = st.dataset("/source/index");
+    d.require_layout(at::kLong, {-1});
+    index = d.read_all();
   }
   std::vector<at::Tensor> tiles;
   for (const auto s : c.source) {
@@ -142,7 +142,7 @@ void make_parent(const std::string& path) {
 PreviewResult write_preview(const PreviewRequest& r, const data::Dataset& dataset) {
   if (r.count < 1) throw Error("preview of " + std::to_string(r.count) + " samples: N must be at least 1");
   const std::string group = "/samples/" + r.tag;
-  auto st = store::Store::open(r.store_path, dist::this_rank_only(), false);
+  auto st = store::Store::open(r.store_path, dist::Comm::this_rank_only(), false);
   if (!st.has(group)) throw StoreError("store '" + r.store_path + "' has no " + group + " to preview");
   const Chosen chosen = choose(st, group, r);
   const auto sources = source_tiles(st, chosen, dataset, r.filter);

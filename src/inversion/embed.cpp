@@ -122,17 +122,16 @@ struct Layout {
 void create_layout(store::Store& st, const Layout& l, const EmbedSettings& s, const data::Dataset& dataset,
                    const FrozenModel& model) {
   auto source = st.create_group("/source");
-  h5::set_attribute(source, "class_names", dataset.class_names());
-  h5::set_attribute(source, "dataset_fingerprint", dataset.fingerprint());
-  h5::set_attribute(source, "dataset", dataset.describe());
+  source.set_attribute("class_names", dataset.class_names());
+  source.set_attribute("dataset_fingerprint", dataset.fingerprint());
+  source.set_attribute("dataset", dataset.describe());
   st.create_dataset("/source/index", at::kLong, {l.images});
   st.create_dataset("/source/label", at::kLong, {l.images});
   auto emb = st.create_group("/embeddings");
-  h5::set_attribute(emb, "model_fingerprint", model.fingerprint);
-  h5::set_attribute(emb, "settings", embed_declaration().text(s));
+  emb.set_attribute("model_fingerprint", model.fingerprint);
+  emb.set_attribute("settings", embed_declaration().text(s));
   store::set_attributes(emb, embed_declaration().attributes(s));
-  h5::set_attribute(emb, "loss_note",
-                    std::string("loss: each image's denoising loss at the last step that trained it"));
+  emb.set_attribute("loss_note", std::string("loss: each image's denoising loss at the last step that trained it"));
   st.create_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
   st.create_dataset("/embeddings/loss", at::kFloat, {l.images});
   st.create_dataset("/embeddings/posterior_mean", at::kFloat, {l.images, l.channels, l.latent, l.latent});
@@ -212,7 +211,7 @@ bool train_unit(UnitTrainer& trainer, const EmbedSettings& s, const std::string&
 void write_unit(store::Store& st, const UnitTrainer& trainer, const Posterior& posterior, const at::Tensor& labels) {
   const auto r = trainer.plan().images();
   auto write = [&](const char* name, const at::Tensor& rows) {
-    h5::write_rows(st.dataset(name), name, r.begin, rows, false);
+    st.dataset(name).write_rows(r.begin, rows, h5::Transfer::independent);
   };
   write("/source/index", at::arange(r.begin, r.end, at::kLong));
   write("/source/label", labels);

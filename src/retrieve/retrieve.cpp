@@ -113,9 +113,9 @@ bool compute_features(dist::World& world, store::Store& cache, const std::string
   stage.prepare = [&](store::Store& st) {
     if (!st.has(group)) {
       auto g = st.create_group(group);
-      h5::set_attribute(g, "key", key);
-      h5::set_attribute(g, "shard_size", s.shard_size);
-      h5::set_attribute(g, "batch_size", s.batch_size);
+      g.set_attribute("key", key);
+      g.set_attribute("shard_size", s.shard_size);
+      g.set_attribute("batch_size", s.batch_size);
       st.create_dataset(group + "/features", at::kFloat, {n, dim});
       st.create_dataset(group + "/bad", at::kByte, {n});
       store::UnitLedger::create(st, group, units);
@@ -159,8 +159,8 @@ bool compute_features(dist::World& world, store::Store& cache, const std::string
     return stage::UnitEnd::finished;
   };
   stage.write = [&](store::Store& st, std::int64_t u) {
-    h5::write_rows(st.dataset(group + "/features"), group + "/features", shard(u).begin, feats, false);
-    h5::write_rows(st.dataset(group + "/bad"), group + "/bad", shard(u).begin, flags, false);
+    st.dataset(group + "/features").write_rows(shard(u).begin, feats, h5::Transfer::independent);
+    st.dataset(group + "/bad").write_rows(shard(u).begin, flags, h5::Transfer::independent);
   };
   stage.items_of = [&](std::int64_t u) { return "images " + dist::range_text(shard(u)); };
   return stage::run_units(world, cache, stage).stopped;
@@ -189,14 +189,14 @@ void keep_best(std::vector<Candidate>& list, std::int64_t k) {
 // merged over all ranks: [Q][k].
 std::vector<std::vector<Candidate>> top_k(dist::World& world, store::Store& cache, std::int64_t q_count,
                                           std::int64_t p_count, const RetrieveSettings& s) {
-  const at::Tensor queries = unit_rows(h5::read_all(cache.dataset("/query/features"), "/query/features"));
+  const at::Tensor queries = unit_rows(cache.dataset("/query/features").read_all());
   std::vector<std::vector<Candidate>> best(static_cast<std::size_t>(q_count),
                                            std::vector<Candidate>(static_cast<std::size_t>(s.k)));
   const auto units = dist::chunk_count(p_count, s.shard_size);
   for (auto u : dist::units_of_rank(units, world.size(), world.rank())) {
     const auto r = dist::chunk(p_count, s.shard_size, u);
-    const at::Tensor pool = unit_rows(h5::read_rows(cache.dataset("/pool/features"), "/pool/features", r.begin, r.end));
-    const at::Tensor bad = h5::read_rows(cache.dataset("/pool/bad"), "/pool/bad", r.begin, r.end);
+    const at::Tensor pool = unit_rows(cache.dataset("/pool/features").read_rows(r.begin, r.end));
+    const at::Tensor bad = cache.dataset("/pool/bad").read_rows(r.begin, r.end);
     // [Q, shard]: one fixed-shape product per shard, the same on any rank count.
     const at::Tensor sims = at::matmul(queries, pool.t()).contiguous();
     const float* sp = sims.data_ptr<float>();
@@ -274,12 +274,12 @@ void create_tag(store::Store& st, const std::string& group, const RetrieveSettin
     st.flush();
   }
   auto g = st.create_group(group);
-  h5::set_attribute(g, "settings", settings);
-  h5::set_attribute(g, "mode", std::string("retrieval"));
-  h5::set_attribute(g, "k", s.k);
-  h5::set_attribute(g, "dedup", static_cast<std::int64_t>(s.dedup));
-  h5::set_attribute(g, "save_resolution", r);
-  h5::set_attribute(g, "chunk_size", s.shard_size);
+  g.set_attribute("settings", settings);
+  g.set_attribute("mode", std::string("retrieval"));
+  g.set_attribute("k", s.k);
+  g.set_attribute("dedup", static_cast<std::int64_t>(s.dedup));
+  g.set_attribute("save_resolution", r);
+  g.set_attribute("chunk_size", s.shard_size);
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/pool_index"}) st.create_dataset(group + name, at::kLong, {count});
   st.create_dataset(group + "/similarity", at::kFloat, {count});
@@ -296,8 +296,8 @@ Queries read_queries(store::Store& st, const data::Dataset& real) {
   if (st.has("/source/index")) {
     st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(),
                          "retrieve queries the real images of the store's /source: use the [data] it was made with");
-    const at::Tensor index = h5::read_all(st.dataset("/source/index"), "/source/index");
-    const at::Tensor label = h5::read_all(st.dataset("/source/label"), "/source/label");
+    const at::Tensor index = st.dataset("/source/index").read_all();
+    const at::Tensor label = st.dataset("/source/label").read_all();
     q.index.assign(index.data_ptr<std::int64_t>(), index.data_ptr<std::int64_t>() + index.numel());
     q.label.assign(label.data_ptr<std::int64_t>(), label.data_ptr<std::int64_t>() + label.numel());
     return q;
@@ -313,16 +313,16 @@ Queries read_queries(store::Store& st, const data::Dataset& real) {
 // set, so that syn.format = store finds the class names.
 void write_source(store::Store& st, const data::Dataset& real, const Queries& q, bool root) {
   auto source = st.create_group("/source");
-  h5::set_attribute(source, "class_names", real.class_names());
-  h5::set_attribute(source, "dataset_fingerprint", real.fingerprint());
-  h5::set_attribute(source, "dataset", real.describe());
+  source.set_attribute("class_names", real.class_names());
+  source.set_attribute("dataset_fingerprint", real.fingerprint());
+  source.set_attribute("dataset", real.describe());
   const auto n = static_cast<std::int64_t>(q.index.size());
   st.create_dataset("/source/index", at::kLong, {n});
   st.create_dataset("/source/label", at::kLong, {n});
   st.flush();
   if (root) {
-    h5::write_rows(st.dataset("/source/index"), "/source/index", 0, at::tensor(q.index, at::kLong), false);
-    h5::write_rows(st.dataset("/source/label"), "/source/label", 0, at::tensor(q.label, at::kLong), false);
+    st.dataset("/source/index").write_rows(0, at::tensor(q.index, at::kLong), h5::Transfer::independent);
+    st.dataset("/source/label").write_rows(0, at::tensor(q.label, at::kLong), h5::Transfer::independent);
   }
   st.flush();
 }
@@ -330,7 +330,7 @@ void write_source(store::Store& st, const data::Dataset& real, const Queries& q,
 // The run fails past max_bad_share, naming the first bad pool images (their
 // decoding error names the file).
 void check_bad_share(store::Store& cache, const data::Dataset& pool, const RetrieveSettings& s, std::int64_t* count) {
-  const at::Tensor bad = h5::read_all(cache.dataset("/pool/bad"), "/pool/bad");
+  const at::Tensor bad = cache.dataset("/pool/bad").read_all();
   *count = bad.ne(0).sum().item<std::int64_t>();
   const auto n = bad.numel();
   if (*count == 0 || static_cast<double>(*count) <= s.max_bad_share * static_cast<double>(n)) return;
@@ -385,7 +385,7 @@ bool write_tag(dist::World& world, store::Store& st, const std::string& group, c
       sim.push_back(row.sim);
     }
     auto write = [&](const std::string& name, const at::Tensor& values) {
-      h5::write_rows(st.dataset(group + name), group + name, r.begin, values, false);
+      st.dataset(group + name).write_rows(r.begin, values, h5::Transfer::independent);
     };
     write("/images", at::stack(images).contiguous());
     write("/label", at::tensor(label, at::kLong));

@@ -25,7 +25,7 @@ std::string settings_text(const ExampleSettings& s) {
 // with a ledger is complete.
 void create_layout(store::Store& st, const ExampleSettings& s, std::int64_t units) {
   auto group = st.create_group("/example");
-  h5::set_attribute(group, "settings", settings_text(s));
+  group.set_attribute("settings", settings_text(s));
   st.create_dataset("/example/values", at::kFloat, {s.rows, s.width});
   store::UnitLedger::create(st, "/example", units);
   st.flush();
@@ -57,7 +57,7 @@ UnitStage example_stage(const ExampleSettings& s) {
     return UnitEnd::finished;
   };
   stage.write = [rows_of, result](store::Store& st, std::int64_t unit) {
-    h5::write_rows(st.dataset("/example/values"), "/example/values", rows_of(unit).begin, *result, false);
+    st.dataset("/example/values").write_rows(rows_of(unit).begin, *result, h5::Transfer::independent);
   };
   stage.items_of = [rows_of](std::int64_t unit) { return "rows " + dist::range_text(rows_of(unit)); };
   return stage;

@@ -1,21 +1,30 @@
 #include "dinv/store/h5.h"
 
+#include <hdf5.h>
+#include <mpi.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 
 #include "dinv/core/error.h"
 
 namespace dinv::h5 {
+
+static_assert(std::is_same_v<hid_t, Id>, "h5::Id must be HDF5's hid_t");
+
 namespace {
 
 // The most one read_rows call allocates (a dataset's extents come from the
 // file, so a damaged file could ask for anything).
 constexpr std::uint64_t kMaxReadBytes = std::uint64_t(1) << 40;
+
+// ------------------------------------------------------------------ errors
 
 herr_t walk_error(unsigned n, const H5E_error2_t* err, void* data) {
   auto& out = *static_cast<std::string*>(data);
@@ -27,7 +36,102 @@ herr_t walk_error(unsigned n, const H5E_error2_t* err, void* data) {
   return 0;
 }
 
-hid_t file_type(at::ScalarType t, const std::string& name) {
+// Throw a StoreError "<what> failed: <HDF5 error stack>" when `rc` < 0; otherwise return it.
+template <typename T>
+T check(T rc, const std::string& what) {
+  if (rc < 0) throw StoreError(what + " failed" + error_stack());
+  return rc;
+}
+
+std::atomic<bool> a_write_failed{false};
+
+// check() for calls that write to the file: remembers the failure and adds
+// what the system said (errno survives HDF5 and MPI-IO for these codes).
+template <typename Call>
+auto check_write(Call call, const std::string& what) {
+  errno = 0;
+  const auto rc = call();
+  if (rc >= 0) return rc;
+  const int err = errno;
+  a_write_failed = true;
+  const bool known = err == ENOSPC || err == EDQUOT || err == EFBIG || err == EIO || err == EROFS;
+  throw StoreError(what + " failed" + (known ? std::string(": ") + std::strerror(err) : std::string()) + error_stack());
+}
+
+// ------------------------------------------------------------------ handles
+
+Handle own(hid_t id, Handle::Kind kind, const std::string& what) { return {check(id, what), kind}; }
+
+Handle plist(hid_t cls, const std::string& what) { return own(H5Pcreate(cls), Handle::Kind::property_list, what); }
+
+// The file access of every parallel file: MPI-IO over `comm`, collective
+// metadata writes, and strong closing: closing the file closes what is still
+// open in it (handles held elsewhere become invalid), so that a store closes
+// cleanly before a rename or exit.
+Handle parallel_access(const dist::Comm& comm) {
+  Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
+  check(H5Pset_fapl_mpio(fapl.id(), MPI_Comm_f2c(comm.handle()), MPI_INFO_NULL), "H5Pset_fapl_mpio");
+  check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
+  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
+  return fapl;
+}
+
+// A file open on one process closes without a collective, so it may close
+// while an exception unwinds (Handle::reset leaves only collective closes to
+// the abort).
+Handle::Kind file_kind(const dist::Comm& comm) {
+  return comm.size() == 1 ? Handle::Kind::local_file : Handle::Kind::file;
+}
+
+// Object creation properties that keep files byte-reproducible.
+void no_times(const Handle& ocpl) { check(H5Pset_obj_track_times(ocpl.id(), 0), "H5Pset_obj_track_times"); }
+
+Handle link_creation_plist() {
+  Handle lcpl = plist(H5P_LINK_CREATE, "link creation property list");
+  check(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
+  return lcpl;
+}
+
+Handle group_creation_plist() {
+  Handle p = plist(H5P_GROUP_CREATE, "group creation property list");
+  no_times(p);
+  return p;
+}
+
+// Contiguous, allocated and zero-filled at creation.
+Handle dataset_creation_plist() {
+  Handle p = plist(H5P_DATASET_CREATE, "dataset creation property list");
+  no_times(p);
+  check(H5Pset_layout(p.id(), H5D_CONTIGUOUS), "H5Pset_layout");
+  check(H5Pset_alloc_time(p.id(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time");
+  check(H5Pset_fill_time(p.id(), H5D_FILL_TIME_ALLOC), "H5Pset_fill_time");
+  return p;
+}
+
+Handle transfer_plist(Transfer transfer) {
+  Handle p = plist(H5P_DATASET_XFER, "transfer property list");
+  check(H5Pset_dxpl_mpio(p.id(), transfer == Transfer::collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT),
+        "H5Pset_dxpl_mpio");
+  return p;
+}
+
+Handle vl_string_type() {
+  Handle t = own(H5Tcopy(H5T_C_S1), Handle::Kind::datatype, "H5Tcopy");
+  check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size");
+  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
+Handle scalar_space() { return own(H5Screate(H5S_SCALAR), Handle::Kind::dataspace, "H5Screate"); }
+
+Handle simple_space(const std::vector<hsize_t>& dims) {
+  return own(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), Handle::Kind::dataspace,
+             "H5Screate_simple");
+}
+
+// ------------------------------------------------------------------ types
+
+hid_t file_type(at::ScalarType t, const std::string& where) {
   switch (t) {
     case at::kFloat:
       return H5T_IEEE_F32LE;
@@ -40,11 +144,11 @@ hid_t file_type(at::ScalarType t, const std::string& name) {
     case at::kLong:
       return H5T_STD_I64LE;
     default:
-      throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
+      throw StoreError(where + ": unsupported dtype " + std::string(c10::toString(t)));
   }
 }
 
-hid_t memory_type(at::ScalarType t, const std::string& name) {
+hid_t memory_type(at::ScalarType t, const std::string& where) {
   switch (t) {
     case at::kFloat:
       return H5T_NATIVE_FLOAT;
@@ -57,73 +161,12 @@ hid_t memory_type(at::ScalarType t, const std::string& name) {
     case at::kLong:
       return H5T_NATIVE_INT64;
     default:
-      throw StoreError(name + ": unsupported dtype " + std::string(c10::toString(t)));
+      throw StoreError(where + ": unsupported dtype " + std::string(c10::toString(t)));
   }
 }
 
-// The file an object lives in, for messages ("" when unknown).
-std::string file_of(hid_t obj) {
-  const ssize_t n = H5Fget_name(obj, nullptr, 0);
-  if (n <= 0) return "";
-  std::string name(static_cast<std::size_t>(n) + 1, '\0');
-  H5Fget_name(obj, name.data(), name.size());
-  name.resize(static_cast<std::size_t>(n));
-  return name;
-}
-
-Handle plist(hid_t cls, const std::string& what) { return {check(H5Pcreate(cls), what), H5Pclose}; }
-
-// The file access of every parallel file: MPI-IO over `comm`, collective
-// metadata writes, and strong closing: closing the file closes what is still
-// open in it (handles held elsewhere become invalid), so that a store closes
-// cleanly before a rename or exit.
-Handle parallel_access(MPI_Comm comm) {
-  Handle fapl = plist(H5P_FILE_ACCESS, "file access property list");
-  check(H5Pset_fapl_mpio(fapl.id(), comm, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-  check(H5Pset_coll_metadata_write(fapl.id(), 1), "H5Pset_coll_metadata_write");
-  check(H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG), "H5Pset_fclose_degree");
-  return fapl;
-}
-
-// Object creation properties that keep files byte-reproducible.
-void no_times(const Handle& ocpl) { check(H5Pset_obj_track_times(ocpl.id(), 0), "H5Pset_obj_track_times"); }
-
-Handle link_creation_plist() {
-  Handle lcpl = plist(H5P_LINK_CREATE, "link creation property list");
-  check(H5Pset_create_intermediate_group(lcpl.id(), 1), "H5Pset_create_intermediate_group");
-  return lcpl;
-}
-
-Handle gcpl() {
-  Handle p = plist(H5P_GROUP_CREATE, "group creation property list");
-  no_times(p);
-  return p;
-}
-
-Handle open_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  if (!has_attribute(obj, name)) throw StoreError(where + ": attribute '" + name + "' is missing");
-  return {check(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), where + ": open attribute '" + name + "'"), H5Aclose};
-}
-
-// Replace attribute `name` of `obj` with a new one of `type` and `space`.
-Handle fresh_attribute(const Handle& obj, const std::string& name, hid_t type, hid_t space) {
-  if (has_attribute(obj, name)) check(H5Adelete(obj.id(), name.c_str()), "delete attribute '" + name + "'");
-  return {check(H5Acreate2(obj.id(), name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT),
-                "create attribute '" + name + "'"),
-          H5Aclose};
-}
-
-Handle vl_string_type() {
-  Handle t{check(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose};
-  check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size");
-  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset");
-  return t;
-}
-
-Handle scalar_space() { return {check(H5Screate(H5S_SCALAR), "H5Screate"), H5Sclose}; }
-
-Handle simple_space(const std::vector<hsize_t>& dims) {
-  return {check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), "H5Screate_simple"), H5Sclose};
+std::string rows_text(std::int64_t begin, std::int64_t end) {
+  return "rows [" + std::to_string(begin) + ", " + std::to_string(end) + ")";
 }
 
 }  // namespace
@@ -131,19 +174,41 @@ Handle simple_space(const std::vector<hsize_t>& dims) {
 // ------------------------------------------------------------------ basics
 
 void Handle::reset() {
-  // Closing a file is collective under MPI-IO. While an exception unwinds on
-  // one rank the others may be waiting in another collective: closing here
-  // would deadlock the job instead of letting main report and abort it.
-  const bool collective_close = closer_ == &H5Fclose;
-  if (id_ >= 0 && closer_ && !(collective_close && std::uncaught_exceptions() > 0)) closer_(id_);
-  id_ = H5I_INVALID_HID;
+  // Closing a parallel file is collective under MPI-IO. While an exception
+  // unwinds on one rank the others may be waiting in another collective:
+  // closing here would deadlock the job instead of letting main report and
+  // abort it.
+  const bool collective_close = kind_ == Kind::file;
+  if (id_ >= 0 && !(collective_close && std::uncaught_exceptions() > 0)) close_id(id_);
+  id_ = -1;
 }
 
 void Handle::close(const std::string& what) {
   if (id_ < 0) return;
   const hid_t id = id_;
-  id_ = H5I_INVALID_HID;
-  check(closer_(id), what);
+  id_ = -1;
+  check(close_id(id), what);
+}
+
+int Handle::close_id(Id id) const {
+  switch (kind_) {
+    case Kind::file:
+    case Kind::local_file:
+      return H5Fclose(id);
+    case Kind::group:
+      return H5Gclose(id);
+    case Kind::dataset:
+      return H5Dclose(id);
+    case Kind::attribute:
+      return H5Aclose(id);
+    case Kind::dataspace:
+      return H5Sclose(id);
+    case Kind::datatype:
+      return H5Tclose(id);
+    case Kind::property_list:
+      return H5Pclose(id);
+  }
+  return -1;
 }
 
 std::string error_stack() {
@@ -152,30 +217,6 @@ std::string error_stack() {
   H5Eclear2(H5E_DEFAULT);
   return out.empty() ? "" : "\n  HDF5 error stack:" + out;
 }
-
-hid_t check(hid_t rc, const std::string& what) {
-  if (rc < 0) throw StoreError(what + " failed" + error_stack());
-  return rc;
-}
-
-namespace {
-
-std::atomic<bool> a_write_failed{false};
-
-// check() for calls that write to the file: remembers the failure and adds
-// what the system said (errno survives HDF5 and MPI-IO for these codes).
-template <typename Call>
-hid_t check_write(Call call, const std::string& what) {
-  errno = 0;
-  const hid_t rc = call();
-  if (rc >= 0) return rc;
-  const int err = errno;
-  a_write_failed = true;
-  const bool known = err == ENOSPC || err == EDQUOT || err == EFBIG || err == EIO || err == EROFS;
-  throw StoreError(what + " failed" + (known ? std::string(": ") + std::strerror(err) : std::string()) + error_stack());
-}
-
-}  // namespace
 
 bool write_failed() { return a_write_failed; }
 
@@ -193,51 +234,45 @@ std::string library_version() {
 
 // ------------------------------------------------------------------- files
 
-namespace {
-
-// A file open on one process closes without a collective, so it may close
-// while an exception unwinds (Handle::reset leaves only collective closes to
-// the abort). A function of its own: the closer's address tells them apart.
-herr_t close_local_file(hid_t id) { return H5Fclose(id); }
-
-Handle::Closer file_closer(MPI_Comm comm) {
-  int ranks = 0;
-  MPI_Comm_size(comm, &ranks);
-  return ranks == 1 ? &close_local_file : &H5Fclose;
-}
-
-}  // namespace
-
-Handle create_file(const std::string& path, MPI_Comm comm) {
+File File::create(const std::string& path, const dist::Comm& comm) {
   quiet_errors();
   const Handle fapl = parallel_access(comm);
   Handle fcpl = plist(H5P_FILE_CREATE, "file creation property list");
   no_times(fcpl);
-  return {check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()), "create HDF5 file '" + path + "'"),
-          file_closer(comm)};
+  return File(own(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()), file_kind(comm),
+                  "create HDF5 file '" + path + "'"),
+              path);
 }
 
-Handle open_file(const std::string& path, MPI_Comm comm, bool writable) {
+File File::open(const std::string& path, const dist::Comm& comm, bool writable) {
   quiet_errors();
   const Handle fapl = parallel_access(comm);
-  return {check(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()),
-                "open HDF5 file '" + path + "'"),
-          file_closer(comm)};
+  return File(own(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()), file_kind(comm),
+                  "open HDF5 file '" + path + "'"),
+              path);
 }
 
-Handle open_file_serial(const std::string& path) {
+File File::open_serial(const std::string& path) {
   quiet_errors();
-  return {check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open HDF5 file '" + path + "'"),
-          &close_local_file};
+  return File(own(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), Handle::Kind::local_file,
+                  "open HDF5 file '" + path + "'"),
+              path);
 }
 
-void flush(const Handle& file, const std::string& path) {
-  check_write([&] { return H5Fflush(file.id(), H5F_SCOPE_GLOBAL); }, "flush '" + path + "'");
+void File::flush() const {
+  check_write([&] { return H5Fflush(id(), H5F_SCOPE_GLOBAL); }, "flush '" + file_ + "'");
 }
+
+void File::close() { handle_.close("close '" + file_ + "'"); }
 
 // ---------------------------------------------------------- groups, datasets
 
-bool exists(const Handle& loc, const std::string& path) {
+std::string Object::below(const std::string& relative) const {
+  if (!relative.empty() && relative[0] == '/') return relative;
+  return path_ == "/" ? "/" + relative : path_ + "/" + relative;
+}
+
+bool Group::exists(const std::string& path) const {
   // Walk the path one link at a time: H5Lexists fails on a missing parent.
   std::string prefix;
   std::size_t pos = 0;
@@ -246,7 +281,8 @@ bool exists(const Handle& loc, const std::string& path) {
     const auto part = path.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
     if (!part.empty()) {
       prefix += (prefix.empty() && path[0] != '/' ? "" : "/") + part;
-      if (check(H5Lexists(loc.id(), prefix.c_str(), H5P_DEFAULT), "look up '" + prefix + "'") <= 0) return false;
+      if (check(H5Lexists(id(), prefix.c_str(), H5P_DEFAULT), "look up '" + prefix + "' in '" + file_ + "'") <= 0)
+        return false;
     }
     if (next == std::string::npos) break;
     pos = next + 1;
@@ -254,166 +290,99 @@ bool exists(const Handle& loc, const std::string& path) {
   return true;
 }
 
-void move(const Handle& loc, const std::string& from, const std::string& to) {
+void Group::move(const std::string& from, const std::string& to) const {
   Handle lcpl = link_creation_plist();
-  check(H5Lmove(loc.id(), from.c_str(), loc.id(), to.c_str(), lcpl.id(), H5P_DEFAULT),
-        "move '" + from + "' to '" + to + "' in '" + file_of(loc.id()) + "'");
+  check(H5Lmove(id(), from.c_str(), id(), to.c_str(), lcpl.id(), H5P_DEFAULT),
+        "move '" + from + "' to '" + to + "' in '" + file_ + "'");
 }
 
-void remove(const Handle& loc, const std::string& path) {
-  check(H5Ldelete(loc.id(), path.c_str(), H5P_DEFAULT), "remove '" + path + "' from '" + file_of(loc.id()) + "'");
+void Group::remove(const std::string& path) const {
+  check(H5Ldelete(id(), path.c_str(), H5P_DEFAULT), "remove '" + path + "' from '" + file_ + "'");
 }
 
-Handle create_group(const Handle& loc, const std::string& path) {
+Group Group::create_group(const std::string& path) const {
   Handle lcpl = link_creation_plist();
-  Handle cpl = gcpl();
-  return {check(H5Gcreate2(loc.id(), path.c_str(), lcpl.id(), cpl.id(), H5P_DEFAULT), "create group '" + path + "'"),
-          H5Gclose};
+  Handle gcpl = group_creation_plist();
+  return Group(own(H5Gcreate2(id(), path.c_str(), lcpl.id(), gcpl.id(), H5P_DEFAULT), Handle::Kind::group,
+                   "create group '" + below(path) + "' in '" + file_ + "'"),
+               file_, below(path));
 }
 
-Handle open_group(const Handle& loc, const std::string& path) {
-  if (!exists(loc, path)) throw StoreError("group '" + path + "' does not exist");
-  return {check(H5Gopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open group '" + path + "'"), H5Gclose};
+Group Group::open_group(const std::string& path) const {
+  if (!exists(path)) throw StoreError(file_ + ": group '" + below(path) + "' does not exist");
+  return Group(own(H5Gopen2(id(), path.c_str(), H5P_DEFAULT), Handle::Kind::group,
+                   "open group '" + below(path) + "' in '" + file_ + "'"),
+               file_, below(path));
 }
 
-Handle create_dataset(const Handle& loc, const std::string& path, at::ScalarType dtype,
-                      const std::vector<std::int64_t>& dims) {
-  std::vector<hsize_t> hdims(dims.begin(), dims.end());
-  Handle space = simple_space(hdims);
-  Handle dcpl = plist(H5P_DATASET_CREATE, "dataset creation property list");
-  no_times(dcpl);
-  check(H5Pset_layout(dcpl.id(), H5D_CONTIGUOUS), "H5Pset_layout");
-  check(H5Pset_alloc_time(dcpl.id(), H5D_ALLOC_TIME_EARLY), "H5Pset_alloc_time");
-  check(H5Pset_fill_time(dcpl.id(), H5D_FILL_TIME_ALLOC), "H5Pset_fill_time");
+Dataset Group::create_dataset(const std::string& path, at::ScalarType dtype,
+                              const std::vector<std::int64_t>& dims) const {
+  const std::string full = below(path);
+  Handle space = simple_space({dims.begin(), dims.end()});
+  Handle dcpl = dataset_creation_plist();
   Handle lcpl = link_creation_plist();
   // Early allocation writes the fill values: this is where a full disk shows first.
-  return {check_write(
-              [&] {
-                return H5Dcreate2(loc.id(), path.c_str(), file_type(dtype, path), space.id(), lcpl.id(), dcpl.id(),
-                                  H5P_DEFAULT);
-              },
-              "create dataset '" + path + "' in '" + file_of(loc.id()) + "'"),
-          H5Dclose};
+  const hid_t dataset = check_write(
+      [&] {
+        return H5Dcreate2(id(), path.c_str(), file_type(dtype, file_ + ":" + full), space.id(), lcpl.id(), dcpl.id(),
+                          H5P_DEFAULT);
+      },
+      "create dataset '" + full + "' in '" + file_ + "'");
+  return Dataset(Handle(dataset, Handle::Kind::dataset), file_, full);
 }
 
-Handle open_dataset(const Handle& loc, const std::string& path) {
-  if (!exists(loc, path)) throw StoreError("dataset '" + path + "' does not exist");
-  return {check(H5Dopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open dataset '" + path + "'"), H5Dclose};
+Dataset Group::open_dataset(const std::string& path) const {
+  const std::string full = below(path);
+  if (!exists(path)) throw StoreError(file_ + ": dataset '" + full + "' does not exist");
+  return Dataset(own(H5Dopen2(id(), path.c_str(), H5P_DEFAULT), Handle::Kind::dataset,
+                     "open dataset '" + full + "' in '" + file_ + "'"),
+                 file_, full);
 }
 
-std::vector<std::int64_t> dataset_dims(const Handle& dataset) {
-  Handle space{check(H5Dget_space(dataset.id()), "H5Dget_space"), H5Sclose};
-  const int rank = check(H5Sget_simple_extent_ndims(space.id()), "H5Sget_simple_extent_ndims");
+namespace {
+
+struct DatasetWalk {
+  std::vector<std::string> paths;
+};
+
+herr_t collect_dataset(hid_t, const char* name, const H5O_info_t* info, void* data) {
+  if (info->type == H5O_TYPE_DATASET) static_cast<DatasetWalk*>(data)->paths.emplace_back(name);
+  return 0;
+}
+
+}  // namespace
+
+std::vector<std::string> Group::dataset_paths() const {
+  DatasetWalk walk;
+  check(H5Ovisit(id(), H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &walk), "walk '" + where() + "'");
+  return walk.paths;
+}
+
+std::vector<std::int64_t> Dataset::dims() const {
+  Handle space = own(H5Dget_space(id()), Handle::Kind::dataspace, where() + ": H5Dget_space");
+  const int rank = check(H5Sget_simple_extent_ndims(space.id()), where() + ": H5Sget_simple_extent_ndims");
   std::vector<hsize_t> dims(rank);
   H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
   for (auto d : dims)
     if (d > static_cast<hsize_t>(std::numeric_limits<std::int64_t>::max()))
-      throw StoreError("'" + file_of(dataset.id()) + "': a dataset has an extent of " + std::to_string(d) +
+      throw StoreError("'" + file_ + "': dataset '" + path_ + "' has an extent of " + std::to_string(d) +
                        " (more than int64 holds)");
   return {dims.begin(), dims.end()};
 }
 
-at::ScalarType dataset_dtype(const Handle& dataset, const std::string& name) {
-  Handle type{check(H5Dget_type(dataset.id()), "H5Dget_type"), H5Tclose};
+at::ScalarType Dataset::dtype() const {
+  Handle type = own(H5Dget_type(id()), Handle::Kind::datatype, where() + ": H5Dget_type");
   for (auto t : {at::kFloat, at::kDouble, at::kByte, at::kInt, at::kLong})
-    if (H5Tequal(type.id(), file_type(t, name)) > 0) return t;
-  throw StoreError(name + ": dataset has a type dinv does not read");
+    if (H5Tequal(type.id(), file_type(t, where())) > 0) return t;
+  throw StoreError(where() + ": dataset has a type dinv does not read");
 }
 
-namespace {
-// File-space selection of rows [begin, begin+n) of a dataset.
-Handle row_selection(const Handle& dataset, std::int64_t begin, std::int64_t n, const std::string& name,
-                     std::vector<hsize_t>* counts) {
-  Handle space{check(H5Dget_space(dataset.id()), "H5Dget_space"), H5Sclose};
-  const auto dims = dataset_dims(dataset);
-  if (dims.empty())
-    throw StoreError(name + " in '" + file_of(dataset.id()) + "' is a scalar dataset, expected an array of rows");
-  if (begin < 0 || n < 0 || begin > dims[0] || n > dims[0] - begin)
-    throw StoreError(name + ": rows [" + std::to_string(begin) + ", " + std::to_string(begin + n) +
-                     ") are outside the dataset's " + std::to_string(dims[0]) + " rows");
-  std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
-  start[0] = static_cast<hsize_t>(begin);
-  count[0] = static_cast<hsize_t>(n);
-  if (n == 0)
-    check(H5Sselect_none(space.id()), "H5Sselect_none");
-  else
-    check(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
-          "select rows of " + name);
-  *counts = count;
-  return space;
-}
-}  // namespace
-
-void write_rows(const Handle& dataset, const std::string& name, std::int64_t row_begin, const at::Tensor& rows,
-                bool collective) {
-  const auto dims = dataset_dims(dataset);
-  const std::int64_t n = rows.defined() && rows.numel() > 0 ? rows.size(0) : 0;
-  if (n > 0) {
-    auto expected = dims;
-    expected[0] = n;
-    if (rows.sizes().vec() != expected)
-      throw StoreError(name + ": rows of shape " + c10::str(rows.sizes()) + " do not fit the dataset's rows " +
-                       c10::str(c10::IntArrayRef(dims).slice(1)));
-    if (rows.scalar_type() != dataset_dtype(dataset, name))
-      throw StoreError(name + ": writing " + std::string(c10::toString(rows.scalar_type())) + " into a dataset of " +
-                       c10::toString(dataset_dtype(dataset, name)));
-  }
-  std::vector<hsize_t> count;
-  Handle file_space = row_selection(dataset, row_begin, n, name, &count);
-  Handle mem_space = simple_space(n > 0 ? count : std::vector<hsize_t>{1});
-  if (n == 0) check(H5Sselect_none(mem_space.id()), "H5Sselect_none");
-  Handle dxpl = plist(H5P_DATASET_XFER, "transfer property list");
-  check(H5Pset_dxpl_mpio(dxpl.id(), collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), "H5Pset_dxpl_mpio");
-  const at::Tensor data = n > 0 ? rows.cpu().contiguous() : at::empty({1}, at::kByte);
-  const hid_t mtype = memory_type(n > 0 ? data.scalar_type() : dataset_dtype(dataset, name), name);
-  check_write(
-      [&] { return H5Dwrite(dataset.id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()); },
-      "write rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) + ") of " + name + " in '" +
-          file_of(dataset.id()) + "'");
-}
-
-at::Tensor read_rows(const Handle& dataset, const std::string& name, std::int64_t begin, std::int64_t end) {
-  std::vector<hsize_t> count;
-  Handle file_space = row_selection(dataset, begin, end - begin, name, &count);
-  const auto dtype = dataset_dtype(dataset, name);
-  std::vector<std::int64_t> shape(count.begin(), count.end());
-  // The extents come from the file: check the size before allocating.
-  std::uint64_t bytes = at::elementSize(dtype);
-  for (auto d : shape) {
-    if (d != 0 && bytes > kMaxReadBytes / static_cast<std::uint64_t>(d))
-      throw StoreError(name + " in '" + file_of(dataset.id()) + "': reading rows [" + std::to_string(begin) + ", " +
-                       std::to_string(end) + ") of shape " + c10::str(c10::IntArrayRef(shape)) +
-                       " would need more than " + std::to_string(kMaxReadBytes) + " bytes");
-    bytes *= static_cast<std::uint64_t>(d);
-  }
-  at::Tensor out;
-  try {
-    out = at::empty(shape, at::TensorOptions().dtype(dtype));
-  } catch (const std::exception&) {
-    throw StoreError(name + " in '" + file_of(dataset.id()) + "': cannot allocate " + std::to_string(bytes) +
-                     " bytes for rows [" + std::to_string(begin) + ", " + std::to_string(end) + ")");
-  }
-  if (end == begin) return out;
-  Handle mem_space = simple_space(count);
-  check(H5Dread(dataset.id(), memory_type(dtype, name), mem_space.id(), file_space.id(), H5P_DEFAULT, out.data_ptr()),
-        "read rows [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + name);
-  return out;
-}
-
-at::Tensor read_all(const Handle& dataset, const std::string& name) {
-  const auto dims = dataset_dims(dataset);
-  if (dims.empty())
-    throw StoreError(name + " in '" + file_of(dataset.id()) + "' is a scalar dataset, expected an array of rows");
-  return read_rows(dataset, name, 0, dims[0]);
-}
-
-void require_layout(const Handle& dataset, const std::string& name, at::ScalarType dtype,
-                    const std::vector<std::int64_t>& dims) {
-  const auto found = dataset_dims(dataset);
+void Dataset::require_layout(at::ScalarType dtype, const std::vector<std::int64_t>& dims) const {
+  const auto found = this->dims();
   std::string found_type;
   bool type_ok = false;
   try {
-    const auto t = dataset_dtype(dataset, name);
+    const auto t = this->dtype();
     found_type = c10::toString(t);
     type_ok = t == dtype;
   } catch (const StoreError&) {
@@ -426,56 +395,185 @@ void require_layout(const Handle& dataset, const std::string& name, at::ScalarTy
   for (std::size_t i = 0; i < dims.size(); ++i)
     want += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
   want += "]";
-  throw StoreError("'" + file_of(dataset.id()) + "': dataset '" + name + "' is " + found_type + " " +
+  throw StoreError("'" + file_ + "': dataset '" + path_ + "' is " + found_type + " " +
                    c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) + " " + want);
+}
+
+namespace {
+
+// File-space selection of rows [begin, begin+n) of `dataset` (`dims` its
+// extents); `counts` gets the selection's extents.
+Handle row_selection(const Dataset& dataset, const std::vector<std::int64_t>& dims, std::int64_t begin, std::int64_t n,
+                     std::vector<hsize_t>* counts) {
+  if (dims.empty()) throw StoreError(dataset.where() + " is a scalar dataset, expected an array of rows");
+  if (begin < 0 || n < 0 || begin > dims[0] || n > dims[0] - begin)
+    throw StoreError(dataset.where() + ": " + rows_text(begin, begin + n) + " are outside the dataset's " +
+                     std::to_string(dims[0]) + " rows");
+  Handle space = own(H5Dget_space(dataset.id()), Handle::Kind::dataspace, dataset.where() + ": H5Dget_space");
+  std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
+  start[0] = static_cast<hsize_t>(begin);
+  count[0] = static_cast<hsize_t>(n);
+  if (n == 0)
+    check(H5Sselect_none(space.id()), "H5Sselect_none");
+  else
+    check(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+          "select " + rows_text(begin, begin + n) + " of " + dataset.where());
+  *counts = count;
+  return space;
+}
+
+}  // namespace
+
+void Dataset::write_rows(std::int64_t row_begin, const at::Tensor& rows, Transfer transfer) const {
+  const auto dims = this->dims();
+  if (dims.empty()) throw StoreError(where() + " is a scalar dataset, expected an array of rows");
+  const std::int64_t n = rows.defined() && rows.numel() > 0 ? rows.size(0) : 0;
+  const auto stored = dtype();
+  if (n > 0) {
+    auto expected = dims;
+    expected[0] = n;
+    if (rows.sizes().vec() != expected)
+      throw StoreError(where() + ": rows of shape " + c10::str(rows.sizes()) + " do not fit the dataset's rows " +
+                       c10::str(c10::IntArrayRef(dims).slice(1)));
+    if (rows.scalar_type() != stored)
+      throw StoreError(where() + ": writing " + std::string(c10::toString(rows.scalar_type())) + " into a dataset of " +
+                       c10::toString(stored));
+  }
+  std::vector<hsize_t> count;
+  Handle file_space = row_selection(*this, dims, row_begin, n, &count);
+  Handle mem_space = simple_space(n > 0 ? count : std::vector<hsize_t>{1});
+  if (n == 0) check(H5Sselect_none(mem_space.id()), "H5Sselect_none");
+  Handle dxpl = transfer_plist(transfer);
+  const at::Tensor data = n > 0 ? rows.cpu().contiguous() : at::empty({1}, at::kByte);
+  const hid_t mtype = memory_type(n > 0 ? data.scalar_type() : stored, where());
+  check_write([&] { return H5Dwrite(id(), mtype, mem_space.id(), file_space.id(), dxpl.id(), data.data_ptr()); },
+              "write " + rows_text(row_begin, row_begin + n) + " of " + path_ + " in '" + file_ + "'");
+}
+
+at::Tensor Dataset::read_rows(std::int64_t begin, std::int64_t end) const {
+  std::vector<hsize_t> count;
+  Handle file_space = row_selection(*this, dims(), begin, end - begin, &count);
+  const auto type = dtype();
+  std::vector<std::int64_t> shape(count.begin(), count.end());
+  // The extents come from the file: check the size before allocating.
+  std::uint64_t bytes = at::elementSize(type);
+  for (auto d : shape) {
+    if (d != 0 && bytes > kMaxReadBytes / static_cast<std::uint64_t>(d))
+      throw StoreError(where() + ": reading " + rows_text(begin, end) + " of shape " +
+                       c10::str(c10::IntArrayRef(shape)) + " would need more than " + std::to_string(kMaxReadBytes) +
+                       " bytes");
+    bytes *= static_cast<std::uint64_t>(d);
+  }
+  at::Tensor out;
+  try {
+    out = at::empty(shape, at::TensorOptions().dtype(type));
+  } catch (const std::exception&) {
+    throw StoreError(where() + ": cannot allocate " + std::to_string(bytes) + " bytes for " + rows_text(begin, end));
+  }
+  if (end == begin) return out;
+  Handle mem_space = simple_space(count);
+  check(H5Dread(id(), memory_type(type, where()), mem_space.id(), file_space.id(), H5P_DEFAULT, out.data_ptr()),
+        "read " + rows_text(begin, end) + " of " + where());
+  return out;
+}
+
+at::Tensor Dataset::read_all() const {
+  const auto d = dims();
+  if (d.empty()) throw StoreError(where() + " is a scalar dataset, expected an array of rows");
+  return read_rows(0, d[0]);
 }
 
 // -------------------------------------------------------------- attributes
 
-bool has_attribute(const Handle& obj, const std::string& name) {
-  return check(H5Aexists(obj.id(), name.c_str()), "look up attribute '" + name + "'") > 0;
+namespace {
+
+Handle open_attribute(const Object& obj, const std::string& name) {
+  if (!obj.has_attribute(name)) throw StoreError(obj.where() + ": attribute '" + name + "' is missing");
+  return own(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), Handle::Kind::attribute,
+             obj.where() + ": open attribute '" + name + "'");
 }
 
-void set_attribute(const Handle& obj, const std::string& name, const std::string& value) {
+// Replace attribute `name` of `obj` with a new one of `type` and `space`.
+Handle fresh_attribute(const Object& obj, const std::string& name, hid_t type, hid_t space) {
+  if (obj.has_attribute(name))
+    check(H5Adelete(obj.id(), name.c_str()), obj.where() + ": delete attribute '" + name + "'");
+  return own(H5Acreate2(obj.id(), name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), Handle::Kind::attribute,
+             obj.where() + ": create attribute '" + name + "'");
+}
+
+void write_attribute(const Object& obj, const std::string& name, const Handle& attribute, hid_t memory_type,
+                     const void* data) {
+  check(H5Awrite(attribute.id(), memory_type, data), obj.where() + ": write attribute '" + name + "'");
+}
+
+// An attribute read into one C++ value must hold exactly one element of the
+// expected class: HDF5 writes every element of the attribute into the buffer,
+// so an N-element attribute read into a scalar would overwrite the stack.
+Handle scalar_attribute(const Object& obj, const std::string& name, bool allow_float) {
+  const std::string where = obj.where();
+  Handle attr = open_attribute(obj, name);
+  Handle space =
+      own(H5Aget_space(attr.id()), Handle::Kind::dataspace, where + ": dataspace of attribute '" + name + "'");
+  const H5S_class_t sclass = H5Sget_simple_extent_type(space.id());
+  const hssize_t points = H5Sget_simple_extent_npoints(space.id());
+  if (sclass == H5S_NULL || points != 1)
+    throw StoreError(where + ": attribute '" + name + "' holds " + std::to_string(points < 0 ? 0 : points) +
+                     " values, expected a single number");
+  Handle type = own(H5Aget_type(attr.id()), Handle::Kind::datatype, where + ": type of attribute '" + name + "'");
+  const H5T_class_t tclass = H5Tget_class(type.id());
+  if (tclass != H5T_INTEGER && !(allow_float && tclass == H5T_FLOAT))
+    throw StoreError(where + ": attribute '" + name + "' is not " + (allow_float ? "a number" : "an integer"));
+  return attr;
+}
+
+}  // namespace
+
+bool Object::has_attribute(const std::string& name) const {
+  return check(H5Aexists(id(), name.c_str()), where() + ": look up attribute '" + name + "'") > 0;
+}
+
+void Object::set_attribute(const std::string& name, const std::string& value) const {
   Handle type = vl_string_type();
   Handle space = scalar_space();
-  Handle attr = fresh_attribute(obj, name, type.id(), space.id());
+  Handle attr = fresh_attribute(*this, name, type.id(), space.id());
   const char* p = value.c_str();
-  check(H5Awrite(attr.id(), type.id(), &p), "write attribute '" + name + "'");
+  write_attribute(*this, name, attr, type.id(), &p);
 }
 
-void set_attribute(const Handle& obj, const std::string& name, std::int64_t value) {
+void Object::set_attribute(const std::string& name, std::int64_t value) const {
   Handle space = scalar_space();
-  Handle attr = fresh_attribute(obj, name, H5T_STD_I64LE, space.id());
-  check(H5Awrite(attr.id(), H5T_NATIVE_INT64, &value), "write attribute '" + name + "'");
+  Handle attr = fresh_attribute(*this, name, H5T_STD_I64LE, space.id());
+  write_attribute(*this, name, attr, H5T_NATIVE_INT64, &value);
 }
 
-void set_attribute(const Handle& obj, const std::string& name, double value) {
+void Object::set_attribute(const std::string& name, double value) const {
   Handle space = scalar_space();
-  Handle attr = fresh_attribute(obj, name, H5T_IEEE_F64LE, space.id());
-  check(H5Awrite(attr.id(), H5T_NATIVE_DOUBLE, &value), "write attribute '" + name + "'");
+  Handle attr = fresh_attribute(*this, name, H5T_IEEE_F64LE, space.id());
+  write_attribute(*this, name, attr, H5T_NATIVE_DOUBLE, &value);
 }
 
-void set_attribute(const Handle& obj, const std::string& name, const std::vector<std::string>& values) {
+void Object::set_attribute(const std::string& name, const std::vector<std::string>& values) const {
   Handle type = vl_string_type();
   Handle space = simple_space({static_cast<hsize_t>(values.size())});
-  Handle attr = fresh_attribute(obj, name, type.id(), space.id());
+  Handle attr = fresh_attribute(*this, name, type.id(), space.id());
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
-  if (!values.empty()) check(H5Awrite(attr.id(), type.id(), ptrs.data()), "write attribute '" + name + "'");
+  if (!values.empty()) write_attribute(*this, name, attr, type.id(), ptrs.data());
 }
 
-std::string string_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  auto v = strings_attribute(obj, name, where);
-  if (v.size() != 1) throw StoreError(where + ": attribute '" + name + "' is not a single string");
+std::string Object::string_attribute(const std::string& name) const {
+  auto v = strings_attribute(name);
+  if (v.size() != 1) throw StoreError(where() + ": attribute '" + name + "' is not a single string");
   return v[0];
 }
 
-std::vector<std::string> strings_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  Handle attr = open_attribute(obj, name, where);
-  Handle ftype{check(H5Aget_type(attr.id()), "H5Aget_type"), H5Tclose};
+std::vector<std::string> Object::strings_attribute(const std::string& name) const {
+  const std::string where = this->where();
+  Handle attr = open_attribute(*this, name);
+  Handle ftype = own(H5Aget_type(attr.id()), Handle::Kind::datatype, where + ": type of attribute '" + name + "'");
   if (H5Tget_class(ftype.id()) != H5T_STRING) throw StoreError(where + ": attribute '" + name + "' is not a string");
-  Handle space{check(H5Aget_space(attr.id()), "H5Aget_space"), H5Sclose};
+  Handle space =
+      own(H5Aget_space(attr.id()), Handle::Kind::dataspace, where + ": dataspace of attribute '" + name + "'");
   const auto n = static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.id()));
   std::vector<std::string> out;
   if (H5Tis_variable_str(ftype.id()) > 0) {
@@ -496,37 +594,17 @@ std::vector<std::string> strings_attribute(const Handle& obj, const std::string&
   return out;
 }
 
-namespace {
-// An attribute read into one C++ value must hold exactly one element of the
-// expected class: HDF5 writes every element of the attribute into the buffer,
-// so an N-element attribute read into a scalar would overwrite the stack.
-Handle scalar_attribute(const Handle& obj, const std::string& name, const std::string& where, bool allow_float) {
-  Handle attr = open_attribute(obj, name, where);
-  Handle space{check(H5Aget_space(attr.id()), where + ": dataspace of attribute '" + name + "'"), H5Sclose};
-  const H5S_class_t sclass = H5Sget_simple_extent_type(space.id());
-  const hssize_t points = H5Sget_simple_extent_npoints(space.id());
-  if (sclass == H5S_NULL || points != 1)
-    throw StoreError(where + ": attribute '" + name + "' holds " + std::to_string(points < 0 ? 0 : points) +
-                     " values, expected a single number");
-  Handle type{check(H5Aget_type(attr.id()), where + ": type of attribute '" + name + "'"), H5Tclose};
-  const H5T_class_t tclass = H5Tget_class(type.id());
-  if (tclass != H5T_INTEGER && !(allow_float && tclass == H5T_FLOAT))
-    throw StoreError(where + ": attribute '" + name + "' is not " + (allow_float ? "a number" : "an integer"));
-  return attr;
-}
-}  // namespace
-
-std::int64_t int_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  Handle attr = scalar_attribute(obj, name, where, false);
+std::int64_t Object::int_attribute(const std::string& name) const {
+  Handle attr = scalar_attribute(*this, name, false);
   std::int64_t v = 0;
-  check(H5Aread(attr.id(), H5T_NATIVE_INT64, &v), where + ": read attribute '" + name + "'");
+  check(H5Aread(attr.id(), H5T_NATIVE_INT64, &v), where() + ": read attribute '" + name + "'");
   return v;
 }
 
-double real_attribute(const Handle& obj, const std::string& name, const std::string& where) {
-  Handle attr = scalar_attribute(obj, name, where, true);
+double Object::real_attribute(const std::string& name) const {
+  Handle attr = scalar_attribute(*this, name, true);
   double v = 0;
-  check(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), where + ": read attribute '" + name + "'");
+  check(H5Aread(attr.id(), H5T_NATIVE_DOUBLE, &v), where() + ": read attribute '" + name + "'");
   return v;
 }
 

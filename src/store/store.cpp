@@ -1,5 +1,6 @@
 #include "dinv/store/store.h"
 
+#include <mpi.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -21,11 +22,9 @@ namespace {
 bool file_exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
 // Every rank must agree on whether the file exists before a collective open.
-bool exists_on_root(const std::string& path, MPI_Comm comm) {
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
-  int exists = rank == 0 ? static_cast<int>(file_exists(path)) : 0;
-  dist::check_mpi(MPI_Bcast(&exists, 1, MPI_INT, 0, comm), "MPI_Bcast");
+bool exists_on_root(const std::string& path, const dist::Comm& comm) {
+  int exists = comm.rank() == 0 ? static_cast<int>(file_exists(path)) : 0;
+  dist::check_mpi(MPI_Bcast(&exists, 1, MPI_INT, 0, MPI_Comm_f2c(comm.handle())), "MPI_Bcast");
   return exists != 0;
 }
 
@@ -43,38 +42,34 @@ std::string creation_time() {
 
 std::string dinv_version_string() { return std::string(DINV_VERSION) + "+" + DINV_GIT_SHA; }
 
-Store Store::open_or_create(const std::string& path, MPI_Comm comm, const std::string& config_text) {
+Store Store::open_or_create(const std::string& path, const dist::Comm& comm, const std::string& config_text) {
   if (exists_on_root(path, comm)) return open(path, comm, true);
   // Build the new file under a temporary name and rename it when its root is
   // complete, so that a crash during creation never leaves a half-made store.
   const std::string partial = path + ".creating";
   {
-    h5::Handle file = h5::create_file(partial, comm);
-    h5::Handle root = h5::open_group(file, "/");
-    h5::set_attribute(root, "schema_version", kSchemaVersion);
-    h5::set_attribute(root, "dinv_version", dinv_version_string());
-    h5::set_attribute(root, "config", config_text);
-    h5::set_attribute(root, "created", creation_time());
+    h5::File file = h5::File::create(partial, comm);
+    file.set_attribute("schema_version", kSchemaVersion);
+    file.set_attribute("dinv_version", dinv_version_string());
+    file.set_attribute("config", config_text);
+    file.set_attribute("created", creation_time());
     // Made here, where creation is atomic (rename below): a full disk while a
     // later stage flushes a new tag can then damage at most that tag.
-    h5::create_group(file, "/samples");
-    root.close("close '/' of " + partial);
-    file.close("close " + partial);
+    file.create_group("/samples");
+    file.close();
   }
-  int rank = 0;
-  MPI_Comm_rank(comm, &rank);
   int rc = 0;
-  if (rank == 0 && std::rename(partial.c_str(), path.c_str()) != 0) rc = errno;
-  dist::check_mpi(MPI_Bcast(&rc, 1, MPI_INT, 0, comm), "MPI_Bcast");
+  if (comm.rank() == 0 && std::rename(partial.c_str(), path.c_str()) != 0) rc = errno;
+  dist::check_mpi(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_Comm_f2c(comm.handle())), "MPI_Bcast");
   if (rc != 0) throw StoreError("cannot rename " + partial + " to " + path + ": " + std::strerror(rc));
   return open(path, comm, true);
 }
 
-Store Store::open(const std::string& path, MPI_Comm comm, bool writable) {
+Store Store::open(const std::string& path, const dist::Comm& comm, bool writable) {
   if (!exists_on_root(path, comm)) throw StoreError("store '" + path + "' does not exist");
-  h5::Handle file;
+  h5::File file;
   try {
-    file = h5::open_file(path, comm, writable);
+    file = h5::File::open(path, comm, writable);
   } catch (const StoreError& e) {
     throw StoreError("'" + path + "' is not a readable dinv store (not an HDF5 file, or damaged): " + e.what());
   }
@@ -84,56 +79,53 @@ Store Store::open(const std::string& path, MPI_Comm comm, bool writable) {
 }
 
 void Store::check_schema() const {
-  h5::Handle root = h5::open_group(file_, "/");
-  if (!h5::has_attribute(root, "schema_version"))
+  if (!file_.has_attribute("schema_version"))
     throw StoreError("'" + path_ + "' is an HDF5 file but not a dinv store (no schema_version attribute)");
-  const auto version = h5::int_attribute(root, "schema_version", path_);
+  const auto version = file_.int_attribute("schema_version");
   if (version != kSchemaVersion)
     throw StoreError("store '" + path_ + "' has schema version " + std::to_string(version) + " (written by dinv " +
-                     h5::string_attribute(root, "dinv_version", path_) + "); this dinv " + dinv_version_string() +
+                     file_.string_attribute("dinv_version") + "); this dinv " + dinv_version_string() +
                      " reads schema version " + std::to_string(kSchemaVersion) +
                      ": use the matching dinv or write a new store");
 }
 
-h5::Handle Store::group(const std::string& object) const {
+h5::Group Store::group(const std::string& object) const {
   if (!has(object)) throw StoreError("store '" + path_ + "' has no group '" + object + "'");
-  return h5::open_group(file_, object);
+  return file_.open_group(object);
 }
 
-h5::Handle Store::dataset(const std::string& object) const {
+h5::Dataset Store::dataset(const std::string& object) const {
   if (!has(object)) throw StoreError("store '" + path_ + "' has no dataset '" + object + "'");
-  return h5::open_dataset(file_, object);
+  return file_.open_dataset(object);
 }
 
-h5::Handle Store::create_group(const std::string& object) { return h5::create_group(file_, object); }
-void Store::remove(const std::string& object) { h5::remove(file_, object); }
+h5::Group Store::create_group(const std::string& object) { return file_.create_group(object); }
+void Store::remove(const std::string& object) { file_.remove(object); }
 
-void Store::move(const std::string& from, const std::string& to) { h5::move(file_, from, to); }
+void Store::move(const std::string& from, const std::string& to) { file_.move(from, to); }
 
 void Store::require_free_space(std::int64_t bytes, const std::string& what) const {
-  int rank = 0;
-  MPI_Comm_rank(comm_, &rank);
   std::int64_t free = -1;  // unknown: let the writes tell
   struct statvfs fs {};
-  if (rank == 0 && statvfs(path_.c_str(), &fs) == 0)
+  if (comm_.rank() == 0 && statvfs(path_.c_str(), &fs) == 0)
     free = static_cast<std::int64_t>(fs.f_bavail) * static_cast<std::int64_t>(fs.f_frsize);
-  dist::check_mpi(MPI_Bcast(&free, 1, MPI_INT64_T, 0, comm_), "MPI_Bcast");
+  dist::check_mpi(MPI_Bcast(&free, 1, MPI_INT64_T, 0, MPI_Comm_f2c(comm_.handle())), "MPI_Bcast");
   if (free >= 0 && free < bytes)
     throw StoreError("not enough free space for " + what + " in store '" + path_ + "': it needs about " +
                      std::to_string(bytes) + " bytes, the file system has " + std::to_string(free) +
                      " bytes free. Nothing was written; free space (or move the store) and rerun.");
 }
 
-h5::Handle Store::create_dataset(const std::string& object, at::ScalarType dtype,
-                                 const std::vector<std::int64_t>& dims) {
-  return h5::create_dataset(file_, object, dtype, dims);
+h5::Dataset Store::create_dataset(const std::string& object, at::ScalarType dtype,
+                                  const std::vector<std::int64_t>& dims) {
+  return file_.create_dataset(object, dtype, dims);
 }
 
-h5::Handle Store::require_dataset(const std::string& object, at::ScalarType dtype,
-                                  const std::vector<std::int64_t>& dims) const {
-  h5::Handle d = dataset(object);
-  const auto found = h5::dataset_dims(d);
-  const auto found_type = h5::dataset_dtype(d, object);
+h5::Dataset Store::require_dataset(const std::string& object, at::ScalarType dtype,
+                                   const std::vector<std::int64_t>& dims) const {
+  h5::Dataset d = dataset(object);
+  const auto found = d.dims();
+  const auto found_type = d.dtype();
   if (found != dims || found_type != dtype)
     throw StoreError("store '" + path_ + "': dataset '" + object + "' is " + c10::toString(found_type) +
                      c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) +
@@ -143,16 +135,15 @@ h5::Handle Store::require_dataset(const std::string& object, at::ScalarType dtyp
 
 void Store::require_attribute(const std::string& object, const std::string& name, const std::string& expected,
                               const std::string& hint) const {
-  h5::Handle obj = group(object);
   const std::string where = "store '" + path_ + "', " + object;
-  const std::string found = h5::string_attribute(obj, name, where);
+  const std::string found = group(object).string_attribute(name);
   if (found != expected)
     throw StoreError(where + ": " + name + " is '" + found + "' but this run has '" + expected + "'. " + hint);
 }
 
-void Store::flush() { h5::flush(file_, path_); }
+void Store::flush() { file_.flush(); }
 
-void Store::close() { file_.close("close store '" + path_ + "'"); }
+void Store::close() { file_.close(); }
 
 // ------------------------------------------------------------------- ledger
 
@@ -161,8 +152,8 @@ void UnitLedger::create(Store& store, const std::string& group, std::int64_t uni
 }
 
 UnitLedger::UnitLedger(Store& store, const std::string& group, std::int64_t units)
-    : store_(store), name_(group + "/done"), dataset_(store.require_dataset(name_, at::kByte, {units})) {
-  const at::Tensor flags = h5::read_all(dataset_, name_);
+    : store_(store), dataset_(store.require_dataset(group + "/done", at::kByte, {units})) {
+  const at::Tensor flags = dataset_.read_all();
   done_.assign(flags.data_ptr<std::uint8_t>(), flags.data_ptr<std::uint8_t>() + units);
 }
 
@@ -184,7 +175,8 @@ void UnitLedger::mark_done(const std::vector<std::int64_t>& units) {
       runs.emplace_back(u, u + 1);
   }
   int mine = static_cast<int>(runs.size()), most = 0;
-  dist::check_mpi(MPI_Allreduce(&mine, &most, 1, MPI_INT, MPI_MAX, store_.comm()), "MPI_Allreduce");
+  dist::check_mpi(MPI_Allreduce(&mine, &most, 1, MPI_INT, MPI_MAX, MPI_Comm_f2c(store_.comm().handle())),
+                  "MPI_Allreduce");
   for (int i = 0; i < most; ++i) {
     at::Tensor ones;
     std::int64_t begin = 0;
@@ -192,13 +184,13 @@ void UnitLedger::mark_done(const std::vector<std::int64_t>& units) {
       begin = runs[i].first;
       ones = at::ones({runs[i].second - runs[i].first}, at::kByte);
     }
-    h5::write_rows(dataset_, name_, begin, ones, true);
+    dataset_.write_rows(begin, ones, h5::Transfer::collective);
   }
   for (auto u : units) done_.at(static_cast<std::size_t>(u)) = 1;
 }
 
 void UnitLedger::mark_done_independent(std::int64_t unit) {
-  h5::write_rows(dataset_, name_, unit, at::ones({1}, at::kByte), false);
+  dataset_.write_rows(unit, at::ones({1}, at::kByte), h5::Transfer::independent);
   done_.at(static_cast<std::size_t>(unit)) = 1;
 }
 

@@ -2,10 +2,10 @@
 
 namespace dinv::store {
 
-void set_attributes(const h5::Handle& object,
+void set_attributes(const h5::Object& object,
                     const std::vector<std::pair<std::string, settings::AttributeValue>>& attributes) {
   for (const auto& [name, value] : attributes)
-    std::visit([&, &name = name](const auto& v) { h5::set_attribute(object, name, v); }, value);
+    std::visit([&, &name = name](const auto& v) { object.set_attribute(name, v); }, value);
 }
 
 }  // namespace dinv::store

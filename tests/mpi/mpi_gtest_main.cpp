@@ -1,5 +1,7 @@
 // GoogleTest main for tests that run under mpirun: one MPI world for the whole
 // process; only rank 0 prints results, but any rank's failure fails the run.
+#include <mpi.h>
+
 #include <gtest/gtest.h>
 
 #include "dinv/dist/world.h"

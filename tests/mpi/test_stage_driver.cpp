@@ -51,8 +51,7 @@ struct Stored {
 
 Stored read_store(const std::string& path) {
   auto st = store::Store::open(path, test::world().comm(), false);
-  Stored s{h5::read_all(st.dataset("/example/values"), "/example/values"),
-           h5::read_all(st.dataset("/example/done"), "/example/done")};
+  Stored s{st.dataset("/example/values").read_all(), st.dataset("/example/done").read_all()};
   st.close();
   return s;
 }

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     auto store = store::Store::open_or_create(path, world.comm(), config);
     if (!store.has("/test")) {
       auto g = store.create_group("/test");
-      h5::set_attribute(g, "fingerprint", std::string("writer-v1"));
+      g.set_attribute("fingerprint", std::string("writer-v1"));
       store.create_dataset("/test/data", at::kFloat, {units * rows, cols});
       store.create_dataset("/test/unit", at::kLong, {units * rows});
       store::UnitLedger::create(store, "/test", units);
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
         first_row = u * rows;
         finished.push_back(u);
       }
-      h5::write_rows(data, "/test/data", first_row, block, true);
-      h5::write_rows(unit_ids, "/test/unit", first_row, ids, true);
+      data.write_rows(first_row, block, h5::Transfer::collective);
+      unit_ids.write_rows(first_row, ids, h5::Transfer::collective);
       ledger.mark_done(finished);
       if (sleep_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
     }

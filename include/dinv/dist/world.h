@@ -4,11 +4,11 @@
 // device the rank computes on (one GPU per local rank when CUDA is available).
 #pragma once
 
-#include <mpi.h>
-
 #include <string>
 
 #include <c10/core/Device.h>
+
+#include "dinv/dist/comm.h"
 
 namespace dinv::dist {
 
@@ -28,7 +28,7 @@ class World {
   int local_size() const { return local_size_; }
   int node_count() const { return node_count_; }
   bool is_root() const { return rank_ == 0; }
-  MPI_Comm comm() const { return MPI_COMM_WORLD; }
+  Comm comm() const { return Comm::world(); }
   c10::Device device() const { return device_; }
   std::string describe() const;  // "4 ranks on 1 node, rank 0 on cpu"
 
@@ -45,12 +45,9 @@ class World {
   c10::Device device_{c10::kCPU};
 };
 
-// Throw a DistError with MPI's own message when `rc` is not MPI_SUCCESS.
+// Throw a DistError with MPI's own message when `rc` (an MPI return code) is
+// not MPI_SUCCESS.
 void check_mpi(int rc, const char* what);
-
-// A communicator of this rank alone: for files that one rank reads or writes
-// by itself (a results file, a preview) through the MPI-IO driver.
-MPI_Comm this_rank_only();
 
 // "Open MPI v4.1.4 (MPI 3.1)": the MPI library's first line and the standard version.
 std::string mpi_library_version();

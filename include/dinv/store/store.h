@@ -5,12 +5,11 @@
 // on write raw data only, recording finished work units in a ledger.
 #pragma once
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "dinv/dist/comm.h"
 #include "dinv/store/h5.h"
 
 namespace dinv::store {
@@ -23,19 +22,19 @@ class Store {
   // Open the store at `path`, creating it (collectively over `comm`) when it
   // does not exist yet. A new store gets the root attributes; an existing one
   // must have this dinv's schema version.
-  static Store open_or_create(const std::string& path, MPI_Comm comm, const std::string& config_text);
+  static Store open_or_create(const std::string& path, const dist::Comm& comm, const std::string& config_text);
   // Open an existing store (collective over `comm`).
-  static Store open(const std::string& path, MPI_Comm comm, bool writable);
+  static Store open(const std::string& path, const dist::Comm& comm, bool writable);
 
   const std::string& path() const { return path_; }
-  const h5::Handle& file() const { return file_; }
-  MPI_Comm comm() const { return comm_; }
+  const h5::File& file() const { return file_; }
+  const dist::Comm& comm() const { return comm_; }
 
-  bool has(const std::string& object) const { return h5::exists(file_, object); }
-  h5::Handle group(const std::string& object) const;
-  h5::Handle dataset(const std::string& object) const;
+  bool has(const std::string& object) const { return file_.exists(object); }
+  h5::Group group(const std::string& object) const;
+  h5::Dataset dataset(const std::string& object) const;
   // Metadata changes: collective, every rank with the same arguments.
-  h5::Handle create_group(const std::string& object);
+  h5::Group create_group(const std::string& object);
   void move(const std::string& from, const std::string& to);
   void remove(const std::string& object);  // unlink (collective)
   // Collective: a StoreError naming `what`, the need and the free space when
@@ -43,10 +42,10 @@ class Store {
   // allocating, because a full disk while HDF5 writes metadata can leave new
   // groups unreadable).
   void require_free_space(std::int64_t bytes, const std::string& what) const;
-  h5::Handle create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
+  h5::Dataset create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
   // Shape and dtype of an existing dataset must be as expected (clear error otherwise).
-  h5::Handle require_dataset(const std::string& object, at::ScalarType dtype,
-                             const std::vector<std::int64_t>& dims) const;
+  h5::Dataset require_dataset(const std::string& object, at::ScalarType dtype,
+                              const std::vector<std::int64_t>& dims) const;
 
   // A string attribute of `object` must equal `expected`; otherwise a
   // StoreError naming the store, object, attribute, both values and `hint`.
@@ -58,13 +57,13 @@ class Store {
   void close();
 
  private:
-  Store(std::string path, MPI_Comm comm, h5::Handle file)
+  Store(std::string path, const dist::Comm& comm, h5::File file)
       : path_(std::move(path)), comm_(comm), file_(std::move(file)) {}
   void check_schema() const;
 
   std::string path_;
-  MPI_Comm comm_;
-  h5::Handle file_;
+  dist::Comm comm_;
+  h5::File file_;
 };
 
 // Which work units of a stage are finished, as the dataset `<group>/done`
@@ -89,8 +88,7 @@ class UnitLedger {
 
  private:
   Store& store_;
-  std::string name_;
-  h5::Handle dataset_;
+  h5::Dataset dataset_;
   std::vector<std::uint8_t> done_;
 };
 

@@ -13,7 +13,7 @@
 
 namespace dinv::store {
 
-void set_attributes(const h5::Handle& object,
+void set_attributes(const h5::Object& object,
                     const std::vector<std::pair<std::string, settings::AttributeValue>>& attributes);
 
 // Refuses (StoreError naming each differing setting, old and new value, then
@@ -22,7 +22,7 @@ template <class S>
 void require_settings(const Store& st, const std::string& object, const settings::Declaration<S>& declaration,
                       const S& now, const std::string& hint) {
   const std::string where = "store '" + st.path() + "', " + object;
-  declaration.require_same(where, h5::string_attribute(st.group(object), "settings", where), now, hint);
+  declaration.require_same(where, st.group(object).string_attribute("settings"), now, hint);
 }
 
 }  // namespace dinv::store
