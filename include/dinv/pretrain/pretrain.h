@@ -21,6 +21,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dinv/core/settings.h"
 #include "dinv/sd/unet.h"
 #include "dinv/sd/vae.h"
 
@@ -61,12 +62,16 @@ struct PretrainSettings {
   double bucket_mb = 25;
   std::uint64_t seed = 0;
   std::string progress = "auto";
+  std::string corpus;  // derived: the corpus fingerprint, recorded by a run under way
 
   // The settings that change the trained weights, as "key = value" lines (a
   // resumed run must have the same; the finished folder records them).
   std::string output_text() const;
 };
 
+// The pretrain settings, declared once (core/settings.h): registration,
+// reading, the recorded settings text and its resume check come from it.
+const settings::Declaration<PretrainSettings>& pretrain_declaration();
 void register_pretrain_options(ConfigSchema& schema);
 PretrainSettings pretrain_settings(const Config& config);
 
