@@ -11,6 +11,7 @@
 
 #include "dinv/core/error.h"
 #include "dinv/core/seed.h"
+#include "dinv/classify/options.h"
 #include "dinv/cli/command.h"
 #include "dinv/core/settings.h"
 #include "dinv/data/readers.h"
@@ -287,6 +288,28 @@ TEST(Settings, PretrainRecordedLinesAreComparedByKey) {
   EXPECT_EQ(diffs[1].describe(), "pretrain.steps is absent there, '2000' in this run");
   EXPECT_EQ(diffs.back().describe(), "corpus is 'c0' there, 'c1' in this run");
   EXPECT_TRUE(d.differences(d.text(s), d.text(s)).empty());
+}
+
+TEST(Settings, ClosedSetsAreParsedOnceFromOneTable) {
+  auto schema = stage_schema();
+  classify::register_train_options(schema);
+  EXPECT_EQ(schema.find("train.precision")->choices, (std::vector<std::string>{"fp32", "fp16", "bf16"}));
+  EXPECT_EQ(*schema.find("train.precision")->default_value, "fp32");
+  const auto train = [&](const std::string& precision) {
+    return classify::train_options(Config::resolve(schema, {}, {"--train.precision=" + precision}), 32, 10).precision;
+  };
+  EXPECT_EQ(train("bf16"), classify::Precision::bf16);
+  EXPECT_EQ(train("fp16"), classify::Precision::fp16);
+  EXPECT_EQ(classify::kPrecisionNames.name(train("fp32")), "fp32");
+  EXPECT_EQ(schema.find("sampler.timestep_spacing")->choices,
+            (std::vector<std::string>{"folder", "leading", "trailing", "linspace"}));
+  const auto c = diffusion::SchedulerConfig::from_json(
+      R"({"beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction", "timestep_spacing": "trailing"})",
+      "cfg.json");
+  EXPECT_EQ(c.beta_schedule, diffusion::BetaSchedule::squaredcos_cap_v2);
+  EXPECT_EQ(c.prediction_type, diffusion::PredictionType::v_prediction);
+  EXPECT_EQ(c.timestep_spacing, diffusion::TimestepSpacing::trailing);
+  EXPECT_EQ(diffusion::SchedulerConfig::from_json("{}", "cfg.json").beta_schedule, diffusion::BetaSchedule::linear);
 }
 
 TEST(Settings, OtherSettingsContinue) {
