@@ -56,8 +56,8 @@ settings::Declaration<PretrainSettings> declare_pretrain_settings() {
       .non_empty()
       .changes(0);
   d.add("pretrain.output", &S::output, "the diffusers folder written when training is done").non_empty();
-  d.add("pretrain.component", &S::component, "what is trained: unet, vae, or both (the VAE first, then the UNet)")
-      .choices({"unet", "vae", "both"})
+  d.add_choice("pretrain.component", &S::component, kComponentNames,
+               "what is trained: unet, vae, or both (the VAE first, then the UNet)")
       .changes(1);
   d.add("pretrain.steps", &S::steps, "UNet optimizer steps").min(1).changes(2);
   d.add("pretrain.vae_steps", &S::vae_steps, "VAE optimizer steps").min(1).changes(3);
@@ -608,9 +608,11 @@ class Phase {
   double seconds_ = 0;
 };
 
-std::vector<std::string> phases_of(const std::string& component) {
-  if (component == "both") return {"vae", "unet"};
-  return {component};
+// The phases of a run, named as their work files and records are.
+std::vector<std::string> phases_of(Component component) {
+  if (component == Component::both)
+    return {kComponentNames.name(Component::vae), kComponentNames.name(Component::unet)};
+  return {kComponentNames.name(component)};
 }
 
 // OUTPUT/dinv_pretrain.json: what was trained, on what, how the losses went.

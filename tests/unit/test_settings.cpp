@@ -275,6 +275,9 @@ TEST(Settings, PretrainTextIsTheRecordedTextOfBefore) {
   EXPECT_EQ(pretrain::pretrain_declaration().text(s), before + "corpus = captioned:n=8:abc\n");
   s.cache_latents = false;
   EXPECT_NE(s.output_text().find("\npretrain.cache_latents = false\n"), std::string::npos);
+  const auto vae = pretrain::pretrain_settings(resolve({"--data.format=captioned", "--pretrain.component=vae"}));
+  EXPECT_EQ(vae.component, pretrain::Component::vae);
+  EXPECT_NE(vae.output_text().find("\npretrain.component = vae\n"), std::string::npos);
 }
 
 TEST(Settings, PretrainRecordedLinesAreComparedByKey) {
