@@ -20,8 +20,9 @@ void register_train_options(ConfigSchema& s) {
   s.add("train.warmup_steps", 1000, "linear warm-up from 0.001x over these steps (times cosine decay to 0.001x)")
       .min(0);
   s.add("train.label_smoothing", 0.0, "label smoothing of the cross-entropy").min(0).max(1);
-  s.add("train.precision", "fp32", "autocast precision on GPU: fp32, fp16 (dynamic loss scaling), bf16")
-      .choices({"fp32", "fp16", "bf16"});
+  s.add("train.precision", kPrecisionNames.name(Precision::fp32),
+        "autocast precision on GPU: fp32, fp16 (dynamic loss scaling), bf16")
+      .choices(kPrecisionNames.names());
   s.add("train.bucket_mb", 25.0, "gradient all-reduce bucket size in MiB").greater_than(0);
   s.add("train.sync_bn", false,
         "synchronised BatchNorm: batch statistics of the global batch (all ranks) "
@@ -85,7 +86,7 @@ TrainOptions train_options(const Config& c, std::int64_t resolution, std::int64_
   o.warmup_steps = c.get_int("train.warmup_steps");
   o.label_smoothing = c.get_real("train.label_smoothing");
   o.num_evals = c.get_int("train.num_evals");
-  o.precision = c.get_string("train.precision");
+  o.precision = kPrecisionNames.parse(c.get_string("train.precision"));
   o.bucket_bytes = static_cast<std::int64_t>(c.get_real("train.bucket_mb") * 1024 * 1024);
   o.sync_batchnorm = c.get_bool("train.sync_bn");
   o.seed = run_seed(c);

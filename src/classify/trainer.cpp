@@ -35,9 +35,9 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 // Mixed precision on the GPU for the forward pass (the loss stays fp32).
 class AutocastScope {
  public:
-  AutocastScope(const std::string& precision, c10::Device device) : active_(device.is_cuda() && precision != "fp32") {
+  AutocastScope(Precision precision, c10::Device device) : active_(device.is_cuda() && precision != Precision::fp32) {
     if (!active_) return;
-    at::autocast::set_autocast_dtype(at::kCUDA, precision == "bf16" ? at::kBFloat16 : at::kHalf);
+    at::autocast::set_autocast_dtype(at::kCUDA, precision == Precision::bf16 ? at::kBFloat16 : at::kHalf);
     at::autocast::set_autocast_enabled(at::kCUDA, true);
   }
   ~AutocastScope() {
@@ -99,7 +99,7 @@ Trainer::Trainer(TrainOptions options, std::unique_ptr<BatchSource> batches, dis
   if (options_.sync_batchnorm && comm_) synchronise_batchnorm(*model_, comm_);
   state_->optimizer = make_optimizer(model_->parameters(), options_.optimizer);
   if (comm_) state_->buckets = std::make_unique<GradientBuckets>(model_->parameters(), *comm_, options_.bucket_bytes);
-  if (options_.precision == "fp16" && device_.is_cuda()) state_->loss_scale = 65536.0;
+  if (options_.precision == Precision::fp16 && device_.is_cuda()) state_->loss_scale = 65536.0;
 }
 
 Trainer::~Trainer() = default;
@@ -110,8 +110,9 @@ void Trainer::check_options() const {
     throw ConfigError("train.batch_size = " + std::to_string(options_.batch_size) + " is not divisible by the " +
                       std::to_string(size) + " ranks of this job (each rank takes batch_size / ranks)");
   if (options_.steps < 1) throw ConfigError("train.steps must be >= 1");
-  if (options_.precision != "fp32" && !device_.is_cuda())
-    log::warn("train.precision = " + options_.precision + " applies on GPU only; training in fp32 on " + device_.str());
+  if (options_.precision != Precision::fp32 && !device_.is_cuda())
+    log::warn("train.precision = " + kPrecisionNames.name(options_.precision) +
+              " applies on GPU only; training in fp32 on " + device_.str());
 }
 
 std::vector<BucketTiming> Trainer::last_bucket_timings() const {

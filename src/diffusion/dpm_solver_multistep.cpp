@@ -66,7 +66,7 @@ class DpmSolverMultistepScheduler : public Scheduler {
       timesteps_.clear();
       for (double s : step_sigmas) {
         double t = sigma_math::sigma_to_t(s, log_sigmas);
-        timesteps_.push_back(config().beta_schedule == "squaredcos_cap_v2" ? t : std::nearbyint(t));
+        timesteps_.push_back(config().beta_schedule == BetaSchedule::squaredcos_cap_v2 ? t : std::nearbyint(t));
       }
     } else {
       step_sigmas = sigma_math::interp(timesteps_, sig);

@@ -54,14 +54,6 @@ std::optional<T> read_optional(const json& j, const char* key, const std::string
   return read_key<T>(j, key, T{}, origin);
 }
 
-void require_one_of(const std::string& origin, const char* key, const std::string& value,
-                    const std::vector<std::string>& allowed) {
-  if (std::find(allowed.begin(), allowed.end(), value) != allowed.end()) return;
-  std::string list;
-  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  throw ConfigError(origin + ": " + key + " '" + value + "' is not supported by dinv (allowed: " + list + ")");
-}
-
 // diffusers writes configs with Python's json module, which spells infinite
 // and NaN floats as the bare words -Infinity, Infinity and NaN (e.g.
 // "lambda_min_clipped": -Infinity). Strict JSON has no such literals: turn
@@ -112,44 +104,6 @@ at::Tensor squaredcos_cap_v2_betas(std::int64_t n) {
 
 }  // namespace
 
-PredictionType prediction_type_from_string(const std::string& name) {
-  if (name == "epsilon") return PredictionType::epsilon;
-  if (name == "v_prediction") return PredictionType::v_prediction;
-  if (name == "sample") return PredictionType::sample;
-  throw ConfigError("prediction_type '" + name + "' is not supported (allowed: epsilon, v_prediction, sample)");
-}
-
-TimestepSpacing timestep_spacing_from_string(const std::string& name) {
-  if (name == "leading") return TimestepSpacing::leading;
-  if (name == "trailing") return TimestepSpacing::trailing;
-  if (name == "linspace") return TimestepSpacing::linspace;
-  throw ConfigError("timestep_spacing '" + name + "' is not supported (allowed: leading, trailing, linspace)");
-}
-
-std::string to_string(PredictionType p) {
-  switch (p) {
-    case PredictionType::epsilon:
-      return "epsilon";
-    case PredictionType::v_prediction:
-      return "v_prediction";
-    case PredictionType::sample:
-      return "sample";
-  }
-  return "?";
-}
-
-std::string to_string(TimestepSpacing s) {
-  switch (s) {
-    case TimestepSpacing::leading:
-      return "leading";
-    case TimestepSpacing::trailing:
-      return "trailing";
-    case TimestepSpacing::linspace:
-      return "linspace";
-  }
-  return "?";
-}
-
 SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::string& origin) {
   json j;
   io::check_json_depth(text, origin);
@@ -168,17 +122,18 @@ SchedulerConfig SchedulerConfig::from_json(const std::string& text, const std::s
                       " must be at least 2 and at most " + std::to_string(kMaxTrainTimesteps));
   c.beta_start = read_key<double>(j, "beta_start", c.beta_start, origin);
   c.beta_end = read_key<double>(j, "beta_end", c.beta_end, origin);
-  c.beta_schedule = read_key<std::string>(j, "beta_schedule", c.beta_schedule, origin);
-  require_one_of(origin, "beta_schedule", c.beta_schedule, {"linear", "scaled_linear", "squaredcos_cap_v2"});
+  c.beta_schedule = parse_choice(kBetaScheduleNames, read_key<std::string>(j, "beta_schedule", "linear", origin),
+                                 origin, "beta_schedule");
   c.trained_betas = read_key<std::vector<double>>(j, "trained_betas", {}, origin);
   if (!c.trained_betas.empty() && static_cast<std::int64_t>(c.trained_betas.size()) != c.num_train_timesteps)
     throw ConfigError(origin + ": trained_betas has " + std::to_string(c.trained_betas.size()) +
                       " values, num_train_timesteps is " + std::to_string(c.num_train_timesteps));
-  c.prediction_type = prediction_type_from_string(read_key<std::string>(j, "prediction_type", "epsilon", origin));
+  c.prediction_type = parse_choice(kPredictionTypeNames, read_key<std::string>(j, "prediction_type", "epsilon", origin),
+                                   origin, "prediction_type");
   c.steps_offset = read_key<std::int64_t>(j, "steps_offset", c.steps_offset, origin);
   c.clip_sample_range = read_key<double>(j, "clip_sample_range", c.clip_sample_range, origin);
   if (auto s = read_optional<std::string>(j, "timestep_spacing", origin))
-    c.timestep_spacing = timestep_spacing_from_string(*s);
+    c.timestep_spacing = parse_choice(kTimestepSpacingNames, *s, origin, "timestep_spacing");
   c.set_alpha_to_one = read_optional<bool>(j, "set_alpha_to_one", origin);
   c.clip_sample = read_optional<bool>(j, "clip_sample", origin);
   c.skip_prk_steps = read_optional<bool>(j, "skip_prk_steps", origin);
@@ -215,16 +170,19 @@ NoiseSchedule::NoiseSchedule(const SchedulerConfig& config) : config_(config) {
   const auto n = config.num_train_timesteps;
   if (!config.trained_betas.empty()) {
     betas_ = at::tensor(config.trained_betas, at::kDouble).to(at::kFloat);
-  } else if (config.beta_schedule == "linear") {
-    betas_ = at::linspace(config.beta_start, config.beta_end, n, at::kFloat);
-  } else if (config.beta_schedule == "scaled_linear") {
-    // Linear in sqrt(beta), the latent-diffusion schedule.
-    betas_ = at::linspace(std::sqrt(config.beta_start), std::sqrt(config.beta_end), n, at::kFloat).pow(2);
-  } else if (config.beta_schedule == "squaredcos_cap_v2") {
-    betas_ = squaredcos_cap_v2_betas(n);
   } else {
-    throw ConfigError("beta_schedule '" + config.beta_schedule +
-                      "' is not supported (allowed: linear, scaled_linear, squaredcos_cap_v2)");
+    switch (config.beta_schedule) {
+      case BetaSchedule::linear:
+        betas_ = at::linspace(config.beta_start, config.beta_end, n, at::kFloat);
+        break;
+      case BetaSchedule::scaled_linear:
+        // Linear in sqrt(beta), the latent-diffusion schedule.
+        betas_ = at::linspace(std::sqrt(config.beta_start), std::sqrt(config.beta_end), n, at::kFloat).pow(2);
+        break;
+      case BetaSchedule::squaredcos_cap_v2:
+        betas_ = squaredcos_cap_v2_betas(n);
+        break;
+    }
   }
   alphas_cumprod_ = at::cumprod(1.0 - betas_, 0);
 }

@@ -65,7 +65,8 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerConfig& folder_config, 
   const std::string name = options.name == "folder" ? sampler_name_for_class(folder_config.class_name) : options.name;
   SchedulerConfig config = folder_config;
   if (options.timestep_spacing != "folder")
-    config.timestep_spacing = timestep_spacing_from_string(options.timestep_spacing);
+    config.timestep_spacing =
+        parse_choice(kTimestepSpacingNames, options.timestep_spacing, "sampler options", "timestep_spacing");
   if (options.karras_sigmas) {
     if (name != "dpmpp" && name != "euler")
       throw ConfigError("Karras sigmas are only available for the dpmpp and euler samplers, not '" + name + "'");
@@ -81,20 +82,28 @@ std::unique_ptr<Scheduler> make_scheduler(const SchedulerConfig& folder_config, 
   throw ConfigError("sampler '" + name + "' is unknown (allowed: folder, " + join(sampler_names()) + ")");
 }
 
+namespace {
+
+// "folder" (the model folder's own choice) before `names`.
+std::vector<std::string> with_folder(std::vector<std::string> names) {
+  names.insert(names.begin(), "folder");
+  return names;
+}
+
+}  // namespace
+
 void register_diffusion_options(ConfigSchema& s) {
-  std::vector<std::string> names = {"folder"};
-  names.insert(names.end(), sampler_names().begin(), sampler_names().end());
   s.add("sampler.name", "folder",
         "sampler: folder (the model's own scheduler class) or one of ddim, pndm, dpmpp, "
         "euler, euler_a")
-      .choices(names);
+      .choices(with_folder(sampler_names()));
   s.add("sampler.steps", 100, "number of sampling steps (1 to the model's num_train_timesteps)").min(1);
   s.add("sampler.guidance", 2.0, "classifier-free guidance scale w: eps_u + w (eps_c - eps_u)").min(0);
   s.add("sampler.eta", 1.0, "DDIM eta (0: deterministic; the method passes 1); other samplers ignore it").min(0);
   s.add("sampler.timestep_spacing", "folder",
         "timestep spacing: folder (the model's config), leading, trailing, "
         "linspace")
-      .choices({"folder", "leading", "trailing", "linspace"});
+      .choices(with_folder(kTimestepSpacingNames.names()));
   s.add("sampler.karras_sigmas", false, "use Karras sigmas (dpmpp and euler only)");
 }
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <set>
-#include <sstream>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -22,37 +21,57 @@
 #include "dinv/dist/partition.h"
 #include "dinv/dist/world.h"
 #include "dinv/evaluate/metrics.h"
+#include "dinv/store/stored_settings.h"
 #include "dinv/store/store.h"
 
 namespace dinv::evaluate {
 
-void register_evaluate_options(ConfigSchema& s) {
-  const EvaluateSettings d;
-  s.add("evaluate.classifier", "", "folder of a classifier kept by dinv train (train.save_model = true)");
-  s.add("evaluate.tags", "", "comma-separated /samples/<tag> to measure (empty: syn.tags)");
-  s.add("evaluate.k", d.k, "nearest neighbours of precision, recall, density and coverage").min(1);
-  s.add("evaluate.batch_size", d.batch_size, "images per forward pass and per work unit").min(1);
-  s.add("evaluate.max_images", d.max_images, "use the first N images of each set (0: all)").min(0);
-  s.add("evaluate.leak_ratio", d.leak_ratio,
+namespace {
+
+// Every evaluate setting, once, in the order of the help and the stored
+// configuration. Text positions order a tag's metrics settings text
+// ("classifier=... k=3 max_images=0 leak_ratio=0.1", byte for byte as before
+// the declaration): /metrics/<tag> written with the same text is not
+// measured again.
+settings::Declaration<EvaluateSettings> declare_evaluate_settings() {
+  using S = EvaluateSettings;
+  settings::Declaration<S> d("evaluate");
+  d.add("evaluate.classifier", &S::classifier, "folder of a classifier kept by dinv train (train.save_model = true)");
+  d.add("evaluate.tags", &S::tag_list, "comma-separated /samples/<tag> to measure (empty: syn.tags)");
+  d.add("evaluate.k", &S::k, "nearest neighbours of precision, recall, density and coverage").min(1).changes(1);
+  d.add("evaluate.batch_size", &S::batch_size, "images per forward pass and per work unit").min(1);
+  d.add("evaluate.max_images", &S::max_images, "use the first N images of each set (0: all)").min(0).changes(2);
+  // Spelled with 6 significant digits, as /metrics written before the declaration.
+  d.add("evaluate.leak_ratio", &S::leak_ratio,
         "a test image counts as leaked when a generated image is closer than this times the median distance "
         "between test images and their nearest other test image")
-      .greater_than(0);
+      .greater_than(0)
+      .changes(3)
+      .spelled([](const S& s) { return settings::short_text(s.leak_ratio); });
+  d.derived("classifier", &S::classifier_fingerprint, "the classifier's fingerprint")
+      .changes(0)
+      .stored(0, "classifier_fingerprint");
+  return d;
 }
 
+}  // namespace
+
+const settings::Declaration<EvaluateSettings>& evaluate_declaration() {
+  static const auto declaration = declare_evaluate_settings();
+  return declaration;
+}
+
+void register_evaluate_options(ConfigSchema& s) { evaluate_declaration().register_options(s); }
+
 EvaluateSettings evaluate_settings(const Config& c) {
-  EvaluateSettings s;
-  s.classifier = c.get_string("evaluate.classifier");
+  auto s = evaluate_declaration().read(c);
   if (s.classifier.empty())
     c.reject("evaluate.classifier",
              "name the folder of a classifier kept by dinv train "
              "(train.save_model = true)");
-  s.tags = split_list(c.get_string("evaluate.tags"));
+  s.tags = split_list(s.tag_list);
   if (s.tags.empty()) s.tags = split_list(c.get_string("syn.tags"));
   if (s.tags.empty()) c.reject("evaluate.tags", "no tag to measure: set evaluate.tags (or syn.tags)");
-  s.k = c.get_int("evaluate.k");
-  s.batch_size = c.get_int("evaluate.batch_size");
-  s.max_images = c.get_int("evaluate.max_images");
-  s.leak_ratio = c.get_real("evaluate.leak_ratio");
   return s;
 }
 
@@ -124,13 +143,6 @@ std::int64_t capped(std::int64_t size, const EvaluateSettings& s) {
   return s.max_images > 0 ? std::min(size, s.max_images) : size;
 }
 
-std::string settings_text(const EvaluateSettings& s, const std::string& classifier_fingerprint) {
-  std::ostringstream t;
-  t << "classifier=" << classifier_fingerprint << " k=" << s.k << " max_images=" << s.max_images
-    << " leak_ratio=" << s.leak_ratio;
-  return t.str();
-}
-
 void require_same_classes(const classify::LoadedClassifier& c, const data::Dataset& d, const std::string& folder) {
   if (c.info.class_names != d.class_names())
     throw ConfigError("evaluate: the classifier in " + folder + " knows " + std::to_string(c.info.class_names.size()) +
@@ -194,13 +206,13 @@ TagMetrics measure(const std::string& tag, const SetFeatures& real, const SetFea
   return m;
 }
 
-void write_metrics(store::Store& st, const TagMetrics& m, const std::string& settings, const std::string& fingerprint) {
+void write_metrics(store::Store& st, const TagMetrics& m, const EvaluateSettings& s) {
   const std::string group = "/metrics/" + m.tag;
   if (st.has(group)) st.remove(group);
   if (!st.has("/metrics")) st.create_group("/metrics");
   const auto g = st.create_group(group);
-  g.set_attribute("settings", settings);
-  g.set_attribute("classifier_fingerprint", fingerprint);
+  g.set_attribute("settings", evaluate_declaration().text(s));
+  store::set_attributes(g, evaluate_declaration().attributes(s));
   for (const auto& [name, value] :
        std::vector<std::pair<std::string, double>>{{"fid", m.fid},
                                                    {"precision", m.precision},
@@ -227,19 +239,21 @@ bool measured_before(const std::string& store_path, const std::string& tag, cons
 
 }  // namespace
 
-std::vector<TagMetrics> run_evaluate(dist::World& world, dist::Communicator& comm, const EvaluateSettings& s,
+std::vector<TagMetrics> run_evaluate(dist::World& world, dist::Communicator& comm, const EvaluateSettings& settings,
                                      const Config& config) {
   const auto store_path = config.get_string("store.path");
   if (store_path.empty()) throw ConfigError("store.path is not set: name the store that holds the tags to measure");
+  EvaluateSettings s = settings;
   FeatureModel model(classify::load_classifier(s.classifier), s, world, comm);
   const auto fingerprint = model.classifier().fingerprint;
-  const auto settings = settings_text(s, fingerprint);
+  s.classifier_fingerprint = fingerprint;
+  const auto text = evaluate_declaration().text(s);
   log::info("evaluate: classifier " + model.classifier().info.spec.name + " of run '" + model.classifier().info.run +
             "' (" + fingerprint + "), tags " + std::to_string(s.tags.size()));
   std::vector<TagMetrics> out;
   std::vector<std::string> pending;
   for (const auto& tag : s.tags) {
-    if (measured_before(store_path, tag, settings)) {
+    if (measured_before(store_path, tag, text)) {
       log::info("evaluate: /metrics/" + tag + " was measured with these settings: skipped");
       out.push_back({tag});
       out.back().skipped = true;
@@ -257,7 +271,7 @@ std::vector<TagMetrics> run_evaluate(dist::World& world, dist::Communicator& com
   for (const auto& tag : pending) {
     out.push_back(measure(tag, real, test, model, real_data, store_path, s));
     auto st = store::Store::open(store_path, world.comm(), true);
-    write_metrics(st, out.back(), settings, fingerprint);
+    write_metrics(st, out.back(), s);
     st.close();
   }
   return out;

@@ -14,7 +14,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "dinv/classify/data_parallel.h"
 #include "dinv/classify/optim.h"
@@ -39,82 +38,89 @@ namespace dinv::pretrain {
 
 namespace fs = std::filesystem;
 
-void register_pretrain_options(ConfigSchema& s) {
-  const PretrainSettings d;
-  s.add("pretrain.init", d.init,
+namespace {
+
+using settings::TextForm;
+
+// Every pretrain setting, once, in the order of the help and the stored
+// configuration. Text positions order the recorded settings, one
+// "key = value" line each (byte for byte as before the declaration): the
+// work folder's settings.txt (with the corpus) and dinv_pretrain.json's
+// "settings" (without).
+settings::Declaration<PretrainSettings> declare_pretrain_settings() {
+  using S = PretrainSettings;
+  settings::Declaration<S> d("pretrain", TextForm::lines);
+  d.add("pretrain.init", &S::init,
         "starting point: preset:NAME (random weights of a preset: tiny, sd15, sd21) or a diffusers folder to "
         "fine-tune")
-      .non_empty();
-  s.add("pretrain.output", d.output, "the diffusers folder written when training is done").non_empty();
-  s.add("pretrain.component", d.component, "what is trained: unet, vae, or both (the VAE first, then the UNet)")
-      .choices({"unet", "vae", "both"});
-  s.add("pretrain.steps", d.steps, "UNet optimizer steps").min(1);
-  s.add("pretrain.vae_steps", d.vae_steps, "VAE optimizer steps").min(1);
-  s.add("pretrain.batch_size", d.batch_size, "global batch (divided evenly over the ranks)").min(1);
-  s.add("pretrain.lr", d.lr, "UNet learning rate (AdamW; warm-up, then cosine decay)").greater_than(0);
-  s.add("pretrain.vae_lr", d.vae_lr, "VAE learning rate").greater_than(0);
-  s.add("pretrain.warmup_steps", d.warmup_steps, "linear learning-rate warm-up steps").min(0);
-  s.add("pretrain.weight_decay", d.weight_decay, "AdamW weight decay").min(0);
-  s.add("pretrain.max_grad_norm", d.max_grad_norm, "clip the global gradient norm to this (0: no clipping)").min(0);
-  s.add("pretrain.ema_decay", d.ema_decay,
+      .non_empty()
+      .changes(0);
+  d.add("pretrain.output", &S::output, "the diffusers folder written when training is done").non_empty();
+  d.add_choice("pretrain.component", &S::component, kComponentNames,
+               "what is trained: unet, vae, or both (the VAE first, then the UNet)")
+      .changes(1);
+  d.add("pretrain.steps", &S::steps, "UNet optimizer steps").min(1).changes(2);
+  d.add("pretrain.vae_steps", &S::vae_steps, "VAE optimizer steps").min(1).changes(3);
+  d.add("pretrain.batch_size", &S::batch_size, "global batch (divided evenly over the ranks)").min(1).changes(4);
+  d.add("pretrain.lr", &S::lr, "UNet learning rate (AdamW; warm-up, then cosine decay)").greater_than(0).changes(5);
+  d.add("pretrain.vae_lr", &S::vae_lr, "VAE learning rate").greater_than(0).changes(6);
+  d.add("pretrain.warmup_steps", &S::warmup_steps, "linear learning-rate warm-up steps").min(0).changes(7);
+  d.add("pretrain.weight_decay", &S::weight_decay, "AdamW weight decay").min(0).changes(8);
+  d.add("pretrain.max_grad_norm", &S::max_grad_norm, "clip the global gradient norm to this (0: no clipping)")
+      .min(0)
+      .changes(9);
+  d.add("pretrain.ema_decay", &S::ema_decay,
         "EMA of the weights (diffusers' EMAModel warm-up); the EMA weights are saved (0: no EMA)")
       .min(0)
-      .max(0.999999);
-  s.add("pretrain.caption_dropout", d.caption_dropout,
+      .max(0.999999)
+      .changes(10);
+  d.add("pretrain.caption_dropout", &S::caption_dropout,
         "fraction of captions replaced by the empty prompt, so that classifier-free guidance works")
       .min(0)
-      .max(1);
-  s.add("pretrain.snr_gamma", d.snr_gamma, "min-SNR-gamma loss weighting (0: plain MSE)").min(0);
-  s.add("pretrain.kl_weight", d.kl_weight, "weight of the VAE's KL term").min(0);
-  s.add("pretrain.cache_latents", d.cache_latents,
-        "encode the corpus with the VAE once (posterior mean and std) instead of every step");
-  s.add("pretrain.checkpoint_every", d.checkpoint_every, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)")
+      .max(1)
+      .changes(11);
+  d.add("pretrain.snr_gamma", &S::snr_gamma, "min-SNR-gamma loss weighting (0: plain MSE)").min(0).changes(12);
+  d.add("pretrain.kl_weight", &S::kl_weight, "weight of the VAE's KL term").min(0).changes(13);
+  d.add("pretrain.cache_latents", &S::cache_latents,
+        "encode the corpus with the VAE once (posterior mean and std) instead of every step")
+      .changes(14)
+      .spelled([](const S& s) { return s.cache_latents ? "true" : "false"; });
+  d.add("pretrain.checkpoint_every", &S::checkpoint_every, "checkpoint every N steps (0: only on SIGTERM/SIGUSR2)")
       .min(0);
-  s.add("pretrain.bucket_mb", d.bucket_mb, "gradient all-reduce bucket size in MiB").greater_than(0);
+  d.add("pretrain.bucket_mb", &S::bucket_mb, "gradient all-reduce bucket size in MiB").greater_than(0);
+  d.use("run.seed", &S::seed).changes(15);
+  d.use("run.progress", &S::progress);
+  // Only the work folder records it; the finished folder keeps the corpus apart.
+  d.derived("corpus", &S::corpus, "corpus")
+      .changes(16)
+      .only_when([](const S& s) { return !s.corpus.empty(); }, "a run is under way");
+  return d;
 }
+
+}  // namespace
+
+const settings::Declaration<PretrainSettings>& pretrain_declaration() {
+  static const auto declaration = declare_pretrain_settings();
+  return declaration;
+}
+
+void register_pretrain_options(ConfigSchema& s) { pretrain_declaration().register_options(s); }
 
 PretrainSettings pretrain_settings(const Config& c) {
   if (c.get_string("data.format") != "captioned")
     c.reject("data.format",
              "pretrain reads a captioned corpus: set data.format = captioned and data.root to a folder "
              "with metadata.jsonl (dinv data shapes --captioned writes one)");
-  PretrainSettings s;
-  s.init = c.get_string("pretrain.init");
-  s.output = c.get_string("pretrain.output");
-  s.component = c.get_string("pretrain.component");
-  s.steps = c.get_int("pretrain.steps");
-  s.vae_steps = c.get_int("pretrain.vae_steps");
-  s.batch_size = c.get_int("pretrain.batch_size");
-  s.lr = c.get_real("pretrain.lr");
-  s.vae_lr = c.get_real("pretrain.vae_lr");
-  s.warmup_steps = c.get_int("pretrain.warmup_steps");
-  s.weight_decay = c.get_real("pretrain.weight_decay");
-  s.max_grad_norm = c.get_real("pretrain.max_grad_norm");
-  s.ema_decay = c.get_real("pretrain.ema_decay");
-  s.caption_dropout = c.get_real("pretrain.caption_dropout");
-  s.snr_gamma = c.get_real("pretrain.snr_gamma");
-  s.kl_weight = c.get_real("pretrain.kl_weight");
-  s.cache_latents = c.get_bool("pretrain.cache_latents");
-  s.checkpoint_every = c.get_int("pretrain.checkpoint_every");
-  s.bucket_mb = c.get_real("pretrain.bucket_mb");
-  s.seed = run_seed(c);
-  s.progress = c.get_string("run.progress");
+  auto s = pretrain_declaration().read(c);
   if (fs::path(s.output).lexically_normal() == fs::path(s.init).lexically_normal())
     c.reject("pretrain.output", "is the same folder as pretrain.init: the starting point is never overwritten");
   return s;
 }
 
 std::string PretrainSettings::output_text() const {
-  std::ostringstream o;
-  o.precision(17);
-  o << "pretrain.init = " << init << "\npretrain.component = " << component << "\npretrain.steps = " << steps
-    << "\npretrain.vae_steps = " << vae_steps << "\npretrain.batch_size = " << batch_size << "\npretrain.lr = " << lr
-    << "\npretrain.vae_lr = " << vae_lr << "\npretrain.warmup_steps = " << warmup_steps
-    << "\npretrain.weight_decay = " << weight_decay << "\npretrain.max_grad_norm = " << max_grad_norm
-    << "\npretrain.ema_decay = " << ema_decay << "\npretrain.caption_dropout = " << caption_dropout
-    << "\npretrain.snr_gamma = " << snr_gamma << "\npretrain.kl_weight = " << kl_weight
-    << "\npretrain.cache_latents = " << (cache_latents ? "true" : "false") << "\nrun.seed = " << seed << "\n";
-  return o.str();
+  PretrainSettings finished = *this;
+  finished.corpus.clear();
+  return pretrain_declaration().text(finished);
 }
 
 namespace {
@@ -126,15 +132,16 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Lines "key = value" that differ between two settings texts.
-std::string settings_difference(const std::string& recorded, const std::string& now) {
-  std::istringstream a(recorded), b(now);
-  std::string la, lb, out;
-  while (std::getline(b, lb)) {
-    if (!std::getline(a, la)) la = "(absent)";
-    if (la != lb) out += "\n  " + lb.substr(0, lb.find(" =")) + ": recorded '" + la + "', now '" + lb + "'";
-  }
-  return out;
+// Refuses (ConfigError: `what` "other settings", each differing setting
+// with both values, then `hint`) unless `recorded` is the text `now`.
+void require_recorded_settings(const std::string& recorded, const std::string& now, const std::string& what,
+                               const std::string& hint) {
+  if (recorded == now) return;
+  std::string named;
+  for (const auto& d : pretrain_declaration().differences(recorded, now)) named += "\n  " + d.describe();
+  // A text this build cannot take apart is still refused, quoting both whole.
+  if (named.empty()) named = "\n  recorded:\n" + recorded + "\n  now:\n" + now;
+  throw ConfigError(what + " other settings:" + named + "\n" + hint);
 }
 
 // Every rank learns whether rank 0 failed, and with what message.
@@ -205,14 +212,14 @@ struct WorkFolder {
 // The starting diffusers folder, made once: a preset with random weights (from
 // run.seed) or a copy of the folder to fine-tune.
 void prepare_start(const PretrainSettings& s, const WorkFolder& w, const std::string& corpus_fingerprint) {
-  const std::string text = s.output_text() + "corpus = " + corpus_fingerprint + "\n";
+  PretrainSettings run = s;
+  run.corpus = corpus_fingerprint;
+  const std::string text = pretrain_declaration().text(run);
   fs::create_directories(w.root);
   if (fs::exists(w.settings())) {
-    const std::string diff = settings_difference(io::read_text_file(w.settings()), text);
-    if (!diff.empty())
-      throw ConfigError("pretrain: " + w.root.string() + " holds a run with other settings:" + diff +
-                        "\nrun with the recorded settings to continue it, or delete " + w.root.string() +
-                        " to start over");
+    require_recorded_settings(
+        io::read_text_file(w.settings()), text, "pretrain: " + w.root.string() + " holds a run with",
+        "run with the recorded settings to continue it, or delete " + w.root.string() + " to start over");
   } else {
     io::write_text_atomic(w.settings(), text);
   }
@@ -601,9 +608,11 @@ class Phase {
   double seconds_ = 0;
 };
 
-std::vector<std::string> phases_of(const std::string& component) {
-  if (component == "both") return {"vae", "unet"};
-  return {component};
+// The phases of a run, named as their work files and records are.
+std::vector<std::string> phases_of(Component component) {
+  if (component == Component::both)
+    return {kComponentNames.name(Component::vae), kComponentNames.name(Component::unet)};
+  return {kComponentNames.name(component)};
 }
 
 // OUTPUT/dinv_pretrain.json: what was trained, on what, how the losses went.
@@ -626,10 +635,9 @@ PretrainOutcome run_pretrain(dist::World& world, dist::Communicator& comm, const
   const fs::path record = fs::path(s.output) / kRecordFile;
   if (fs::exists(record)) {
     const io::Json done = io::read_json_file(record.string());
-    const std::string diff = settings_difference(done.value("settings", std::string()), s.output_text());
-    if (!diff.empty())
-      throw ConfigError("pretrain.output " + s.output + " was trained with other settings:" + diff +
-                        "\nchoose another pretrain.output, or delete it to train again");
+    require_recorded_settings(done.value("settings", std::string()), s.output_text(),
+                              "pretrain.output " + s.output + " was trained with",
+                              "choose another pretrain.output, or delete it to train again");
     if (done.value("corpus_fingerprint", std::string()) != corpus.fingerprint())
       throw ConfigError("pretrain.output " + s.output + " was trained on another corpus (" +
                         done.value("corpus", std::string("?")) + "); choose another pretrain.output");

@@ -21,54 +21,82 @@
 #include "dinv/sd/clip_vision.h"
 #include "dinv/stage/driver.h"
 #include "dinv/store/h5.h"
+#include "dinv/store/stored_settings.h"
 #include "dinv/store/store.h"
 
 namespace dinv::retrieve {
 
-void register_retrieve_options(ConfigSchema& s) {
-  s.add("retrieve.model", "",
+namespace {
+
+// Every retrieve setting, once, in the order of the help and the stored
+// configuration. Text positions order a tag's settings text ("k=5 dedup=0
+// resolution=32 shard_size=256 features=...", byte for byte as before the
+// declaration); attribute positions order the tag's typed attributes after
+// "settings" and "mode".
+settings::Declaration<RetrieveSettings> declare_retrieve_settings() {
+  using S = RetrieveSettings;
+  settings::Declaration<S> d("retrieve");
+  d.add("retrieve.model", &S::model,
         "CLIP vision folder as transformers saves CLIPVisionModelWithProjection: config.json, "
         "model.safetensors and the image processor's preprocessor_config.json");
-  s.add("retrieve.k", 5, "neighbours retrieved per real image").min(1).max(100000);
-  s.add("retrieve.tag", "", "name of /samples/<tag> (empty: retrieval_k<k>, with _dedup when retrieve.dedup)");
-  s.add("retrieve.dedup", false,
+  d.add("retrieve.k", &S::k, "neighbours retrieved per real image")
+      .min(1)
+      .max(100000)
+      .changes(0)
+      .stored(0)
+      .tagged(0, "retrieval_k");
+  d.add("retrieve.tag", &S::tag, "name of /samples/<tag> (empty: retrieval_k<k>, with _dedup when retrieve.dedup)");
+  d.add("retrieve.dedup", &S::dedup,
         "write a pool image retrieved by several real images once, labelled by the most "
-        "similar of them (ties: the first); otherwise once per query");
-  s.add("retrieve.max_bad_share", 0.01,
+        "similar of them (ties: the first); otherwise once per query")
+      .changes(1)
+      .stored(1)
+      .tagged(1, [](const S& s) { return s.dedup ? "dedup" : ""; });
+  d.add("retrieve.max_bad_share", &S::max_bad_share,
         "share of pool images that may fail to decode (skipped and counted) before "
         "the run fails naming them")
       .min(0)
       .max(1);
-  s.add("retrieve.batch_size", 32,
+  // Part of the features' cache key (the features entry), not of the text.
+  d.add("retrieve.batch_size", &S::batch_size,
         "images per feature batch (cut within shards: any rank count gives the same "
         "bytes for the same batch_size and shard_size)")
       .min(1)
       .max(65536);
-  s.add("retrieve.shard_size", 256, "pool and query images per work unit (resume granularity)").min(1);
-  s.add("retrieve.cache", "",
+  d.add("retrieve.shard_size", &S::shard_size, "pool and query images per work unit (resume granularity)")
+      .min(1)
+      .changes(3)
+      .stored(3, "chunk_size");
+  d.add("retrieve.cache", &S::cache,
         "HDF5 file caching the CLIP features, reused by reruns and other k "
         "(empty: <store.path>.retrieve_features.h5)");
-  s.add("retrieve.resolution", 0,
+  d.add("retrieve.resolution", &S::resolution,
         "size of the stored images: shorter side resized (antialiased bicubic), centre "
         "crop (0: the first real image's height)")
       .min(0)
-      .max(kMaxResolution);
+      .max(kMaxResolution)
+      .changes(2)
+      .stored(2, "save_resolution");
+  d.derived("features", &S::features, "the CLIP features (model, pool, queries, shard_size, batch_size)").changes(4);
+  return d;
+}
+
+}  // namespace
+
+const settings::Declaration<RetrieveSettings>& retrieve_declaration() {
+  static const auto declaration = declare_retrieve_settings();
+  return declaration;
+}
+
+void register_retrieve_options(ConfigSchema& s) {
+  retrieve_declaration().register_options(s);
   data::register_dataset_options(s, "retrieve.pool", "folder", "retrieval pool");
 }
 
 RetrieveSettings retrieve_settings(const Config& c) {
-  RetrieveSettings s;
-  s.model = c.get_string("retrieve.model");
+  RetrieveSettings s = retrieve_declaration().read(c);
   if (s.model.empty()) c.reject("retrieve.model", "name the CLIP vision folder (CLIPVisionModelWithProjection)");
-  s.k = c.get_int("retrieve.k");
-  s.dedup = c.get_bool("retrieve.dedup");
-  s.tag = c.get_string("retrieve.tag");
-  if (s.tag.empty()) s.tag = "retrieval_k" + std::to_string(s.k) + (s.dedup ? "_dedup" : "");
-  s.max_bad_share = c.get_real("retrieve.max_bad_share");
-  s.batch_size = c.get_int("retrieve.batch_size");
-  s.shard_size = c.get_int("retrieve.shard_size");
-  s.cache = c.get_string("retrieve.cache");
-  s.resolution = c.get_int("retrieve.resolution");
+  if (s.tag.empty()) s.tag = retrieve_declaration().tag(s);
   return s;
 }
 
@@ -258,15 +286,8 @@ std::vector<Row> plan_rows(const std::vector<std::vector<Candidate>>& best, cons
   return kept;
 }
 
-std::string tag_settings(const RetrieveSettings& s, const std::string& features_key) {
-  std::ostringstream o;
-  o << "k=" << s.k << " dedup=" << s.dedup << " resolution=" << s.resolution << " shard_size=" << s.shard_size
-    << " features=" << features_key;
-  return o.str();
-}
-
-void create_tag(store::Store& st, const std::string& group, const RetrieveSettings& s, const std::string& settings,
-                std::int64_t count, std::int64_t units) {
+void create_tag(store::Store& st, const std::string& group, const RetrieveSettings& s, std::int64_t count,
+                std::int64_t units) {
   const auto r = s.resolution;
   st.require_free_space(count * (r * r * 3 + 4 * 8) + units + (1 << 20), group);
   if (!st.has("/samples")) {
@@ -274,12 +295,9 @@ void create_tag(store::Store& st, const std::string& group, const RetrieveSettin
     st.flush();
   }
   auto g = st.create_group(group);
-  g.set_attribute("settings", settings);
+  g.set_attribute("settings", retrieve_declaration().text(s));
   g.set_attribute("mode", std::string("retrieval"));
-  g.set_attribute("k", s.k);
-  g.set_attribute("dedup", static_cast<std::int64_t>(s.dedup));
-  g.set_attribute("save_resolution", r);
-  g.set_attribute("chunk_size", s.shard_size);
+  store::set_attributes(g, retrieve_declaration().attributes(s));
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
   for (const char* name : {"/label", "/source", "/pool_index"}) st.create_dataset(group + name, at::kLong, {count});
   st.create_dataset(group + "/similarity", at::kFloat, {count});
@@ -353,16 +371,16 @@ void check_bad_share(store::Store& cache, const data::Dataset& pool, const Retri
 // The tag: rows in fixed units, each written by one rank and marked done.
 // Returns whether a stop signal stopped it (on any rank).
 bool write_tag(dist::World& world, store::Store& st, const std::string& group, const RetrieveSettings& s,
-               const std::string& settings_text, const std::vector<Row>& rows, const data::Dataset& pool) {
+               const std::vector<Row>& rows, const data::Dataset& pool) {
   const auto count = static_cast<std::int64_t>(rows.size());
   const auto units = dist::chunk_count(count, s.shard_size);
   const auto shard = [&](std::int64_t u) { return dist::chunk(count, s.shard_size, u); };
   std::vector<at::Tensor> images;  // the shard under way
   stage::UnitStage stage;
   stage.prepare = [&](store::Store& st) {
-    if (!st.has(group)) create_tag(st, group, s, settings_text, count, units);
-    st.require_attribute(group, "settings", settings_text,
-                         "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
+    if (!st.has(group)) create_tag(st, group, s, count, units);
+    store::require_settings(st, group, retrieve_declaration(), s,
+                            "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
     return stage::Plan{"retrieve", group, units, "shard", "images", "retrieve " + group + " (rank 0)"};
   };
   stage.progress_of = [&](std::int64_t u) { return shard(u).size(); };
@@ -440,8 +458,8 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   const auto rows = plan_rows(best, q, s.dedup);
   out.rows = static_cast<std::int64_t>(rows.size());
   const std::string group = "/samples/" + s.tag;
-  const std::string settings_text = tag_settings(s, pool_key + " " + qk.str());
-  out.stopped = write_tag(world, st, group, s, settings_text, rows, pool);
+  s.features = pool_key + " " + qk.str();
+  out.stopped = write_tag(world, st, group, s, rows, pool);
   st.close();
   return out;
 }

@@ -219,7 +219,7 @@ TEST(ClassifyDataParallel, NcclOnGpuFollowsOneCpuRank) {
   // to bf16's precision (8 bits of mantissa per op through 18 layers: 10%
   // allowed; a broken autocast or a stale gradient is off by ~100%).
   auto options = small_run(w.size());
-  options.precision = "bf16";
+  options.precision = Precision::bf16;
   Trainer bf16(options, train_set(), test_set(), comm.get(), w.device());
   const at::Tensor initial = flat_parameters(bf16.model()).cpu().clone();
   TrainResult r = bf16.run();

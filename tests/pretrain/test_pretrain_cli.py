@@ -155,6 +155,10 @@ def test_changed_settings_are_refused_on_resume(corpus, tmp_path):
     r = run(["pretrain", "--config", "pt.ini"], d, check=False)
     assert r.returncode != 0
     assert "other settings" in r.stderr and "pretrain.component" in r.stderr
+    # Each differing setting by key with both values (the recorded lines come from the settings declaration).
+    assert "\n  pretrain.component is absent there, 'both' in this run" in r.stderr, r.stderr
+    assert "\n  pretrain.steps is absent there, '12' in this run" in r.stderr, r.stderr
+    assert "pretrain.init is" not in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("case", ["not_captioned", "batch_too_large", "output_exists", "bad_init", "same_folder"])

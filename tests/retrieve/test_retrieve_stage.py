@@ -2,8 +2,10 @@
 (queries: a CIFAR-format train set; pool: PNG folders of another shapes set)
 with a tiny random CLIP vision model saved by transformers: top-k equal to a
 brute-force numpy computation on the cached features, features equal to
-transformers', the same bytes on 1, 2 and 4 ranks, dedup, resume, bad input."""
+transformers', the same bytes on 1, 2 and 4 ranks, dedup, resume, each output setting
+changed alone refused by name, bad input."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -239,3 +241,45 @@ def test_bad_settings_are_named(inputs, tmp_path):
     assert r.returncode != 0 and "absent" in r.stderr, r.stderr
     r = retrieve(inputs, tmp_path / "b", "--retrieve.k=41", check=False)
     assert r.returncode != 0 and "retrieve.k = 41" in r.stderr and "40" in r.stderr, r.stderr
+
+
+HELP_KEY = re.compile(r"^  --(\S+) \((.*); default (.*)\)$")
+
+
+def output_settings():
+    """{key: (allowed, default)} of the keys `dinv retrieve --help` marks as changing its output (the marks
+    come from the retrieve settings declaration, so a new setting is walked without touching this test)."""
+    r = run([DINV, "retrieve", "--help"], env=ENV)
+    assert r.returncode == 0, r.stderr
+    marked, key = {}, None
+    for line in r.stdout.splitlines():
+        if m := HELP_KEY.match(line):
+            key, allowed, default = m.groups()
+        elif line == "      changes the output of retrieve":
+            marked[key] = (allowed, default)
+    return marked
+
+
+def test_each_output_setting_changed_alone_is_refused_by_name(inputs, tmp_path):
+    retrieve(inputs, tmp_path)
+    with h5py.File(tmp_path / "store.h5", "r") as f:
+        stored = f["samples/retrieval_k3"].attrs["settings"]
+        stored = stored.decode() if isinstance(stored, bytes) else stored
+    # The text stores written before the settings declaration hold.
+    assert stored.startswith("k=3 dedup=0 resolution=32 shard_size=7 features=pool=folder:"), stored
+    assert " shard_size=7 batch_size=4 data=CIFAR-10:train:n=20:" in stored, stored
+    marked = output_settings()
+    assert set(marked) == {"retrieve.k", "retrieve.dedup", "retrieve.shard_size", "retrieve.resolution"}, marked
+    now = {"retrieve.k": "3", "retrieve.dedup": "false", "retrieve.shard_size": "7", "retrieve.resolution": "32"}
+    other = {"retrieve.k": "2", "retrieve.dedup": "true", "retrieve.shard_size": "5", "retrieve.resolution": "16"}
+    before = (tmp_path / "store.h5").read_bytes()
+    for key in marked:
+        # The same tag, and a cache of its own (the shared one refuses another shard_size first).
+        r = retrieve(inputs, tmp_path, "--retrieve.tag=retrieval_k3", f"--retrieve.cache=walk_{key}.h5",
+                     f"--{key}={other[key]}", check=False)
+        assert r.returncode == 1, (key, r.stderr)
+        shown = {"false": "0", "true": "1"}
+        assert (f"/samples/retrieval_k3 was written with other settings: {key} is "
+                f"'{shown.get(now[key], now[key])}' there, '{shown.get(other[key], other[key])}' in this run"
+                in r.stderr), (key, r.stderr)
+        assert (tmp_path / "store.h5").read_bytes() == before, f"the refused run with {key} wrote into the store"

@@ -167,11 +167,14 @@ TEST(Sampling, SampleSeedsDifferPerIndexAndSeed) {
 
 TEST(NoiseSchedule, ConfigErrorsNameTheValue) {
   expect_error_mentioning<dinv::ConfigError>(
-      [] { dd::SchedulerConfig::from_json(R"({"beta_schedule": "sigmoid"})", "cfg.json"); }, "sigmoid");
+      [] { dd::SchedulerConfig::from_json(R"({"beta_schedule": "sigmoid"})", "cfg.json"); },
+      "cfg.json: beta_schedule 'sigmoid' is not supported by dinv (allowed: linear, scaled_linear, squaredcos_cap_v2)");
   expect_error_mentioning<dinv::ConfigError>(
-      [] { dd::SchedulerConfig::from_json(R"({"timestep_spacing": "middle"})", "cfg.json"); }, "middle");
+      [] { dd::SchedulerConfig::from_json(R"({"timestep_spacing": "middle"})", "cfg.json"); },
+      "cfg.json: timestep_spacing 'middle' is not supported by dinv (allowed: leading, trailing, linspace)");
   expect_error_mentioning<dinv::ConfigError>(
-      [] { dd::SchedulerConfig::from_json(R"({"prediction_type": "flow"})", "cfg.json"); }, "flow");
+      [] { dd::SchedulerConfig::from_json(R"({"prediction_type": "flow"})", "cfg.json"); },
+      "cfg.json: prediction_type 'flow' is not supported by dinv (allowed: epsilon, v_prediction, sample)");
   expect_error_mentioning<dinv::ConfigError>(
       [] { dd::SchedulerConfig::from_json(R"({"thresholding": true})", "cfg.json"); }, "thresholding");
   expect_error_mentioning<dinv::IoError>([] { dd::SchedulerConfig::from_json("{", "cfg.json"); }, "cfg.json");

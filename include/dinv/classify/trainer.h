@@ -27,6 +27,7 @@
 #include "dinv/classify/data_parallel.h"
 #include "dinv/classify/models.h"
 #include "dinv/classify/optim.h"
+#include "dinv/core/settings.h"
 #include "dinv/data/dataset.h"
 
 namespace dinv::dist {
@@ -38,6 +39,11 @@ class InputArchive;
 
 namespace dinv::classify {
 
+// Autocast precision of the forward pass on GPU (the loss stays fp32).
+enum class Precision { fp32, fp16, bf16 };  // fp16: dynamic loss scaling
+inline const settings::Names<Precision> kPrecisionNames{
+    {{Precision::fp32, "fp32"}, {Precision::fp16, "fp16"}, {Precision::bf16, "bf16"}}};
+
 struct TrainOptions {
   ModelSpec model;
   OptimizerOptions optimizer;
@@ -46,8 +52,8 @@ struct TrainOptions {
   std::int64_t warmup_steps = 0;
   double label_smoothing = 0.0;
   std::int64_t num_evals = 20;
-  std::int64_t eval_batch_size = 256;  // per rank
-  std::string precision = "fp32";      // fp32 | fp16 | bf16 (autocast, GPU only)
+  std::int64_t eval_batch_size = 256;     // per rank
+  Precision precision = Precision::fp32;  // autocast, GPU only
   std::int64_t bucket_bytes = 25 << 20;
   std::uint64_t seed = 0;
   std::string checkpoint_path;  // "" = no checkpoints

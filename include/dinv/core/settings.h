@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -40,9 +41,20 @@ struct Names {
   }
   // `text` passed the schema's choices, so it is always one of the names.
   E parse(const std::string& text) const {
+    if (const auto value = find(text)) return *value;
+    throw std::logic_error("settings::Names: '" + text + "' is not a declared name");
+  }
+  // The value named `text`, if one is (text from files the schema never saw).
+  std::optional<E> find(const std::string& text) const {
     for (const auto& [value, name] : table)
       if (name == text) return value;
-    throw std::logic_error("settings::Names: '" + text + "' is not a declared name");
+    return std::nullopt;
+  }
+  // "a, b, c": the names, for messages.
+  std::string listed() const {
+    std::string out;
+    for (const auto& [value, name] : table) out += (out.empty() ? "" : ", ") + name;
+    return out;
   }
 };
 
@@ -74,15 +86,27 @@ struct Difference {
   std::string describe() const;
 };
 
+// How a stage's settings text is laid out.
+enum class TextForm {
+  words,  // "name=value name=value" (stores)
+  lines,  // "key = value\n" per setting (pretrain's work and output folders)
+};
+
 // (name, value) pairs of a stored settings text "a=1 b=two c=x y": a value
-// runs up to the next " name=" of a name in `names` (values may hold spaces).
+// runs up to the next " name=" of a name that follows its own in `names`
+// (text order; values may hold spaces and "name=").
 std::vector<std::pair<std::string, std::string>> parse_settings_text(const std::string& text,
                                                                      const std::vector<std::string>& names);
+// (key, value) pairs of a settings text in lines "key = value".
+std::vector<std::pair<std::string, std::string>> parse_settings_lines(const std::string& text);
 
 // The differences, by setting, between two settings texts; `keys[i]` is the
 // configuration key of `names[i]`. Empty when the texts name the same values.
 std::vector<Difference> compare_settings_texts(const std::string& stored, const std::string& now,
                                                const std::vector<std::string>& names,
+                                               const std::vector<std::string>& keys);
+// The same for texts in lines (TextForm::lines), whose names are the keys.
+std::vector<Difference> compare_settings_lines(const std::string& stored, const std::string& now,
                                                const std::vector<std::string>& keys);
 
 // Refuse to continue: `where` (store and object) was written with `stored`,
@@ -102,7 +126,8 @@ class Entry {
   std::string key;   // "section.name"
   std::string name;  // in the settings text and attributes: the key's last part
   std::string help;
-  bool registered = true;  // false: another module registers the key; the stage only reads it
+  bool registered = true;   // false: another module registers the key; the stage only reads it
+  bool from_config = true;  // false: a value the run derives (a fingerprint), not a configuration key
   bool changes_output = false;
   int text_position = -1;  // in the settings text (changes_output)
   int attribute_position = -1;
@@ -151,6 +176,12 @@ class Entry {
     name = std::move(text_name);
     return *this;
   }
+  // Spelled `spelling(s)` in the settings text (as stores written before
+  // the declaration spell it), not the exact text.
+  Entry& spelled(std::function<std::string(const S&)> spelling) {
+    text = std::move(spelling);
+    return *this;
+  }
   // Stored as a typed attribute too (at `position`, under `as` or the name).
   Entry& stored(int position, std::string as = "") {
     attribute_position = position;
@@ -181,7 +212,7 @@ template <class S>
 class Declaration {
  public:
   // `stage`: the command whose output these settings decide ("embed").
-  explicit Declaration(std::string stage) : stage_(std::move(stage)) {}
+  explicit Declaration(std::string stage, TextForm form = TextForm::words) : stage_(std::move(stage)), form_(form) {}
 
   // A setting held in member `get(s)` of type T (std::int64_t, std::uint64_t,
   // double, bool, std::string); its default is that member of S{}.
@@ -233,6 +264,18 @@ class Declaration {
     return e;
   }
 
+  // A value the run derives rather than reads (a model's fingerprint, a
+  // cache key), held in string member `member`: it can be part of the
+  // settings text and attributes under `name`; `what` names it in messages.
+  Entry<S>& derived(const std::string& name, std::string S::*member, const std::string& what) {
+    auto& e = add(name, member, what);
+    e.key = what;
+    e.registered = false;
+    e.from_config = false;
+    e.read = [](const Config&, S&) {};
+    return e;
+  }
+
   // A key that another module registers (sampler.*, run.seed): read only.
   template <class T>
   Entry<S>& use(const std::string& key, T S::*member) {
@@ -250,7 +293,7 @@ class Declaration {
     for (const auto& e : entries_)
       if (e.registered) e.register_option(schema, e);
     for (const auto& e : entries_)
-      if (e.changes_output)
+      if (e.changes_output && e.from_config)
         schema.mark_changes_output(e.key, stage_ + (e.condition.empty() ? "" : " when " + e.condition));
   }
 
@@ -260,13 +303,17 @@ class Declaration {
     return s;
   }
 
-  // "name=value name=value ...": the settings that change the output and
-  // apply to this run, in text order. Stores keep it and compare it.
+  // The settings that change the output and apply to this run, in text
+  // order: "name=value name=value ..." (TextForm::words) or "key = value\n"
+  // per setting (TextForm::lines). Stores keep it and compare it.
   std::string text(const S& s) const {
     std::string out;
     for (const auto* e : sorted(&Entry<S>::text_position)) {
       if (!e->applies(s)) continue;
-      out += (out.empty() ? "" : " ") + e->name + "=" + e->text(s);
+      if (form_ == TextForm::lines)
+        out += e->key + " = " + e->text(s) + "\n";
+      else
+        out += (out.empty() ? "" : " ") + e->name + "=" + e->text(s);
     }
     return out;
   }
@@ -289,16 +336,23 @@ class Declaration {
     return out;
   }
 
-  // Nothing when `stored` is this run's text; else refuse naming each setting.
-  void require_same(const std::string& where, const std::string& stored, const S& now, const std::string& hint) const {
-    const auto text_now = text(now);
-    if (stored == text_now) return;
+  // The settings, by key, whose values differ between `stored` and this
+  // run's text `now` (empty also when `stored` cannot be taken apart).
+  std::vector<Difference> differences(const std::string& stored, const std::string& now) const {
     std::vector<std::string> names, keys;
     for (const auto* e : sorted(&Entry<S>::text_position)) {
       names.push_back(e->name);
       keys.push_back(e->key);
     }
-    refuse_other_settings(where, stored, text_now, compare_settings_texts(stored, text_now, names, keys), hint);
+    if (form_ == TextForm::lines) return compare_settings_lines(stored, now, keys);
+    return compare_settings_texts(stored, now, names, keys);
+  }
+
+  // Nothing when `stored` is this run's text; else refuse naming each setting.
+  void require_same(const std::string& where, const std::string& stored, const S& now, const std::string& hint) const {
+    const auto text_now = text(now);
+    if (stored == text_now) return;
+    refuse_other_settings(where, stored, text_now, differences(stored, text_now), hint);
   }
 
  private:
@@ -359,6 +413,7 @@ class Declaration {
   }
 
   std::string stage_;
+  TextForm form_;
   std::vector<Entry<S>> entries_;
 };
 

@@ -11,17 +11,36 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dinv/core/error.h"
+#include "dinv/core/settings.h"
+
 namespace dinv::diffusion {
 
+// The closed sets of scheduler_config.json, each with its diffusers
+// spellings; parsed once when the file is read.
 // What the denoiser predicts.
 enum class PredictionType { epsilon, v_prediction, sample };
 // How inference timesteps are spread over the training timesteps.
 enum class TimestepSpacing { leading, trailing, linspace };
+// How betas run from beta_start to beta_end (unless trained_betas are given).
+enum class BetaSchedule { linear, scaled_linear, squaredcos_cap_v2 };
+inline const settings::Names<PredictionType> kPredictionTypeNames{{{PredictionType::epsilon, "epsilon"},
+                                                                   {PredictionType::v_prediction, "v_prediction"},
+                                                                   {PredictionType::sample, "sample"}}};
+inline const settings::Names<TimestepSpacing> kTimestepSpacingNames{{{TimestepSpacing::leading, "leading"},
+                                                                     {TimestepSpacing::trailing, "trailing"},
+                                                                     {TimestepSpacing::linspace, "linspace"}}};
+inline const settings::Names<BetaSchedule> kBetaScheduleNames{{{BetaSchedule::linear, "linear"},
+                                                               {BetaSchedule::scaled_linear, "scaled_linear"},
+                                                               {BetaSchedule::squaredcos_cap_v2, "squaredcos_cap_v2"}}};
 
-PredictionType prediction_type_from_string(const std::string& name);  // ConfigError if unknown
-TimestepSpacing timestep_spacing_from_string(const std::string& name);
-std::string to_string(PredictionType p);
-std::string to_string(TimestepSpacing s);
+// The value named `name` of key `key`; ConfigError naming `origin` (the file),
+// the key, the value and the allowed names otherwise.
+template <class E>
+E parse_choice(const settings::Names<E>& names, const std::string& name, const std::string& origin, const char* key) {
+  if (const auto value = names.find(name)) return *value;
+  throw ConfigError(origin + ": " + key + " '" + name + "' is not supported by dinv (allowed: " + names.listed() + ")");
+}
 
 // The keys of scheduler_config.json that dinv understands. Keys whose default
 // differs between diffusers scheduler classes are optional: each sampler
@@ -35,8 +54,8 @@ struct SchedulerConfig {
   std::int64_t num_train_timesteps = 1000;
   double beta_start = 0.0001;
   double beta_end = 0.02;
-  std::string beta_schedule = "linear";  // linear | scaled_linear | squaredcos_cap_v2
-  std::vector<double> trained_betas;     // used instead of beta_schedule when non-empty
+  BetaSchedule beta_schedule = BetaSchedule::linear;
+  std::vector<double> trained_betas;  // used instead of beta_schedule when non-empty
   PredictionType prediction_type = PredictionType::epsilon;
   std::int64_t steps_offset = 0;
   double clip_sample_range = 1.0;

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "dinv/core/settings.h"
+
 namespace dinv {
 class Config;
 class ConfigSchema;
@@ -29,13 +31,18 @@ namespace dinv::evaluate {
 
 struct EvaluateSettings {
   std::string classifier;         // a folder written by train.save_model
+  std::string tag_list;           // evaluate.tags as given: comma-separated
   std::vector<std::string> tags;  // /samples/<tag> to measure
   std::int64_t k = 3;             // neighbours of precision/recall/density/coverage
   std::int64_t batch_size = 100;  // images per forward pass (and per work unit)
   std::int64_t max_images = 0;    // per set, the first ones (0: all)
   double leak_ratio = 0.1;
+  std::string classifier_fingerprint;  // derived: the loaded classifier's
 };
 
+// The evaluate settings, declared once (core/settings.h): registration,
+// reading, the settings text and attributes of /metrics/<tag> come from it.
+const settings::Declaration<EvaluateSettings>& evaluate_declaration();
 void register_evaluate_options(ConfigSchema& schema);
 EvaluateSettings evaluate_settings(const Config& config);
 

@@ -21,6 +21,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "dinv/core/settings.h"
 #include "dinv/sd/unet.h"
 #include "dinv/sd/vae.h"
 
@@ -41,13 +42,18 @@ class World;
 
 namespace dinv::pretrain {
 
+// What is trained: the UNet, the VAE, or both (the VAE first, then the UNet on its latents).
+enum class Component { unet, vae, both };
+inline const settings::Names<Component> kComponentNames{
+    {{Component::unet, "unet"}, {Component::vae, "vae"}, {Component::both, "both"}}};
+
 struct PretrainSettings {
   std::string init = "preset:tiny";  // "preset:NAME" (random weights) or a diffusers folder (fine-tuning)
   std::string output = "generator";
-  std::string component = "both";  // unet | vae | both (the VAE first, then the UNet on its latents)
-  std::int64_t steps = 2000;       // UNet steps
-  std::int64_t vae_steps = 1000;   // VAE steps
-  std::int64_t batch_size = 32;    // global
+  Component component = Component::both;
+  std::int64_t steps = 2000;      // UNet steps
+  std::int64_t vae_steps = 1000;  // VAE steps
+  std::int64_t batch_size = 32;   // global
   double lr = 1e-3, vae_lr = 1e-3;
   std::int64_t warmup_steps = 100;
   double weight_decay = 1e-2;
@@ -61,12 +67,16 @@ struct PretrainSettings {
   double bucket_mb = 25;
   std::uint64_t seed = 0;
   std::string progress = "auto";
+  std::string corpus;  // derived: the corpus fingerprint, recorded by a run under way
 
   // The settings that change the trained weights, as "key = value" lines (a
   // resumed run must have the same; the finished folder records them).
   std::string output_text() const;
 };
 
+// The pretrain settings, declared once (core/settings.h): registration,
+// reading, the recorded settings text and its resume check come from it.
+const settings::Declaration<PretrainSettings>& pretrain_declaration();
 void register_pretrain_options(ConfigSchema& schema);
 PretrainSettings pretrain_settings(const Config& config);
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "dinv/core/settings.h"
 #include "dinv/data/dataset.h"
 
 namespace dinv {
@@ -36,7 +37,13 @@ struct RetrieveSettings {
   std::int64_t shard_size = 256;
   std::string cache;            // empty: <store>.retrieve_features.h5
   std::int64_t resolution = 0;  // stored image size; 0: the first query image's height
+  std::string features;         // derived: the cache keys of the pool's and the queries' features
 };
+
+// The retrieve settings, declared once (core/settings.h): registration,
+// reading, a tag's settings text, its resume check, its typed attributes and
+// the default tag come from it.
+const settings::Declaration<RetrieveSettings>& retrieve_declaration();
 
 void register_retrieve_options(ConfigSchema& schema);
 RetrieveSettings retrieve_settings(const Config& config);
