@@ -78,7 +78,7 @@ TEST_F(TinyTextEncoder, HalfPrecisionVariantLoadsIntoFloat) {
   options.variant = "fp16";
   ClipTextModel loaded = load_clip_text_model(dir_, options, ".");
   std::remove((dir_ + "/model.fp16.safetensors").c_str());
-  const auto& w = loaded->named_parameters()["text_model.encoder.layers.1.mlp.fc1.weight"];
+  const at::Tensor w = loaded->named_parameters()["text_model.encoder.layers.1.mlp.fc1.weight"];
   EXPECT_EQ(w.scalar_type(), at::kFloat);
   EXPECT_TRUE(at::equal(w, half["text_model.encoder.layers.1.mlp.fc1.weight"].to(at::kFloat)));
 }
