@@ -32,7 +32,7 @@ std::string nccl_version() {
 }
 
 // One line per dataset: path, dtype, shape; plus a ledger's progress.
-void describe_dataset(const h5::Dataset& d, const std::string& name, std::ostringstream& out) {
+void describe_dataset(const h5::Dataset& d, std::ostringstream& out) {
   const auto dims = d.dims();
   std::string type;
   bool readable = true;
@@ -42,8 +42,8 @@ void describe_dataset(const h5::Dataset& d, const std::string& name, std::ostrin
     type = "(a type dinv does not read)";
     readable = false;
   }
-  out << "  /" << name << "  " << type << c10::str(c10::IntArrayRef(dims));
-  if (ends_with(name, "/done")) {
+  out << "  " << d.path() << "  " << type << c10::str(c10::IntArrayRef(dims));
+  if (ends_with(d.path(), "/done")) {
     if (!readable || dims.size() != 1) {
       out << "  (not a ledger: expected uint8 [units])";
     } else {
@@ -82,7 +82,7 @@ int run_info(CommandContext& ctx) {
       std::ostringstream out;
       out << "store " << path << "\n  schema_version " << file.int_attribute("schema_version") << ", written by dinv "
           << file.string_attribute("dinv_version") << ", created " << file.string_attribute("created") << "\n";
-      for (const auto& name : file.dataset_paths()) describe_dataset(file.open_dataset(name), name, out);
+      for (const auto& name : file.dataset_paths()) describe_dataset(file.open_dataset(name), out);
       std::cout << out.str();
     }
   }

@@ -124,12 +124,7 @@ h5::Dataset Store::create_dataset(const std::string& object, at::ScalarType dtyp
 h5::Dataset Store::require_dataset(const std::string& object, at::ScalarType dtype,
                                    const std::vector<std::int64_t>& dims) const {
   h5::Dataset d = dataset(object);
-  const auto found = d.dims();
-  const auto found_type = d.dtype();
-  if (found != dims || found_type != dtype)
-    throw StoreError("store '" + path_ + "': dataset '" + object + "' is " + c10::toString(found_type) +
-                     c10::str(c10::IntArrayRef(found)) + ", expected " + c10::toString(dtype) +
-                     c10::str(c10::IntArrayRef(dims)));
+  d.require_layout(dtype, dims);
   return d;
 }
 

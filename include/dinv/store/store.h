@@ -43,7 +43,8 @@ class Store {
   // groups unreadable).
   void require_free_space(std::int64_t bytes, const std::string& what) const;
   h5::Dataset create_dataset(const std::string& object, at::ScalarType dtype, const std::vector<std::int64_t>& dims);
-  // Shape and dtype of an existing dataset must be as expected (clear error otherwise).
+  // Shape and dtype of an existing dataset must be exactly these
+  // (h5::Dataset::require_layout names both otherwise).
   h5::Dataset require_dataset(const std::string& object, at::ScalarType dtype,
                               const std::vector<std::int64_t>& dims) const;
 
