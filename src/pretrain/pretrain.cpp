@@ -476,6 +476,7 @@ class Phase {
     const at::Tensor all = comm_.size() > 1 ? comm_.all_gather(moments).flatten(0, 1).slice(0, 0, n) : moments;
     latent_mean_ = all.select(1, 0).contiguous();
     latent_std_ = all.select(1, 1).contiguous();
+    check_latent_scale();
     log::info("pretrain unet: VAE latents of " + std::to_string(n) + " images cached in " +
               std::to_string(seconds_since(t0)).substr(0, 5) + " s");
   }
@@ -500,6 +501,52 @@ class Phase {
     const double k = static_cast<double>(step);
     const double decay = std::min(s_.ema_decay, (1 + k) / (10 + k));
     for (std::size_t i = 0; i < params_.size(); ++i) ema_[i].sub_((ema_[i] - params_[i]) * (1 - decay));
+  }
+
+  // Latent Diffusion's rule for a freshly trained autoencoder: scale the
+  // latents to unit variance, so that the noise schedule's signal-to-noise
+  // ratios mean what they were designed to mean (SD's 0.18215 is this number
+  // for its own VAE; a new VAE's latents have another spread, and a UNet
+  // trained on latents of std 0.2 sees almost only noise). The trained (EMA)
+  // weights encode the first kCalibrationImages corpus images; the variance
+  // of a posterior sample is var(mean) + E[std^2], taken exactly, with no
+  // noise drawn. The factor goes into vae/config.json before the UNet
+  // phase loads it.
+  double calibrate_latent_scale(const fs::path& vae_dir) {
+    constexpr std::int64_t kCalibrationImages = 2048, kSlice = 256;
+    at::NoGradGuard no_grad;
+    if (!ema_.empty())
+      for (std::size_t i = 0; i < params_.size(); ++i) params_[i].copy_(ema_[i]);
+    p_.vae->eval();
+    const std::int64_t n = std::min<std::int64_t>(kCalibrationImages, corpus_.images.size(0));
+    std::vector<at::Tensor> means, variances;
+    for (std::int64_t b = 0; b < n; b += kSlice) {
+      const auto post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, std::min(n, b + kSlice)), p_.device));
+      means.push_back(post.mean.to(at::kCPU, at::kDouble));
+      variances.push_back(post.std.to(at::kCPU, at::kDouble).square());
+    }
+    const double spread = std::sqrt(at::cat(means).var().item<double>() + at::cat(variances).mean().item<double>());
+    if (!(spread > 0) || !std::isfinite(spread))
+      throw Error("pretrain vae: the trained VAE's latents have spread " + std::to_string(spread) +
+                  " on the corpus; no scaling_factor can be set (lower pretrain.vae_lr)");
+    const fs::path config = vae_dir / "config.json";
+    io::Json c = io::read_json_file(config.string());
+    c["scaling_factor"] = 1.0 / spread;
+    io::write_text_atomic(config, c.dump(2) + "\n");
+    log::info("pretrain vae: latents of " + std::to_string(n) + " corpus images have std " + std::to_string(spread) +
+              "; vae/config.json scaling_factor = " + std::to_string(1.0 / spread));
+    return 1.0 / spread;
+  }
+
+  // A UNet trained on latents far from unit variance learns slowly or not at
+  // all; say so (a VAE from elsewhere keeps its own factor).
+  void check_latent_scale() const {
+    const double scaled = (latent_mean_.var().item<double>() + latent_std_.square().mean().item<double>());
+    const double spread = std::sqrt(scaled) * p_.vae->config().scaling_factor;
+    if (spread < 0.5 || spread > 2.0)
+      log::warn("pretrain unet: the scaled VAE latents have std " + std::to_string(spread) + " (vae/config.json " +
+                "scaling_factor " + std::to_string(p_.vae->config().scaling_factor) +
+                "); the noise schedule expects about 1: train the VAE here (pretrain.component = both) or set it");
   }
 
   bool any_rank_stopping() {
@@ -584,6 +631,7 @@ class Phase {
       }
       fs::rename(tmp, weights);
       io::Json record = {{"component", component_}, {"steps", steps_}, {"seconds", seconds_}, {"loss", losses_}};
+      if (!unet_) record["scaling_factor"] = calibrate_latent_scale(dir);
       io::write_text_atomic(work_.done(component_), record.dump());
       fs::remove(work_.checkpoint(component_));
     });

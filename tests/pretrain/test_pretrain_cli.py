@@ -109,6 +109,29 @@ def test_diffusers_and_dinv_agree_on_the_trained_unet(reference, tmp_path):
     assert ((ours - ref).norm() / ref.norm()).item() <= 1e-4
 
 
+def test_the_trained_vae_scales_its_latents_to_unit_variance(reference, corpus):
+    """After the VAE phase, vae/config.json's scaling_factor is 1 / the spread
+    of the corpus latents (exact second moment of a posterior sample,
+    var(mean) + E[std^2]), as diffusers computes it on the same images; the
+    preset's 0.18215 is gone, and the record carries the factor."""
+    import numpy as np
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    config = json.loads((reference / "vae" / "config.json").read_text())
+    record = json.loads((reference / "dinv_pretrain.json").read_text())
+    assert config["scaling_factor"] != 0.18215
+    assert record["phases"]["vae"]["scaling_factor"] == pytest.approx(config["scaling_factor"], rel=1e-12)
+    lines = [json.loads(x) for x in (corpus / "metadata.jsonl").read_text().splitlines()]
+    images = np.stack([np.asarray(Image.open(corpus / x["file_name"]).convert("RGB")) for x in lines])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double() / 127.5 - 1
+    vae = AutoencoderKL.from_pretrained(reference / "vae").double().eval()
+    with torch.no_grad():
+        post = vae.encode(x).latent_dist
+    spread = (post.mean.var() + post.std.square().mean()).sqrt().item()
+    assert config["scaling_factor"] == pytest.approx(1 / spread, rel=1e-4)
+
+
 def test_rerun_skips_a_finished_folder(reference):
     r = run(["pretrain", "--config", "pt.ini"], reference.parent)
     assert "already trained" in r.stdout + r.stderr
