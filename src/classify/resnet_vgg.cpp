@@ -14,6 +14,7 @@ namespace dinv::classify {
 ClassifierPtr make_mobilenet_v2(const ModelSpec& spec);
 ClassifierPtr make_efficientnet_b0(const ModelSpec& spec);
 ClassifierPtr make_shufflenet_v2_x0_5(const ModelSpec& spec);
+ClassifierPtr make_convnet(const ModelSpec& spec);
 
 namespace {
 
@@ -174,8 +175,8 @@ Stem stem_for_resolution(std::int64_t resolution) {
 }
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names = {"resnet18",     "resnet50",        "vgg16_bn",
-                                                 "mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x0_5"};
+  static const std::vector<std::string> names = {"resnet18",        "resnet50",           "vgg16_bn", "mobilenet_v2",
+                                                 "efficientnet_b0", "shufflenet_v2_x0_5", "convnet"};
   return names;
 }
 
@@ -189,6 +190,7 @@ ClassifierPtr make_model(const ModelSpec& spec) {
   if (spec.name == "mobilenet_v2") return make_mobilenet_v2(spec);
   if (spec.name == "efficientnet_b0") return make_efficientnet_b0(spec);
   if (spec.name == "shufflenet_v2_x0_5") return make_shufflenet_v2_x0_5(spec);
+  if (spec.name == "convnet") return make_convnet(spec);
   std::string known;
   for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   throw ModelError("unknown model '" + spec.name + "' (known: " + known + ")");

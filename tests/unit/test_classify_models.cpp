@@ -33,6 +33,17 @@ TEST(ClassifyModels, CifarVggHeadIsTheSmallOne) {
   EXPECT_EQ(count("vgg16_bn", 10, 32), 14728266);
 }
 
+// ConvNet-3: three 3x3 convolutions with bias (3->64, 64->64, 64->64), three
+// BatchNorm layers, and a linear layer on the flattened (R/8)^2 x 64 map.
+TEST(ClassifyModels, ConvNetHasItsParameterCount) {
+  const std::int64_t convolutions = (3 * 9 + 1) * 64 + 2 * (64 * 9 + 1) * 64, batchnorm = 3 * 2 * 64;
+  EXPECT_EQ(count("convnet", 10, 32), convolutions + batchnorm + 64 * 4 * 4 * 10 + 10);
+  EXPECT_EQ(count("convnet", 10, 16), convolutions + batchnorm + 64 * 2 * 2 * 10 + 10);
+  auto model = make_model({"convnet", 10, 16});
+  model->eval();
+  EXPECT_EQ(model->representation(at::randn({3, 3, 16, 16})).sizes(), at::IntArrayRef({3, 256}));
+}
+
 TEST(ClassifyModels, StemDependsOnResolution) {
   EXPECT_EQ(stem_for_resolution(28), Stem::cifar);
   EXPECT_EQ(stem_for_resolution(32), Stem::cifar);

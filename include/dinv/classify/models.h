@@ -38,7 +38,8 @@ struct ModelSpec {
   std::int64_t resolution = 32;
 };
 
-// "resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x0_5".
+// "resnet18", "resnet50", "vgg16_bn", "mobilenet_v2", "efficientnet_b0", "shufflenet_v2_x0_5",
+// "convnet" (ConvNet-3, width 64: the small CPU-scale classifier of src/classify/convnet.cpp).
 const std::vector<std::string>& model_names();
 // A freshly initialised model; ModelError for an unknown name or bad sizes.
 ClassifierPtr make_model(const ModelSpec& spec);
