@@ -45,7 +45,7 @@ def config_ini(fmt, model, real_bs, syn_bs, num_data, seed, root="data"):
 
 def write_results(path, *, model="resnet18", source="real", num_data=100, seed=0, final=0.5, best=0.6,
                   fmt="cifar10", test_fp=TEST_FP, complete=1, syn_n=400, real_n=1000, seconds=12.5,
-                  syn_tags=None):
+                  syn_tags=None, follow_real=0):
     """A results file in the layout of src/classify/results.cpp."""
     real_bs, syn_bs = {"real": (8, 0), "synthetic": (0, 8), "mixed": (4, 4)}[source]
     evals = np.array([10, 20, 30, 40])
@@ -84,6 +84,9 @@ def write_results(path, *, model="resnet18", source="real", num_data=100, seed=0
         a["complete"] = np.int64(complete)
         if syn_tags is not None:
             a["selection.synthetic_tags"] = syn_tags
+        if follow_real:  # synthetic samples that followed a real subset of this many images
+            a["selection.follow_real"] = np.int64(1)
+            a["selection.real_count"] = np.int64(follow_real)
 
 
 def make_sweep(folder, fmt="cifar10", test_fp=TEST_FP, seed=0):
@@ -386,6 +389,36 @@ def test_tables_keep_runs_of_other_tags_apart(tmp_path):
     assert mixed.loc["prompt", "final_accuracy_mean"] == pytest.approx(0.3)
     md = (tmp_path / "t" / "table.md").read_text()
     assert "mixed method all (400 syn.)" in md and "mixed prompt all (400 syn.)" in md
+
+
+def test_effect_states_each_comparison_with_its_error_bar(tmp_path):
+    # At 100 real images: real 0.50 +- 0.01, real + method 0.60 +- 0.01 (shown:
+    # +10 points against 2 x 1.4), real + prompt 0.59 +- 0.01 (method against
+    # prompt: +1 point, not shown); generated only, method 0.20 +- 0.01
+    # against prompt 0.30 +- 0.01 (reversed). Seed s adds (s - 1) / 100.
+    folder = tmp_path / "effect"
+    folder.mkdir()
+    for s in SEEDS:
+        d = (s - 1) / 100
+        write_results(folder / f"real_s{s}.h5", source="real", seed=s, final=0.5 + d)
+        for tags, mixed, synthetic in (("method", 0.6, 0.2), ("prompt", 0.59, 0.3)):
+            write_results(folder / f"mixed_{tags}_s{s}.h5", source="mixed", seed=s, final=mixed + d, syn_tags=tags)
+            write_results(folder / f"syn_{tags}_s{s}.h5", source="synthetic", seed=s, final=synthetic + d,
+                          syn_tags=tags, follow_real=100)
+    r = script("effect.py", folder, "--csv", tmp_path / "effect.csv")
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_csv(tmp_path / "effect.csv").set_index("comparison")
+    assert rows.loc["real + method vs real", "difference"] == pytest.approx(0.10)
+    assert rows.loc["real + method vs real", "difference_std"] == pytest.approx(0.01 * 2 ** 0.5)
+    assert rows.loc["real + method vs real", "verdict"] == "shown"
+    assert rows.loc["real + method vs real + prompt", "verdict"] == "not shown"
+    assert rows.loc["method vs prompt (generated only)", "verdict"] == "reversed"
+    assert (rows["num_data"] == 100).all() and (rows["a_n"] == 3).all()
+    assert "+10.00 ± 1.41 points, shown" in r.stdout
+    # Without a real run there is nothing to compare with.
+    for f in folder.glob("real_*.h5"):
+        f.unlink()
+    assert "no run on real images only" in bad("effect.py", folder)
 
 
 def test_installed_copy_runs_from_its_own_folder(experiment, tmp_path):
