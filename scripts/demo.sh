@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job on the built-in default data, end to end under mpirun with 2
-# ranks (1 on a single-GPU machine): the procedural shapes dataset, a tiny random Stable Diffusion, then
-# the method's three stages (embed, generate, train on real and on real +
-# generated images). Outputs go to $DINV_DEMO_DIR (default out/demo); a rerun
-# resumes or reuses what is there. Where dinv is already built (a cluster
+# ranks (1 on a single-GPU machine): the paper in miniature. The procedural
+# shapes dataset and a captioned corpus of the same shape world; stage 0
+# trains a small Stable Diffusion on the corpus; then the method's three
+# stages (embed the labelled images, generate from their perturbed embeddings
+# and from class-name prompts, a sample-complexity sweep of classifiers on
+# real, generated and mixed data) and what the sweep says about the method.
+# Outputs go to $DINV_DEMO_DIR (default out/demo); a rerun resumes or reuses
+# what is there (a finished generator, embeddings, samples and sweep points). Where dinv is already built (a cluster
 # module, a container), DINV_SKIP_BOOTSTRAP=1 skips the set-up, BUILD_DIR
 # names the build and DINV_PYTHON a Python with pandas and matplotlib.
 set -euo pipefail
@@ -39,42 +43,42 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 # dinv gives a rank as many threads as the CPUs it may run on.
 mpi() { mpirun --oversubscribe --bind-to none -np "$ranks" "$@"; }
 "$dinv" --version
-step "data: procedural 10-class shapes (CIFAR-10 binary format)"
-[[ -f data/test_batch.bin ]] || "$dinv" data shapes --out data --train 1000 --test 500 --seed 0
-step "model: tiny random Stable Diffusion in the diffusers layout"
-[[ -f model/model_index.json ]] || "$dinv" model init --preset tiny model
-step "stage 1: embed"
+step "data: procedural 10-class shapes at 16 px (200 labelled training images) and a captioned corpus"
+[[ -d data/test ]] || "$dinv" data shapes --out data --train 200 --test 500 --resolution 16 --seed 0
+[[ -f corpus/metadata.jsonl ]] || "$dinv" data shapes --captioned --out corpus --count 20000 --resolution 16 --seed 0
+step "stage 0: pretrain a small Stable Diffusion on the corpus (skipped once generator/ is trained)"
+mpi "$dinv" pretrain --config "$config" --data.format=captioned --data.root=corpus "$@"
+step "stage 1: embed the labelled images"
 mpi "$dinv" embed --config "$config" "$@"
-step "stage 2: generate"
+step "stage 2: generate from perturbed embeddings (the method)"
 mpi "$dinv" generate --config "$config" "$@"
-step "stage 3: train on real images only"
-mpi "$dinv" train --config "$config" --syn.format=none --train.run_name=real --train.save_model=true "$@"
-step "stage 3: train on real + generated images"
-mpi "$dinv" train --config "$config" --data.real_bs=16 --syn.format=store --data.syn_bs=16 \
-  --train.run_name=real_plus_generated "$@"
-step "measure the generated images with the real-data classifier (dinv evaluate)"
-if [[ -f results/real.model/config.json ]]; then
-  mpi "$dinv" evaluate --config "$config" --evaluate.classifier=results/real.model "$@"
-else
-  echo "results/real.model is missing (the real run was made before train.save_model): skipped"
-fi
+step "stage 2: generate from class-name prompts (the baseline)"
+mpi "$dinv" generate --config "$config" --generate.mode=prompt --generate.tag=prompt "$@"
+step "stage 3: sample-complexity sweep (real subsets x sources x seeds)"
+mpi "$dinv" sweep --config "$config" --train.save_model=true "$@"
+step "measure the generated images with a real-data classifier (dinv evaluate)"
+mpi "$dinv" evaluate --config "$config" --evaluate.classifier=results/sample_complexity_n200_real_s0.model \
+  --evaluate.tags=method,prompt "$@"
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'
 python="${DINV_PYTHON:-${DINV_VENV:-/opt/dinv/venv}/bin/python}"
-"$python" "$repo/analysis/sample_complexity.py" results --out results/curves.png
+"$python" "$repo/analysis/sample_complexity.py" results --out results/curves.png --table results/curves.csv >/dev/null
 "$python" "$repo/analysis/report.py" results --store store.h5 --out report
+printf '\n== the method against real data and against the prompt baseline (analysis/effect.py)\n'
+"$python" "$repo/analysis/effect.py" results --csv results/effect.csv
 finish_step
 
 printf '\n== summary: %d s in all\n' "$SECONDS"
 printf '%s\n' "${summary[@]}"
 cat <<EOF
 outputs in $out:
-  data/                          the real images (CIFAR-10 binary format)
-  model/                         the Stable Diffusion folder (diffusers layout)
-  store.h5                       /embeddings (stage 1), /samples/demo (stage 2)
-  results/real.h5                the classifier trained on real images
-  results/real_plus_generated.h5 the classifier trained on real + generated images
-  results/curves.png             test accuracy per source
-  report/report.html             the report: curves, tables, Stage 1 losses, image grids
+  data/                  the labelled images (one PNG folder per class)
+  corpus/                the captioned pretraining corpus (metadata.jsonl + PNGs)
+  generator/             the Stable Diffusion trained in stage 0 (diffusers layout)
+  store.h5               /embeddings (stage 1), /samples/method and /samples/prompt (stage 2)
+  results/*.h5           one classifier run per sweep point
+  results/curves.png     test accuracy against real images, per source, mean +- std over seeds
+  results/effect.csv     the method against real data and the prompt baseline, per real subset size
+  report/report.html     the report: curves, tables, Stage 1 losses, image grids
 EOF
