@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "dinv/cli/slurm.h"
 #include "dinv/core/error.h"
 #include "dinv/core/log.h"
+#include "dinv/core/progress.h"
 #include "dinv/core/util.h"
 #include "dinv/data/readers.h"
 #include "dinv/data/training_data.h"
@@ -412,9 +414,24 @@ int run_sweep(CommandContext& ctx) {
                                     std::to_string(points.size() - 1) + ")");
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
+  // Elapsed time and an estimate of the rest (the mean time of the points
+  // run so far, finished points skipped in a rerun included) on every line.
+  const auto start = std::chrono::steady_clock::now();
+  const std::size_t to_run = task >= 0 ? 1 : points.size();
+  std::size_t started = 0;
   for (std::size_t i = 0; i < points.size(); ++i) {
     if (task >= 0 && static_cast<std::size_t>(task) != i) continue;
-    log::info("sweep point " + std::to_string(i + 1) + "/" + std::to_string(points.size()) + ": " + points[i].name);
+    std::string timing;
+    if (started > 0) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      timing =
+          " (elapsed " + Progress::format_duration(elapsed) + ", ETA " +
+          Progress::format_duration(elapsed / static_cast<double>(started) * static_cast<double>(to_run - started)) +
+          ")";
+    }
+    ++started;
+    log::info("sweep point " + std::to_string(i + 1) + "/" + std::to_string(points.size()) + ": " + points[i].name +
+              timing);
     const Config point = Config::resolve(schema(), {base}, points[i].overrides);
     // A point that fails leaves <run>.failed with the reason (`dinv sweep --status` shows it).
     const std::string failed = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";

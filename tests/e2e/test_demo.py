@@ -6,6 +6,7 @@ exist, the sweep covers every source and tag, and a rerun reuses everything
 (the generator is not trained again, no sweep point runs again)."""
 import os
 import pathlib
+import re
 import subprocess
 
 import h5py
@@ -48,6 +49,8 @@ def test_the_main_job_runs_end_to_end_and_a_rerun_reuses_it(tmp_path):
     assert set(effect["comparison"]) == {"real + method vs real", "real + method vs real + prompt",
                                          "method vs prompt (generated only)"}
     assert "the method against real data and against the prompt baseline" in r.stdout
+    # Every stage reports progress with an ETA, the sweep per point.
+    assert re.search(r"sweep point 2/20: \S+ \(elapsed \d\d:\d\d, ETA \d\d:\d\d\)", r.stdout + r.stderr)
     # A rerun trains nothing again.
     r = demo(out)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
