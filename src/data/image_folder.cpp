@@ -29,7 +29,10 @@ class ImageFolderDataset : public Dataset {
     if (names_.empty()) throw IoError("image folder: '" + dir.string() + "' has no class sub-folders");
     std::string hash;
     for (std::size_t label = 0; label < names_.size(); ++label) add_class(label, hash);
-    fingerprint_ = "folder:" + dir.string() + ":n=" + std::to_string(files_.size()) + ":" + hash;
+    // Where the folder lives is not part of what it is: a moved or
+    // symlinked copy is the same dataset (as CIFAR's fingerprint is), so a
+    // store made from one still follows the other (syn.follow_real).
+    fingerprint_ = "folder:" + dir.filename().string() + ":n=" + std::to_string(files_.size()) + ":" + hash;
   }
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   Example get(std::int64_t index) const override {
@@ -44,7 +47,8 @@ class ImageFolderDataset : public Dataset {
   }
 
  private:
-  // Files of one class in sorted order; the fingerprint covers names and sizes.
+  // Files of one class in sorted order; the fingerprint covers their names
+  // below the folder (class/file) and sizes.
   void add_class(std::size_t label, std::string& hash) {
     std::vector<std::string> files;
     for (const auto& entry : fs::directory_iterator(dir_ / names_[label]))
@@ -54,7 +58,8 @@ class ImageFolderDataset : public Dataset {
                     ") is empty: expected at least one .png/.jpg/.jpeg file");
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      const std::string key = f + ":" + std::to_string(fs::file_size(f));
+      const std::string key =
+          names_[label] + "/" + fs::path(f).filename().string() + ":" + std::to_string(fs::file_size(f));
       hash = content_hash(key.data(), key.size(), hash);
       files_.push_back(f);
       labels_.push_back(static_cast<std::int64_t>(label));

@@ -124,13 +124,15 @@ class WebDataset : public Dataset {
     std::string hash;
     std::int64_t max_label = -1;
     for (std::size_t s = 0; s < shards_.size(); ++s) {
-      const std::string key = shards_[s] + ":" + std::to_string(fs::file_size(shards_[s]));
+      // Shard names and sizes, not where they live (a moved copy is the same pool).
+      const std::string key =
+          fs::path(shards_[s]).filename().string() + ":" + std::to_string(fs::file_size(shards_[s]));
       hash = content_hash(key.data(), key.size(), hash);
       index_shard(s, &max_label);
     }
     if (samples_.empty()) throw IoError("webdataset: '" + root + "' has no samples with a .png/.jpg/.jpeg image");
     for (std::int64_t c = 0; c <= std::max<std::int64_t>(max_label, 0); ++c) names_.push_back(std::to_string(c));
-    fingerprint_ = "webdataset:" + root + ":n=" + std::to_string(samples_.size()) + ":" + hash;
+    fingerprint_ = "webdataset:n=" + std::to_string(samples_.size()) + ":" + hash;
     description_ = "WebDataset " + root + " (" + std::to_string(shards_.size()) + " shards, " +
                    std::to_string(samples_.size()) + " images)";
   }

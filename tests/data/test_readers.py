@@ -116,6 +116,44 @@ def test_image_folder_labels_and_class_names(tmp_path):
     np.testing.assert_array_equal(images[3], smooth_image(8, 8, 0))
 
 
+def fingerprint(*keys):
+    out = dinv_run("data", "info", *keys).stdout
+    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("fingerprint: "))
+
+
+def test_fingerprints_say_what_the_data_is_not_where_it_lives(tmp_path):
+    # An image folder and a WebDataset shard folder, each copied elsewhere:
+    # the same fingerprint (a store made from one follows the other, as with
+    # CIFAR); one file of another size: another fingerprint.
+    import shutil
+    import tarfile
+
+    folder = tmp_path / "a" / "train"
+    for cls in ("cat", "dog"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(smooth_image(8, 8, i)).save(folder / cls / f"{i}.png")
+    shards = tmp_path / "a" / "shards"
+    shards.mkdir()
+    with tarfile.open(shards / "pool-00000.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(3):
+            data = io.BytesIO()
+            Image.fromarray(smooth_image(8, 8, i)).save(data, format="PNG")
+            info = tarfile.TarInfo(f"{i:04d}.png")
+            info.size = len(data.getvalue())
+            tar.addfile(info, io.BytesIO(data.getvalue()))
+    shutil.copytree(tmp_path / "a", tmp_path / "moved" / "b")
+    keys = {"folder": ("--data.format=folder", "--data.split=train"), "webdataset": ("--data.format=webdataset",)}
+    roots = {"folder": ("a", "moved/b"), "webdataset": ("a/shards", "moved/b/shards")}
+    for fmt, (here, there) in roots.items():
+        first = fingerprint(*keys[fmt], f"--data.root={tmp_path / here}")
+        assert first == fingerprint(*keys[fmt], f"--data.root={tmp_path / there}"), fmt
+        assert str(tmp_path) not in first, first
+    Image.fromarray(smooth_image(9, 9, 0)).save(tmp_path / "moved" / "b" / "train" / "dog" / "1.png")
+    assert fingerprint(*keys["folder"], f"--data.root={tmp_path / 'a'}") != fingerprint(
+        *keys["folder"], f"--data.root={tmp_path / 'moved' / 'b'}")
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_medmnist_npz_grayscale_and_rgb(tmp_path, compressed):
     gray, rgb = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8), random_images(4, 28, 28)
