@@ -32,7 +32,7 @@ class ImageFolderDataset : public Dataset {
     // Where the folder lives is not part of what it is: a moved or
     // symlinked copy is the same dataset (as CIFAR's fingerprint is), so a
     // store made from one still follows the other (syn.follow_real).
-    fingerprint_ = "folder:" + dir.filename().string() + ":n=" + std::to_string(files_.size()) + ":" + hash;
+    fingerprint_ = "folder:n=" + std::to_string(files_.size()) + ":" + hash;
   }
   std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
   Example get(std::int64_t index) const override {

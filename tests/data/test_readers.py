@@ -144,7 +144,7 @@ def test_fingerprints_say_what_the_data_is_not_where_it_lives(tmp_path):
             tar.addfile(info, io.BytesIO(data.getvalue()))
     shutil.copytree(tmp_path / "a", tmp_path / "moved" / "b")
     keys = {"folder": ("--data.format=folder", "--data.split=train"), "webdataset": ("--data.format=webdataset",)}
-    roots = {"folder": ("a", "moved/b"), "webdataset": ("a/shards", "moved/b/shards")}
+    roots = {"folder": ("a", "moved/b/"), "webdataset": ("a/shards", "moved/b/shards/")}
     for fmt, (here, there) in roots.items():
         first = fingerprint(*keys[fmt], f"--data.root={tmp_path / here}")
         assert first == fingerprint(*keys[fmt], f"--data.root={tmp_path / there}"), fmt
