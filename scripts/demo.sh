@@ -57,8 +57,13 @@ mpi "$dinv" generate --config "$config" --generate.mode=prompt --generate.tag=pr
 step "stage 3: sample-complexity sweep (real subsets x sources x seeds)"
 mpi "$dinv" sweep --config "$config" --train.save_model=true "$@"
 step "measure the generated images with a real-data classifier (dinv evaluate)"
-mpi "$dinv" evaluate --config "$config" --evaluate.classifier=results/sample_complexity_n200_real_s0.model \
-  --evaluate.tags=method,prompt "$@"
+# The classifier of the largest real subset (whatever --sweep.num_data says).
+classifier=$(ls -d results/sample_complexity_n*_real_s*.model 2>/dev/null | sort -V | tail -n 1 || true)
+if [[ -n $classifier ]]; then
+  mpi "$dinv" evaluate --config "$config" --evaluate.classifier="$classifier" --evaluate.tags=method,prompt "$@"
+else
+  echo "no classifier trained on real images only in results/ (the sweep ran no 'real' source): skipped"
+fi
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'

@@ -16,7 +16,7 @@ SOURCE = pathlib.Path(os.environ.get("DINV_SOURCE_DIR", pathlib.Path(__file__).r
 BUILD = pathlib.Path(os.environ.get("DINV_BUILD_DIR") or SOURCE / "build")
 SHORT = ["--pretrain.steps=6", "--pretrain.vae_steps=4", "--pretrain.warmup_steps=1", "--embed.steps=2",
          "--sampler.steps=2", "--generate.num_samples=1", "--train.steps=4", "--train.warmup_steps=1",
-         "--sweep.num_data=20,200", "--sweep.seed=0,1"]
+         "--sweep.num_data=20,100", "--sweep.seed=0,1"]
 
 
 def demo(out):
@@ -45,10 +45,12 @@ def test_the_main_job_runs_end_to_end_and_a_rerun_reuses_it(tmp_path):
     assert (out / "results" / "curves.png").stat().st_size > 1000
     assert (out / "report" / "report.html").stat().st_size > 10000
     effect = pd.read_csv(out / "results" / "effect.csv")
-    assert sorted(effect["num_data"].unique()) == [20, 200]
+    assert sorted(effect["num_data"].unique()) == [20, 100]
     assert set(effect["comparison"]) == {"real + method vs real", "real + method vs real + prompt",
                                          "method vs prompt (generated only)"}
     assert "the method against real data and against the prompt baseline" in r.stdout
+    # evaluate used the classifier of the largest real subset
+    assert "classifier convnet of run 'sample_complexity_n100_real_s" in r.stdout + r.stderr
     # Every stage reports progress with an ETA, the sweep per point.
     assert re.search(r"sweep point 2/20: \S+ \(elapsed \d\d:\d\d, ETA \d\d:\d\d\)", r.stdout + r.stderr)
     # A rerun trains nothing again.
