@@ -7,9 +7,10 @@
 # and from class-name prompts, a sample-complexity sweep of classifiers on
 # real, generated and mixed data) and what the sweep says about the method.
 # Outputs go to $DINV_DEMO_DIR (default out/demo); a rerun resumes or reuses
-# what is there (a finished generator, embeddings, samples and sweep points). Where dinv is already built (a cluster
-# module, a container), DINV_SKIP_BOOTSTRAP=1 skips the set-up, BUILD_DIR
-# names the build and DINV_PYTHON a Python with pandas and matplotlib.
+# what is there (a finished generator, embeddings, samples and sweep points).
+# Where dinv is already built (a cluster module, a container),
+# DINV_SKIP_BOOTSTRAP=1 skips the set-up, BUILD_DIR names the build and
+# DINV_PYTHON a Python with pandas and matplotlib.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Each step is timed for the summary at the end.

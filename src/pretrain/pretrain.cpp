@@ -287,6 +287,12 @@ at::Tensor to_model_input(const at::Tensor& images, c10::Device device) {
   return images.permute({0, 3, 1, 2}).to(at::kFloat).div(127.5).sub(1.0).contiguous().to(device);
 }
 
+// Standard deviation of a posterior sample (mean + std * eps) over a set of
+// latents: sqrt(var(mean) + E[std^2]), exact, with no noise drawn.
+double latent_spread(const at::Tensor& mean, const at::Tensor& std) {
+  return std::sqrt(mean.var().item<double>() + std.square().mean().item<double>());
+}
+
 // One component's training: data order, randomness, data-parallel steps,
 // EMA, checkpoints.
 class Phase {
@@ -508,9 +514,8 @@ class Phase {
   // ratios mean what they were designed to mean (SD's 0.18215 is this number
   // for its own VAE; a new VAE's latents have another spread, and a UNet
   // trained on latents of std 0.2 sees almost only noise). The trained (EMA)
-  // weights encode the first kCalibrationImages corpus images; the variance
-  // of a posterior sample is var(mean) + E[std^2], taken exactly, with no
-  // noise drawn. The factor goes into vae/config.json before the UNet
+  // weights encode the first kCalibrationImages corpus images (latent_spread).
+  // The factor goes into vae/config.json before the UNet
   // phase loads it.
   double calibrate_latent_scale(const fs::path& vae_dir) {
     constexpr std::int64_t kCalibrationImages = 2048, kSlice = 256;
@@ -519,13 +524,8 @@ class Phase {
       for (std::size_t i = 0; i < params_.size(); ++i) params_[i].copy_(ema_[i]);
     p_.vae->eval();
     const std::int64_t n = std::min<std::int64_t>(kCalibrationImages, corpus_.images.size(0));
-    std::vector<at::Tensor> means, variances;
-    for (std::int64_t b = 0; b < n; b += kSlice) {
-      const auto post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, std::min(n, b + kSlice)), p_.device));
-      means.push_back(post.mean.to(at::kCPU, at::kDouble));
-      variances.push_back(post.std.to(at::kCPU, at::kDouble).square());
-    }
-    const double spread = std::sqrt(at::cat(means).var().item<double>() + at::cat(variances).mean().item<double>());
+    const auto post = p_.vae->encode(to_model_input(corpus_.images.slice(0, 0, n), p_.device), kSlice);
+    const double spread = latent_spread(post.mean.to(at::kDouble), post.std.to(at::kDouble));
     if (!(spread > 0) || !std::isfinite(spread))
       throw Error("pretrain vae: the trained VAE's latents have spread " + std::to_string(spread) +
                   " on the corpus; no scaling_factor can be set (lower pretrain.vae_lr)");
@@ -541,8 +541,7 @@ class Phase {
   // A UNet trained on latents far from unit variance learns slowly or not at
   // all; say so (a VAE from elsewhere keeps its own factor).
   void check_latent_scale() const {
-    const double scaled = (latent_mean_.var().item<double>() + latent_std_.square().mean().item<double>());
-    const double spread = std::sqrt(scaled) * p_.vae->config().scaling_factor;
+    const double spread = latent_spread(latent_mean_, latent_std_) * p_.vae->config().scaling_factor;
     if (spread < 0.5 || spread > 2.0)
       log::warn("pretrain unet: the scaled VAE latents have std " + std::to_string(spread) + " (vae/config.json " +
                 "scaling_factor " + std::to_string(p_.vae->config().scaling_factor) +
