@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 
 import h5py
 import pandas as pd
@@ -21,15 +22,12 @@ SHORT = ["--pretrain.steps=6", "--pretrain.vae_steps=4", "--pretrain.warmup_step
 
 def demo(out):
     env = dict(os.environ, DINV_SKIP_BOOTSTRAP="1", BUILD_DIR=str(BUILD), DINV_DEMO_DIR=str(out),
-               DINV_PYTHON=os.environ.get("DINV_PYTHON", "python3"))
+               DINV_PYTHON=os.environ.get("DINV_PYTHON", sys.executable))
     return subprocess.run(["bash", str(SOURCE / "scripts" / "demo.sh"), *SHORT], env=env, capture_output=True,
                           text=True, timeout=1200)
 
 
 def test_the_main_job_runs_end_to_end_and_a_rerun_reuses_it(tmp_path):
-    import sys
-
-    os.environ.setdefault("DINV_PYTHON", sys.executable)
     out = tmp_path / "demo"
     r = demo(out)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
