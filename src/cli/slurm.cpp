@@ -68,7 +68,8 @@ std::vector<std::string> extra_items(const Config& c, const std::string& stage) 
 }  // namespace
 
 const std::vector<std::string>& slurm_stages() {
-  static const std::vector<std::string> stages = {"pretrain", "embed", "generate", "train", "sweep"};
+  static const std::vector<std::string> stages = {"pretrain", "embed", "retrieve", "generate",
+                                                  "train",    "sweep", "evaluate"};
   return stages;
 }
 
@@ -94,7 +95,7 @@ std::string slurm_value(const Config& c, const std::string& stage, const std::st
 
 std::vector<std::string> sbatch_options(const Config& c, const std::string& stage) {
   if (std::find(slurm_stages().begin(), slurm_stages().end(), stage) == slurm_stages().end())
-    throw ConfigError("unknown stage '" + stage + "' (pretrain, embed, generate, train, sweep)");
+    throw ConfigError("unknown stage '" + stage + "' (" + join(slurm_stages()) + ")");
   std::vector<std::string> out;
   for (const auto& k : slurm_keys()) {
     const std::string v = slurm_value(c, stage, k.key);
@@ -136,7 +137,7 @@ std::string recorded_ini(const Config& c) {
 
 int run_slurm(CommandContext& ctx) {
   if (ctx.positional.size() != 1)
-    throw ConfigError("dinv slurm: expected one stage (pretrain, embed, generate, train, sweep), got " +
+    throw ConfigError("dinv slurm: expected one stage (" + join(slurm_stages()) + "), got " +
                       std::to_string(ctx.positional.size()) + " arguments");
   const auto options = sbatch_options(ctx.config, ctx.positional[0]);
   if (ctx.world.is_root())

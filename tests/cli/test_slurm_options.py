@@ -67,9 +67,11 @@ def test_bad_slurm_values_are_configuration_errors(tmp_path):
     assert r.returncode == 2 and "slurm.cpus_per_task = 'four' is not a positive integer" in r.stderr, r.stderr
     r = run([DINV, "slurm", "sweep", "--slurm.extra=--exclusive; nodes=2"])
     assert r.returncode == 2 and "not an sbatch option" in r.stderr, r.stderr
-    r = run([DINV, "slurm", "evaluate"])
-    assert r.returncode == 2 and "unknown stage 'evaluate'" in r.stderr, r.stderr
+    r = run([DINV, "slurm", "embedd"])
+    assert r.returncode == 2 and "unknown stage 'embedd'" in r.stderr and "retrieve" in r.stderr, r.stderr
     assert options("pretrain", "--slurm.pretrain.time=02:00:00") == ["--time=02:00:00"]
+    assert options("retrieve", "--slurm.retrieve.time=03:00:00", "--slurm.time=01:00:00") == ["--time=03:00:00"]
+    assert options("evaluate", "--slurm.evaluate.mem=4G") == ["--mem=4G"]
     r = run([DINV, "slurm", "embed", "--slurm.embed.partitoin=x"])
     assert r.returncode == 2 and "did you mean" in r.stderr, r.stderr
 
@@ -195,3 +197,37 @@ def test_submit_dry_run_chains_stages_with_their_options(tmp_path):
     assert "--sweep.after=DRYgenerate" in sweep
     lines = sbatch_lines((tmp_path / "results" / "sc.sbatch").read_text())
     assert "--partition=gpu" in lines and "--array=0-3%3" in lines
+
+
+def test_submit_chains_the_stages_given_in_order(tmp_path):
+    write(tmp_path / "sweep.ini", SWEEP_INI + SLURM_INI + "[slurm.retrieve]\ntime = 03:00:00\n")
+    env = dict(os.environ, DINV=DINV)
+    r = run(["bash", SOURCE_DIR / "slurm" / "submit.sh", tmp_path / "sweep.ini",
+             "--stages=pretrain,embed,generate,retrieve", "--dry-run"], cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert ("submitted: pretrain DRYpretrain, embed DRYembed, generate DRYgenerate, retrieve DRYretrieve, "
+            "sweep DRYsweep") in r.stdout, r.stdout
+    lines = {stage: next(l for l in r.stderr.splitlines() if f"stage.sbatch {stage} " in l)
+             for stage in ("pretrain", "embed", "generate", "retrieve")}
+    assert "--hold" in lines["pretrain"] and "--dependency" not in lines["pretrain"]
+    for stage, before in (("embed", "pretrain"), ("generate", "embed"), ("retrieve", "generate")):
+        assert f"--dependency=afterok:DRY{before} --kill-on-invalid-dep=yes" in lines[stage], lines[stage]
+        assert "--hold" not in lines[stage]
+    assert "--time=03:00:00" in lines["retrieve"] and "--time=01:00:00" in lines["generate"]
+    sweep = next(l for l in r.stderr.splitlines() if " sweep --config" in l)
+    assert "--sweep.after=DRYretrieve" in sweep
+    # one stage alone: the sweep waits for it
+    r = run(["bash", SOURCE_DIR / "slurm" / "submit.sh", tmp_path / "sweep.ini", "--stages=retrieve", "--dry-run"],
+            cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "submitted: retrieve DRYretrieve, sweep DRYsweep" in r.stdout, r.stderr
+
+
+def test_submit_refuses_stages_that_cannot_come_before_the_sweep(tmp_path):
+    write(tmp_path / "sweep.ini", SWEEP_INI)
+    env = dict(os.environ, DINV=DINV)
+    for stages, message in (("embed,train", "'train' is not a stage run before the sweep"),
+                            ("", "--stages is empty"), ("embed,,generate", "'' is not a stage")):
+        r = run(["bash", SOURCE_DIR / "slurm" / "submit.sh", tmp_path / "sweep.ini", f"--stages={stages}",
+                 "--dry-run"], cwd=tmp_path, env=env)
+        assert r.returncode == 2 and message in r.stderr, (stages, r.stderr)
+        assert "stage.sbatch" not in r.stderr  # nothing was submitted
