@@ -3,7 +3,9 @@
 // has one image (.png, .jpg or .jpeg) and optionally a class index (.cls,
 // decimal text). The shards are read once, front to back, header by header
 // (the member data is skipped, not read), to index where each sample's bytes
-// lie; `get` then reads just those bytes.
+// lie; `get` then reads just those bytes, through one open handle that stays
+// on its shard: reading a range of samples in order (a rank's share of a
+// retrieval pool) streams each shard front to back.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 
 #include "dinv/core/error.h"
 #include "dinv/data/codec.h"
@@ -54,19 +57,42 @@ std::int64_t octal(const char* p, std::size_t width, const std::string& where) {
   return v;
 }
 
-std::vector<char> read_at(const std::string& path, std::int64_t offset, std::int64_t size) {
-  std::ifstream in(path, std::ios::binary);
+// `size` bytes at `offset` of the open shard `in` (named `path` in errors).
+std::vector<char> read_from(std::ifstream& in, const std::string& path, std::int64_t offset, std::int64_t size) {
   std::vector<char> out(static_cast<std::size_t>(size));
-  in.seekg(offset);
+  if (in.tellg() != std::streampos(offset)) in.seekg(offset);
   if (!in || !in.read(out.data(), size))
     throw IoError(path + ": cannot read " + std::to_string(size) + " bytes at offset " + std::to_string(offset));
   return out;
 }
 
-// Every regular file of one tar, in order: (name, offset of data, size).
-std::vector<Member> scan_tar(const std::string& path, std::size_t shard) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("webdataset: cannot open shard '" + path + "'");
+// The shard last read, kept open: consecutive reads of one shard continue the
+// same stream (no reopen, no seek when the next member follows). Reads are
+// serialised; decoding happens outside.
+class OpenShard {
+ public:
+  std::vector<char> read(const std::string& path, std::size_t shard, std::int64_t offset, std::int64_t size) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!in_.is_open() || shard != shard_) {
+      in_ = std::ifstream(path, std::ios::binary);
+      shard_ = shard;
+    }
+    try {
+      return read_from(in_, path, offset, size);
+    } catch (const IoError&) {
+      in_ = std::ifstream();  // the next read starts afresh
+      throw;
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::ifstream in_;
+  std::size_t shard_ = 0;
+};
+
+// Every regular file of the tar open as `in`, in order: (name, offset of data, size).
+std::vector<Member> scan_tar(std::ifstream& in, const std::string& path, std::size_t shard) {
   const auto file_size = static_cast<std::int64_t>(fs::file_size(path));
   std::vector<Member> out;
   std::string long_name;  // GNU 'L' entries carry the next member's name
@@ -89,7 +115,7 @@ std::vector<Member> scan_tar(const std::string& path, std::size_t shard) {
       throw IoError(where + ": member of " + std::to_string(size) + " bytes runs past the end of the file (" +
                     std::to_string(file_size) + " bytes; truncated shard?)");
     if (type == 'L') {
-      const auto bytes = read_at(path, data, size);
+      const auto bytes = read_from(in, path, data, size);
       long_name = field(bytes.data(), bytes.size());
     } else if (type == '0' || type == '\0') {
       std::string name = field(h, 100);
@@ -141,7 +167,7 @@ class WebDataset : public Dataset {
   Example get(std::int64_t index) const override {
     const Sample& s = samples_.at(static_cast<std::size_t>(index));
     const std::string& shard = shards_[s.image.shard];
-    const auto raw = read_at(shard, s.image.offset, s.image.size);
+    const auto raw = open_.read(shard, s.image.shard, s.image.offset, s.image.size);
     const std::vector<std::uint8_t> bytes(raw.begin(), raw.end());
     const std::string name = shard + ":" + s.image.name;
     at::Tensor image = s.image.ext == "png" ? decode_png(bytes, name) : decode_jpeg(bytes, name);
@@ -154,9 +180,11 @@ class WebDataset : public Dataset {
  private:
   // Members with the same key form one sample (WebDataset writes them together).
   void index_shard(std::size_t s, std::int64_t* max_label) {
+    std::ifstream in(shards_[s], std::ios::binary);
+    if (!in) throw IoError("webdataset: cannot open shard '" + shards_[s] + "'");
     std::map<std::string, Sample> pending;
     std::vector<std::string> order;
-    for (Member m : scan_tar(shards_[s], s)) {
+    for (Member m : scan_tar(in, shards_[s], s)) {
       const auto slash = m.name.find_last_of('/');
       const auto dot = m.name.find('.', slash == std::string::npos ? 0 : slash + 1);
       if (dot == std::string::npos) continue;
@@ -167,7 +195,7 @@ class WebDataset : public Dataset {
       if (m.ext == "png" || m.ext == "jpg" || m.ext == "jpeg") {
         sample.image = m;
       } else if (m.ext == "cls") {
-        const auto text = read_at(shards_[s], m.offset, m.size);
+        const auto text = read_from(in, shards_[s], m.offset, m.size);
         try {
           sample.label = std::stoll(std::string(text.begin(), text.end()));
         } catch (const std::exception&) {
@@ -187,6 +215,7 @@ class WebDataset : public Dataset {
   std::vector<std::string> shards_, names_;
   std::vector<Sample> samples_;
   std::string fingerprint_, description_;
+  mutable OpenShard open_;
 };
 
 }  // namespace
