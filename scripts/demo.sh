@@ -57,14 +57,19 @@ step "stage 2: generate from class-name prompts (the baseline)"
 mpi "$dinv" generate --config "$config" --generate.mode=prompt --generate.tag=prompt "$@"
 step "stage 3: sample-complexity sweep (real subsets x sources x seeds)"
 mpi "$dinv" sweep --config "$config" --train.save_model=true "$@"
-step "measure the generated images with a real-data classifier (dinv evaluate)"
-# The classifier of the largest real subset (whatever --sweep.num_data says).
-classifier=$(ls -d results/sample_complexity_n*_real_s*.model 2>/dev/null | sort -V | tail -n 1 || true)
-if [[ -n $classifier ]]; then
-  mpi "$dinv" evaluate --config "$config" --evaluate.classifier="$classifier" --evaluate.tags=method,prompt "$@"
-else
-  echo "no classifier trained on real images only in results/ (the sweep ran no 'real' source): skipped"
+step "measure the generated images (dinv evaluate) with a judge trained on 6,000 more labelled images"
+# The judge is a measuring instrument, not part of the experiment: a
+# classifier trained on a separate draw of 6,000 labelled training images
+# (--seed 1; never the test split), so that its label agreement on generated
+# images says how often the generator drew the class (the small subsets'
+# classifiers are too weak to tell). Trained once; a rerun reuses it.
+[[ -d judge_data/train ]] || "$dinv" data shapes --out judge_data --train 6000 --test 500 --resolution 16 --seed 1
+if [[ ! -d judge/judge.model ]]; then
+  mpi "$dinv" train --config "$config" --data.root=judge_data --data.num_data=0 --data.real_bs=128 --data.syn_bs=0 \
+    --train.steps=2500 --train.lr=3e-3 --train.warmup_steps=100 --train.results_dir=judge --train.run_name=judge \
+    --train.save_model=true "$@"
 fi
+mpi "$dinv" evaluate --config "$config" --evaluate.classifier=judge/judge.model --evaluate.tags=method,prompt "$@"
 
 step "outputs"
 "$dinv" info --store.path=store.h5 --run.log_level=warn | sed -n '/^store/,$p'
@@ -86,5 +91,6 @@ outputs in $out:
   results/*.h5           one classifier run per sweep point
   results/curves.png     test accuracy against real images, per source, mean +- std over seeds
   results/effect.csv     the method against real data and the prompt baseline, per real subset size
+  judge/                 the classifier that measures the generated images (dinv evaluate: /metrics in store.h5)
   report/report.html     the report: curves, tables, Stage 1 losses, image grids
 EOF

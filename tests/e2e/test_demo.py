@@ -47,8 +47,12 @@ def test_the_main_job_runs_end_to_end_and_a_rerun_reuses_it(tmp_path):
     assert set(effect["comparison"]) == {"real + method vs real", "real + method vs real + prompt",
                                          "method vs prompt (generated only)"}
     assert "the method against real data and against the prompt baseline" in r.stdout
-    # evaluate used the classifier of the largest real subset
-    assert "classifier convnet of run 'sample_complexity_n100_real_s" in r.stdout + r.stderr
+    # evaluate measured both tags with the judge, trained on its own draw of labelled images
+    assert "classifier convnet of run 'judge'" in r.stdout + r.stderr
+    with h5py.File(out / "judge" / "judge.h5") as f:
+        assert f.attrs["selection.real_count"] == 6000
+    with h5py.File(out / "store.h5") as f:
+        assert {"method", "prompt"} <= set(f["/metrics"])
     # Every stage reports progress with an ETA, the sweep per point.
     assert re.search(r"sweep point 2/20: \S+ \(elapsed \d\d:\d\d, ETA \d\d:\d\d\)", r.stdout + r.stderr)
     # A rerun trains nothing again.
