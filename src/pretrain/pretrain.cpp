@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <unordered_map>
 
 #include "dinv/classify/data_parallel.h"
 #include "dinv/classify/optim.h"
@@ -293,6 +294,42 @@ double latent_spread(const at::Tensor& mean, const at::Tensor& std) {
   return std::sqrt(mean.var().item<double>() + std.square().mean().item<double>());
 }
 
+// The frozen text encoder's output per caption, computed once. A corpus
+// repeats every caption each epoch, and on a small UNet the encoder is a sixth
+// of a step. Each caption is encoded alone, so its encoding does not depend on
+// the batch (or the rank count) it first appears in. Memory is bounded: past
+// kBudgetBytes, captions not yet seen are encoded every time they appear.
+class CaptionEncodings {
+ public:
+  explicit CaptionEncodings(sd::Pipeline& pipeline) : pipeline_(pipeline) {}
+
+  // [B, T, D]: the encodings of `captions`, in order.
+  at::Tensor batch(const std::vector<std::string>& captions) {
+    std::vector<at::Tensor> rows;
+    rows.reserve(captions.size());
+    for (const auto& caption : captions) rows.push_back(encoding(caption));
+    return at::cat(rows);
+  }
+
+ private:
+  static constexpr std::size_t kBudgetBytes = std::size_t{1} << 30;
+
+  at::Tensor encoding(const std::string& caption) {
+    if (const auto it = cache_.find(caption); it != cache_.end()) return it->second;
+    at::Tensor e = pipeline_.encode_prompts({caption});  // [1, T, D]
+    const std::size_t bytes = e.nbytes();
+    if (bytes_ + bytes <= kBudgetBytes) {
+      bytes_ += bytes;
+      cache_.emplace(caption, e);
+    }
+    return e;
+  }
+
+  sd::Pipeline& pipeline_;
+  std::unordered_map<std::string, at::Tensor> cache_;
+  std::size_t bytes_ = 0;
+};
+
 // One component's training: data order, randomness, data-parallel steps,
 // EMA, checkpoints.
 class Phase {
@@ -435,7 +472,7 @@ class Phase {
         std::vector<std::string> prompts;
         for (std::size_t k = 0; k < idx.size(); ++k)
           prompts.push_back(n.dropped[k] ? std::string() : corpus_.captions[static_cast<std::size_t>(idx[k])]);
-        cond = p_.encode_prompts(prompts);
+        cond = captions_.batch(prompts);
       }
       loss = unet_loss(p_.unet, schedule_, latents, n.noise.to(dev), n.timesteps.to(dev), cond, s_.snr_gamma);
     } else {
@@ -487,16 +524,19 @@ class Phase {
               std::to_string(seconds_since(t0)).substr(0, 5) + " s");
   }
 
+  // torch.nn.utils.clip_grad_norm_: one norm over every gradient; the
+  // per-tensor kernels run as one foreach call each (a small model has
+  // hundreds of tensors, and per-tensor ops would cost more than the math).
   void clip_gradients() {
     if (s_.max_grad_norm <= 0) return;
     at::NoGradGuard no_grad;
-    double total = 0;
+    std::vector<at::Tensor> grads;
     for (const auto& t : params_)
-      if (t.grad().defined()) total += t.grad().to(at::kDouble).pow(2).sum().item<double>();
-    const double norm = std::sqrt(total), coef = s_.max_grad_norm / (norm + 1e-6);
-    if (coef < 1)
-      for (auto& t : params_)
-        if (t.grad().defined()) t.mutable_grad().mul_(coef);
+      if (t.grad().defined()) grads.push_back(t.grad());
+    if (grads.empty()) return;
+    const double norm = at::stack(at::_foreach_norm(grads)).to(at::kDouble).norm().item<double>();
+    const double coef = s_.max_grad_norm / (norm + 1e-6);
+    if (coef < 1) at::_foreach_mul_(grads, coef);
   }
 
   // diffusers' EMAModel: decay = min(ema_decay, (1 + k) / (10 + k)) at the
@@ -506,7 +546,7 @@ class Phase {
     at::NoGradGuard no_grad;
     const double k = static_cast<double>(step);
     const double decay = std::min(s_.ema_decay, (1 + k) / (10 + k));
-    for (std::size_t i = 0; i < params_.size(); ++i) ema_[i].sub_((ema_[i] - params_[i]) * (1 - decay));
+    at::_foreach_lerp_(ema_, params_, 1 - decay);  // ema += (1 - decay) * (param - ema)
   }
 
   // Latent Diffusion's rule for a freshly trained autoencoder: scale the
@@ -648,6 +688,7 @@ class Phase {
   std::vector<at::Tensor> params_, ema_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<classify::GradientBuckets> buckets_;
+  CaptionEncodings captions_{p_};
   at::Tensor permutation_, latent_mean_, latent_std_;
   std::int64_t epoch_ = -1;
   std::vector<std::int64_t> latent_shape_;
