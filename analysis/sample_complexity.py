@@ -29,12 +29,16 @@ def load(folder):
     return dinv_read.load_results(folder)
 
 
-def _axis(ax, table, x, xlabel, line_keys, label):
-    """One panel: a curve per line_keys group, mean +- std over seeds, n at each point."""
+def _axis(ax, table, x, xlabel, line_keys, label, colors):
+    """One panel: a curve per line_keys group, mean +- std over seeds, n at each point.
+    `colors` maps a curve's label to its colour, shared by the panels so that a
+    curve keeps its colour in both."""
     for keys, part in table.groupby(line_keys):
         part = part.sort_values(x)
+        name = label(dict(zip(line_keys, keys)))
+        color = colors.setdefault(name, f"C{len(colors) % 10}")
         bar = ax.errorbar(part[x], 100 * part["final_accuracy_mean"], yerr=100 * part["final_accuracy_std"].fillna(0),
-                          marker="o", capsize=3, label=label(dict(zip(line_keys, keys))))
+                          marker="o", capsize=3, label=name, color=color)
         for _, row in part.iterrows():
             ax.annotate(f"n={int(row['final_accuracy_count'])}", (row[x], 100 * row["final_accuracy_mean"]),
                         textcoords="offset points", xytext=(4, -10), fontsize=6, color=bar[0].get_color())
@@ -63,8 +67,8 @@ def synthetic_line_keys(part):
     return CURVE_KEYS + ["num_data"] if ambiguous else CURVE_KEYS
 
 
-def plot(table, out, title=None):
-    """The sample-complexity figure; returns the panels drawn."""
+def figure(table, title=None):
+    """The sample-complexity figure (matplotlib, Agg) and the panels drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,17 +78,26 @@ def plot(table, out, title=None):
     vs_syn = table[table["num_synthetic"] > 0]
     panels = [p for p, part in (("real", vs_real), ("synthetic", vs_syn)) if len(part)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    colors = {}
     for ax, panel in zip(axes[0], panels):
         if panel == "real":
-            _axis(ax, vs_real, "num_data", "real images", CURVE_KEYS, curve_label)
+            _axis(ax, vs_real, "num_data", "real images", CURVE_KEYS, curve_label, colors)
             ax.set_title("against real images (trained on or followed)", fontsize=9)
         else:
             keys = synthetic_line_keys(vs_syn)
-            _axis(ax, vs_syn, "num_synthetic", "synthetic images trained on", keys, curve_label)
+            _axis(ax, vs_syn, "num_synthetic", "synthetic images trained on", keys, curve_label, colors)
             ax.set_title("against synthetic images (synthetic, mixed)", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig, panels
+
+
+def plot(table, out, title=None):
+    """Writes the sample-complexity figure to `out`; returns the panels drawn."""
+    fig, panels = figure(table, title)
+    import matplotlib.pyplot as plt
+
     fig.savefig(out, dpi=150)
     plt.close(fig)
     return panels

@@ -491,3 +491,31 @@ def test_report_on_runs_of_the_real_dinv_train(tmp_path):
     assert len(table) == 1 and table["final_accuracy_count"][0] == 2
     assert table["final_accuracy_mean"][0] == pytest.approx(values[:, 0].mean(), abs=1e-12)
     assert table["final_accuracy_std"][0] == pytest.approx(values[:, 0].std(ddof=1), abs=1e-12)
+
+
+def test_a_curve_keeps_its_colour_in_both_panels(tmp_path):
+    # Generated-only and mixed runs appear in both panels, real runs only in
+    # the first: each curve's colour must not depend on which panel drew it.
+    sys.path.insert(0, str(ANALYSIS))
+    try:
+        import sample_complexity
+    finally:
+        sys.path.remove(str(ANALYSIS))
+    folder = tmp_path / "colours"
+    folder.mkdir()
+    for s in SEEDS:
+        write_results(folder / f"real_s{s}.h5", source="real", seed=s, final=0.5)
+        for tags in ("method", "prompt"):
+            write_results(folder / f"mixed_{tags}_s{s}.h5", source="mixed", seed=s, final=0.6, syn_tags=tags)
+            write_results(folder / f"syn_{tags}_s{s}.h5", source="synthetic", seed=s, final=0.3, syn_tags=tags,
+                          follow_real=100)
+    fig, panels = sample_complexity.figure(sample_complexity.summarise(sample_complexity.load(folder)))
+    assert panels == ["real", "synthetic"]
+    colours = []
+    for ax in fig.axes:
+        handles, labels = ax.get_legend_handles_labels()
+        colours.append({label: handle[0].get_color() for handle, label in zip(handles, labels)})
+    shared = set(colours[0]) & set(colours[1])
+    assert len(shared) == 4, colours
+    assert all(colours[0][label] == colours[1][label] for label in shared), colours
+    assert len(set(colours[0].values())) == len(colours[0])  # distinct curves, distinct colours
