@@ -4,6 +4,7 @@ moments in pretrain, embed, generate and train, then a rerun: the outputs
 equal an uninterrupted run's), SIGTERM of all ranks in each stage, and a
 store deleted, truncated or read-only between stages."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,19 +57,26 @@ def fresh_pipeline(pipelines, tmp_path, upto):
     return p
 
 
+# A progress line of any stage: "generate: 6/40 images (15.0%), ...".
+PROGRESS_LINE = re.compile(r": \d+/\d+ \w+ \(")
+
+
 def log_of(p, stage):
     return (p.workdir / f"{stage}.log").read_text()
 
 
 @pytest.mark.parametrize("stage", chaos.STAGES)
 def test_sigterm_of_all_ranks_stops_cleanly_and_the_rerun_finishes_identically(pipelines, tmp_path, stage):
+    # The signal goes out at the first progress line: the ranks are then in the
+    # stage's work loop (stop handlers installed), with most of the work ahead
+    # however fast the machine. A fixed delay was too long on a fast one.
     p = fresh_pipeline(pipelines, tmp_path, stage)
-    proc = p.start(stage)
-    deadline = time.monotonic() + 60
-    while len(chaos.rank_pids(proc)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)  # past start-up, into the work
-    assert proc.poll() is None, f"{stage} finished before the signal: make it longer"
+    proc = p.start(stage)  # chaos.CONFIG: a progress line at every step
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not PROGRESS_LINE.search(log_of(p, stage)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, f"{stage} finished before the signal: make it longer\n" + log_of(p, stage)[-3000:]
+    assert len(chaos.rank_pids(proc)) == 2
     for pid in chaos.rank_pids(proc):
         os.kill(pid, signal.SIGTERM)
     assert proc.wait(timeout=120) == 0, log_of(p, stage)[-3000:]

@@ -396,7 +396,10 @@ def mpirun_one(work, *args):
 
 def test_preemption_of_embed(cluster, inputs, tmp_path):
     ref, pre = twin_dirs(tmp_path, inputs)
-    more = ["--embed.steps=24"]
+    # Long enough that both preemptions land with work left on a fast machine
+    # (at 24 steps, 60 steps/s here: the first run had finished 3 of 4 units
+    # before its requeue took effect, the second run finished before the USR2).
+    more = ["--embed.steps=240"]
     mpirun_one(ref, "embed", *more)
     job, out = sbatch_stage(cluster, pre, "embed", *more)
     preempt_twice(cluster, job, out, pre)
