@@ -40,11 +40,14 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the Slurm test cluster must be started as root"),
 ]
 
+# Progress lines every 0.2 s: the preemption tests requeue a job once it
+# shows progress, so a line must come long before the job's end, however fast
+# the machine.
 CONFIG = """\
 [run]
 threads = 1
 progress = lines
-progress_interval = 2
+progress_interval = 0.2
 [data]
 format = cifar10
 root = {inputs}/data
@@ -316,7 +319,7 @@ PRETRAIN = """\
 [run]
 threads = 1
 progress = lines
-progress_interval = 1
+progress_interval = 0.2
 [data]
 format = captioned
 root = corpus
@@ -420,7 +423,8 @@ def test_preemption_of_generate(cluster, inputs, reference, tmp_path):
 def test_preemption_of_a_sweep_task(cluster, inputs, reference, tmp_path):
     """One point of a sweep array (sweep.sbatch.in), checkpointing only when signalled."""
     ref, pre = twin_dirs(tmp_path, inputs)
-    more = ["--sweep.num_data=20", "--sweep.source=synthetic", "--train.steps=16", "--train.checkpoint_every=0"]
+    # 80 steps: at 16 (1.6 s here) the task ended before it could be preempted.
+    more = ["--sweep.num_data=20", "--sweep.source=synthetic", "--train.steps=80", "--train.checkpoint_every=0"]
     for d in (ref, pre):
         shutil.copy(reference / "store.h5", d / "store.h5")
     mpirun_one(ref, "sweep", *more)
