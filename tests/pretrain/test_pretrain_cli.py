@@ -137,6 +137,25 @@ def test_rerun_skips_a_finished_folder(reference):
     assert "already trained" in r.stdout + r.stderr
 
 
+def kill_session(p):
+    """kill -9 of mpirun and its ranks, returning once all are gone. The ranks
+    share mpirun's session but each has its own process group: killpg of
+    mpirun's group left them running into the next run's work folder."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        rows = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(p.pid)], capture_output=True, text=True).stdout
+        pids = [row.split()[0] for row in rows.splitlines() if row.split() and not row.split()[1].startswith("Z")]
+        if not pids:  # zombies (no parent left to reap them) hold no files
+            return
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError(f"processes of session {p.pid} survived kill -9")
+
+
 def test_kill_9_then_resume_gives_the_same_weights(corpus, reference, tmp_path):
     d = workdir(tmp_path, corpus)
     cmd = [MPIEXEC, "--oversubscribe", "-np", "2", DINV, "pretrain", "--config", "pt.ini"]
@@ -150,7 +169,7 @@ def test_kill_9_then_resume_gives_the_same_weights(corpus, reference, tmp_path):
         while not (d / "gen.work" / ckpt).exists() and p.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+            kill_session(p)
             kills += 1
         p.wait()
     assert kills >= 1, "the run finished before any checkpoint could be interrupted"
