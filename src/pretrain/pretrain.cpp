@@ -296,9 +296,10 @@ double latent_spread(const at::Tensor& mean, const at::Tensor& std) {
 
 // The frozen text encoder's output per caption, computed once. A corpus
 // repeats every caption each epoch (the main job's UNet ran 7% more steps/s
-// once its captions repeated). Each caption is encoded alone, so its encoding does not depend on
-// the batch (or the rank count) it first appears in. Memory is bounded: past
-// kBudgetBytes, captions not yet seen are encoded every time they appear.
+// once its captions repeated). Each caption is encoded alone, so its encoding
+// does not depend on the batch (or the rank count) it first appears in.
+// Memory is bounded: past kBudgetBytes, captions not yet seen are encoded
+// every time they appear.
 class CaptionEncodings {
  public:
   explicit CaptionEncodings(sd::Pipeline& pipeline) : pipeline_(pipeline) {}
