@@ -42,6 +42,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mpi_session import kill_session
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("pretrain", "embed", "generate", "train")
 
@@ -177,8 +179,7 @@ def kill_one_rank(pipeline, stage, delay, rng):
         code = proc.wait(timeout=120)
         ended = f"mpirun exited {code}"
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_session(proc)
         ended = "HUNG: the other ranks did not stop within 120 s of a peer's death"
     return dict(stage=stage, delay_s=round(delay, 3), victim_pid=victim, ranks_alive=len(pids), ended=ended)
 

@@ -1,7 +1,6 @@
 """A small experiment for stage tests: the procedural shapes data and the
 tiny Stable Diffusion preset, both made by the real `dinv` CLI."""
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -62,11 +61,6 @@ def start_stage(np_, stage, config, workdir, *overrides):
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(mpirun_cmd(np_, DINV, stage, "--config", config, *overrides), cwd=workdir, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def kill_group(proc, sig=signal.SIGKILL):
-    os.killpg(proc.pid, sig)
-    proc.communicate()
 
 
 def rank_pids(proc):

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from stage_fixture import dinv_stage, kill_group, make_inputs, rank_pids, start_stage
+from conftest import kill_session
+from stage_fixture import dinv_stage, make_inputs, rank_pids, start_stage
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_sigkill_at_random_points_then_rerun_is_identical(config, reference, tmp
         if proc.poll() is not None:
             proc.communicate()
             break  # finished before the kill: the rest of the test still holds
-        kill_group(proc)
+        kill_session(proc)
         kills += 1
         if kills >= 5:
             break

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import DINV, mpirun_cmd, run
-from stage_fixture import ENV, dinv_stage, kill_group, make_inputs, start_stage
+from conftest import DINV, kill_session, mpirun_cmd, run
+from stage_fixture import ENV, dinv_stage, make_inputs, start_stage
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_sigkill_then_rerun_is_identical(config, embedded, tmp_path):
         if proc.poll() is not None:
             proc.communicate()
             break
-        kill_group(proc)
+        kill_session(proc)
         kills += 1
         if kills >= 5:
             break

@@ -5,7 +5,6 @@ diffusers loads the finished folder and computes what dinv computes on it,
 and bad input is refused with a message naming the file, line or key."""
 import json
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+
+from conftest import kill_session
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("DINV_BUILD_DIR") or ROOT / "build")
@@ -135,25 +136,6 @@ def test_the_trained_vae_scales_its_latents_to_unit_variance(reference, corpus):
 def test_rerun_skips_a_finished_folder(reference):
     r = run(["pretrain", "--config", "pt.ini"], reference.parent)
     assert "already trained" in r.stdout + r.stderr
-
-
-def kill_session(p):
-    """kill -9 of mpirun and its ranks, returning once all are gone. The ranks
-    share mpirun's session but each has its own process group: killpg of
-    mpirun's group left them running into the next run's work folder."""
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        rows = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(p.pid)], capture_output=True, text=True).stdout
-        pids = [row.split()[0] for row in rows.splitlines() if row.split() and not row.split()[1].startswith("Z")]
-        if not pids:  # zombies (no parent left to reap them) hold no files
-            return
-        for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError(f"processes of session {p.pid} survived kill -9")
 
 
 def test_kill_9_then_resume_gives_the_same_weights(corpus, reference, tmp_path):

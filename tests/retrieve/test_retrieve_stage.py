@@ -7,7 +7,6 @@ changed alone refused by name, bad input."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 
@@ -16,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from conftest import kill_session
 
 DINV = os.environ["DINV"]
 MPIEXEC = os.environ.get("MPIEXEC", "mpirun")
@@ -185,8 +186,7 @@ def test_kill_and_resume(inputs, tmp_path):
             work.mkdir()
             kills, scale = 0, scale / 2
             continue
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_session(proc)
         kills += 1
         if kills >= 3:
             break

@@ -6,7 +6,6 @@
 import os
 import random
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from conftest import BUILD_DIR, MPIEXEC, mpirun_cmd, run
+from conftest import BUILD_DIR, MPIEXEC, kill_session, mpirun_cmd, run
 
 WRITER = BUILD_DIR / "tests" / "dinv_store_writer"
 UNITS, ROWS, COLS = 12, 16, 64
@@ -51,7 +50,7 @@ def test_sigkill_and_rerun_gives_identical_file(tmp_path):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         time.sleep(rng.uniform(0.3, 1.2))
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # mpirun and every rank, no chance to clean up
+            kill_session(proc)  # mpirun and every rank, no chance to clean up
             kills += 1
         proc.wait()
         if kills >= 6:
