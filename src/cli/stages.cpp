@@ -25,6 +25,7 @@
 #include "dinv/data/captioned.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/control.h"
+#include "dinv/dist/output_lock.h"
 #include "dinv/pretrain/pretrain.h"
 #include "dinv/evaluate/evaluate.h"
 #include "dinv/retrieve/retrieve.h"
@@ -122,6 +123,7 @@ int run_embed(CommandContext& ctx) {
   data::require_labelled_data(ctx.config);
   const auto settings = inversion::embed_settings(ctx.config);
   const auto store = store_path(ctx);
+  const dist::OutputLock lock(ctx.world, store, "embed");
   const auto dataset = data::make_dataset(ctx.config);
   // A group too small for generate's partners would embed fine and then make
   // generate refuse the store: refuse now, before any work.
@@ -158,6 +160,7 @@ int run_generate(CommandContext& ctx) {
   data::require_labelled_data(ctx.config);
   const auto settings = generation::generate_settings(ctx.config);
   const auto store = store_path(ctx);
+  const dist::OutputLock lock(ctx.world, store, "generate");
   diffusion::SamplerOptions sampler;
   sampler.name = ctx.config.get_string("sampler.name");
   sampler.timestep_spacing = ctx.config.get_string("sampler.timestep_spacing");
@@ -188,6 +191,7 @@ int run_retrieve(CommandContext& ctx) {
   data::require_labelled_data(ctx.config);
   const auto settings = retrieve::retrieve_settings(ctx.config);
   const auto store = store_path(ctx);
+  const dist::OutputLock lock(ctx.world, store, "retrieve");
   const auto real = data::make_dataset(ctx.config);
   const auto pool = data::make_dataset(ctx.config, "retrieve.pool");
   if (!real) throw ConfigError("data.format = none: retrieve needs the real images to query");
@@ -206,6 +210,7 @@ int run_retrieve(CommandContext& ctx) {
 int run_pretrain(CommandContext& ctx) {
   const auto settings = pretrain::pretrain_settings(ctx.config);
   const auto corpus = data::open_captioned(ctx.config.get_string("data.root"));
+  const dist::OutputLock lock(ctx.world, settings.output, "pretrain");
   const StageTimer timer(ctx, "pretrain");
   auto comm = dist::make_communicator(ctx.world);
   const auto out = pretrain::run_pretrain(ctx.world, *comm, settings, *corpus);
@@ -226,6 +231,7 @@ int run_pretrain(CommandContext& ctx) {
 int run_evaluate(CommandContext& ctx) {
   data::require_labelled_data(ctx.config);
   const auto settings = evaluate::evaluate_settings(ctx.config);
+  const dist::OutputLock lock(ctx.world, store_path(ctx), "evaluate");
   auto comm = dist::make_communicator(ctx.world);
   const StageTimer timer(ctx, "evaluate");
   const auto metrics = evaluate::run_evaluate(ctx.world, *comm, settings, ctx.config);

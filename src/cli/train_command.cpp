@@ -26,6 +26,7 @@
 #include "dinv/data/readers.h"
 #include "dinv/data/training_data.h"
 #include "dinv/dist/communicator.h"
+#include "dinv/dist/output_lock.h"
 #include "dinv/dist/world.h"
 #include "dinv/io/data_files.h"
 #include "dinv/io/files.h"
@@ -84,6 +85,7 @@ int train_one(const Config& config, dist::World& world, dist::Communicator& comm
     log::info("run '" + name + "' is complete (" + results + "): skipped; delete the file to run it again");
     return 0;
   }
+  const dist::OutputLock lock(world, results, "train");
   auto d = std::make_shared<data::TrainingData>(data::make_training_data(config, world.rank(), world.size()));
   classify::TrainOptions options = classify::train_options(config, data_resolution(config, *d), d->num_classes);
   log::info("run '" + name + "': " + options.model.name + " at " + std::to_string(options.model.resolution) + " px, " +
