@@ -31,8 +31,8 @@ const char* kInfoUsage =
     "usage: dinv data info [--verify] [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n\n"
     "Open a dataset (any format, captioned included) and print what it is, its size and fingerprint.";
 const char* kUsage =
-    "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R]\n"
-    "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R]\n"
+    "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R] [--background B]\n"
+    "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R] [--striped-fraction F]\n"
     "       dinv data export --out DIR [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n"
     "       dinv data info [--verify] [--config FILE] [--data.format=...] [--data.root=...] [--data.split=...]\n"
     "       dinv data SUBCOMMAND --help lists every option of a subcommand\n"
@@ -41,12 +41,13 @@ const char* kUsage =
     "info: open a dataset (any format, captioned included) and print what it is, its size and fingerprint\n";
 
 Arguments shapes_arguments() {
-  Arguments a("dinv data shapes",
-              "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R]\n"
-              "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R]\n\n"
-              "The procedural 10-class dataset (CIFAR-10 binary at 32 px, PNG folders otherwise), or with\n"
-              "--captioned a captioned pretraining corpus of the same shapes and more (DIR/metadata.jsonl,\n"
-              "DIR/images/NNNNNN.png).");
+  Arguments a(
+      "dinv data shapes",
+      "usage: dinv data shapes --out DIR [--train N] [--test N] [--seed S] [--resolution R] [--background B]\n"
+      "       dinv data shapes --captioned --out DIR [--count N] [--seed S] [--resolution R] [--striped-fraction F]\n\n"
+      "The procedural 10-class dataset (CIFAR-10 binary at 32 px, PNG folders otherwise), or with\n"
+      "--captioned a captioned pretraining corpus of the same shapes and more (DIR/metadata.jsonl,\n"
+      "DIR/images/NNNNNN.png).");
   const data::ShapesOptions labelled;
   const data::CaptionedShapesOptions captioned;
   a.value("out", "DIR", "the folder to write (required)")
@@ -55,6 +56,12 @@ Arguments shapes_arguments() {
       .value("test", "N", "labelled: test images (default " + std::to_string(labelled.test) + ")")
       .value("count", "N", "--captioned: images (default " + std::to_string(captioned.count) + ")")
       .value("seed", "S", "seed of the drawing (default 0)")
+      .value("background", "B",
+             "labelled: gradient (default) or striped backgrounds (a domain of its own, for domain-shift "
+             "experiments)")
+      .value("striped-fraction", "F",
+             "--captioned: the fraction of images with striped backgrounds, never named in their captions "
+             "(default 0)")
       .value("resolution", "R",
              "image size in pixels (default " + std::to_string(labelled.resolution) + ", captioned " +
                  std::to_string(captioned.resolution) + ")");
@@ -69,12 +76,13 @@ Arguments dataset_arguments(const std::string& sub, const std::string& usage) {
 }
 
 int run_captioned_shapes(dist::World& world, const Arguments& a) {
-  for (const char* key : {"train", "test"})
+  for (const char* key : {"train", "test", "background"})
     if (a.has(key)) a.reject(std::string("--captioned: unknown option --") + key);
   data::CaptionedShapesOptions options;
   options.count = a.integer("count", options.count, 0);
   options.seed = static_cast<std::uint64_t>(a.integer("seed", 0, 0));
   options.resolution = a.integer("resolution", options.resolution, 0);
+  options.striped_fraction = a.real("striped-fraction", options.striped_fraction);
   const std::string out = a.get("out");
   if (world.is_root()) data::write_captioned_shapes(out, options);
   log::info("captioned shapes corpus: " + std::to_string(options.count) + " images at " +
@@ -87,19 +95,22 @@ int run_shapes(dist::World& world, const std::vector<std::string>& args) {
   if (!a.parse_or_print_help(args)) return 0;
   a.require("out");
   if (a.is_set("captioned")) return run_captioned_shapes(world, a);
-  if (a.has("count"))
-    throw ConfigError(
-        "dinv data shapes: --count is an option of --captioned (the labelled set takes --train and --test)");
+  for (const char* key : {"count", "striped-fraction"})
+    if (a.has(key))
+      throw ConfigError(std::string("dinv data shapes: --") + key +
+                        " is an option of --captioned (the labelled set takes --train, --test and --background)");
   data::ShapesOptions options;
   options.train = a.integer("train", options.train, 0);
   options.test = a.integer("test", options.test, 0);
   options.seed = static_cast<std::uint64_t>(a.integer("seed", 0, 0));
   options.resolution = a.integer("resolution", options.resolution, 0);
+  if (a.has("background")) options.background = data::parse_background(a.get("background"), "--background");
   const std::string out = a.get("out");
   if (world.is_root()) data::write_shapes(out, options);
   log::info("shapes dataset: " + std::to_string(options.train) + " train + " + std::to_string(options.test) +
-            " test images at " + std::to_string(options.resolution) + " px, seed " + std::to_string(options.seed) +
-            " -> " + out);
+            " test images at " + std::to_string(options.resolution) + " px, " +
+            data::background_names()[static_cast<int>(options.background)] + " backgrounds, seed " +
+            std::to_string(options.seed) + " -> " + out);
   return 0;
 }
 

@@ -112,7 +112,28 @@ namespace {
 struct ShapeParams {
   Color bg0, bg1, fg;
   double gradient_angle, scale, cx, cy, angle, aspect, noise_sigma;
+  bool striped = false;
+  double stripe_angle = 0, stripe_phase = 0;
 };
+
+// The stripes come from a stream of their own (`style`), so that an image's
+// other draws, and its pixel noise, are those of its gradient twin.
+void draw_stripes(ShapeParams& p, Rng& style) {
+  p.striped = true;
+  p.stripe_angle = style.uniform(0, 3.141592653589793);
+  p.stripe_phase = style.uniform(0, 6.283185307179586);
+}
+
+// The weight of bg1 in the background at pixel (x, y).
+double background_mix(const ShapeParams& p, std::int64_t x, std::int64_t y, double R) {
+  if (p.striped) {
+    const double along = (x + 0.5) * std::cos(p.stripe_angle) + (y + 0.5) * std::sin(p.stripe_angle);
+    const double wave = std::sin(6.283185307179586 * along / (R / 3) + p.stripe_phase);
+    return std::clamp(0.5 + 1.2 * wave, 0.0, 1.0);  // soft edges, flat tops
+  }
+  const double gx = std::cos(p.gradient_angle), gy = std::sin(p.gradient_angle);
+  return 0.5 + 0.5 * ((x / R - 0.5) * gx + (y / R - 0.5) * gy) * 1.41421356;
+}
 
 ShapeParams draw_params(Rng& rng, double R) {
   ShapeParams p;
@@ -136,7 +157,6 @@ ShapeParams draw_params(Rng& rng, double R) {
 at::Tensor paint(std::int64_t kind, const ShapeParams& p, Rng& rng, std::int64_t resolution) {
   const double R = static_cast<double>(resolution);
   const double ca = std::cos(p.angle), sa = std::sin(p.angle);
-  const double gx = std::cos(p.gradient_angle), gy = std::sin(p.gradient_angle);
   auto image = at::empty({resolution, resolution, 3}, at::kByte);
   auto* out = image.data_ptr<std::uint8_t>();
   constexpr int kSub = 3;  // 3x3 supersampling for anti-aliased edges
@@ -150,7 +170,7 @@ at::Tensor paint(std::int64_t kind, const ShapeParams& p, Rng& rng, std::int64_t
           covered += inside(kind, u, v);
         }
       const double alpha = static_cast<double>(covered) / (kSub * kSub);
-      const double t = 0.5 + 0.5 * ((x / R - 0.5) * gx + (y / R - 0.5) * gy) * 1.41421356;
+      const double t = background_mix(p, x, y, R);
       for (int c = 0; c < 3; ++c) {
         const double background = p.bg0[c] * (1 - t) + p.bg1[c] * t;
         const double value = background * (1 - alpha) + p.fg[c] * alpha + p.noise_sigma * rng.normal();
@@ -163,10 +183,27 @@ at::Tensor paint(std::int64_t kind, const ShapeParams& p, Rng& rng, std::int64_t
 
 }  // namespace
 
+const std::vector<std::string>& background_names() {
+  static const std::vector<std::string> names{"gradient", "striped"};
+  return names;
+}
+
+Background parse_background(const std::string& name, const std::string& option) {
+  const auto& names = background_names();
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (name == names[i]) return static_cast<Background>(i);
+  throw ConfigError(option + " = '" + name + "' is not a background: expected gradient or striped");
+}
+
 at::Tensor render_shape(std::int64_t label, std::uint64_t seed, const std::string& split, std::int64_t index,
-                        std::int64_t resolution) {
-  Rng rng(mix_seed({seed, split_id(split), static_cast<std::uint64_t>(index)}));
-  const auto params = draw_params(rng, static_cast<double>(resolution));
+                        std::int64_t resolution, Background background) {
+  const auto i = static_cast<std::uint64_t>(index);
+  Rng rng(mix_seed({seed, split_id(split), i}));
+  auto params = draw_params(rng, static_cast<double>(resolution));
+  if (background == Background::striped) {
+    Rng style(mix_seed({seed, split_id(split), i, 2}));
+    draw_stripes(params, style);
+  }
   return paint(label, params, rng, resolution);
 }
 
@@ -188,12 +225,12 @@ void write_bytes(const fs::path& path, const std::vector<std::uint8_t>& bytes) {
 }
 
 // CIFAR-10 records [begin, end) of a split: label byte, then R, G, B planes.
-std::vector<std::uint8_t> cifar_records(const std::vector<std::int64_t>& labels, std::uint64_t seed,
+std::vector<std::uint8_t> cifar_records(const std::vector<std::int64_t>& labels, const ShapesOptions& o,
                                         const std::string& split, std::int64_t begin, std::int64_t end) {
   std::vector<std::uint8_t> bytes;
   bytes.reserve(static_cast<std::size_t>((end - begin) * 3073));
   for (std::int64_t i = begin; i < end; ++i) {
-    auto planes = render_shape(labels[i], seed, split, i, 32).permute({2, 0, 1}).contiguous();
+    auto planes = render_shape(labels[i], o.seed, split, i, 32, o.background).permute({2, 0, 1}).contiguous();
     bytes.push_back(static_cast<std::uint8_t>(labels[i]));
     const auto* p = planes.data_ptr<std::uint8_t>();
     bytes.insert(bytes.end(), p, p + 3072);
@@ -204,7 +241,7 @@ std::vector<std::uint8_t> cifar_records(const std::vector<std::int64_t>& labels,
 void write_cifar_split(const fs::path& dir, const ShapesOptions& o, const std::string& split, std::int64_t count) {
   const auto labels = shapes_labels(count, o.seed, split);
   if (split == "test") {
-    write_bytes(dir / "test_batch.bin", cifar_records(labels, o.seed, split, 0, count));
+    write_bytes(dir / "test_batch.bin", cifar_records(labels, o, split, 0, count));
     return;
   }
   // Up to five batches, as CIFAR-10 has; a count that leaves the last ones
@@ -213,8 +250,7 @@ void write_cifar_split(const fs::path& dir, const ShapesOptions& o, const std::s
   for (int k = 0; k < 5; ++k) {
     const std::int64_t begin = std::min(count, k * per_batch), end = std::min(count, (k + 1) * per_batch);
     if (k > 0 && begin == end) break;
-    write_bytes(dir / ("data_batch_" + std::to_string(k + 1) + ".bin"),
-                cifar_records(labels, o.seed, split, begin, end));
+    write_bytes(dir / ("data_batch_" + std::to_string(k + 1) + ".bin"), cifar_records(labels, o, split, begin, end));
   }
 }
 
@@ -225,7 +261,7 @@ void write_folder_split(const fs::path& dir, const ShapesOptions& o, const std::
     char file[32];
     std::snprintf(file, sizeof file, "%06lld.png", static_cast<long long>(i));
     write_png((dir / split / shapes_class_names()[labels[i]] / file).string(),
-              render_shape(labels[i], o.seed, split, i, o.resolution));
+              render_shape(labels[i], o.seed, split, i, o.resolution, o.background));
   }
 }
 
@@ -328,7 +364,8 @@ std::string position_words(const ShapeParams& p, double R) {
 
 }  // namespace
 
-CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, std::int64_t resolution) {
+CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, std::int64_t resolution,
+                                      double striped_fraction) {
   const auto i = static_cast<std::uint64_t>(index);
   Rng rng(mix_seed({seed, kCaptionedSplitId, i}));
   const std::int64_t classes = static_cast<std::int64_t>(shapes_class_names().size());
@@ -337,7 +374,9 @@ CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, st
   out.kind = rng.bernoulli(kCaptionedExtraFraction) ? classes + static_cast<std::int64_t>(rng.below(extras))
                                                     : static_cast<std::int64_t>(rng.below(classes));
   const double R = static_cast<double>(resolution);
-  const auto p = draw_params(rng, R);
+  auto p = draw_params(rng, R);
+  Rng style(mix_seed({seed, kCaptionedSplitId, i, 2}));
+  if (style.bernoulli(striped_fraction)) draw_stripes(p, style);
   out.image = paint(out.kind, p, rng, resolution);
   // The wording has its own stream. One caption in ten is the bare "a ring";
   // the others name the size, colour, background and position, each kept
@@ -367,6 +406,9 @@ CaptionedShape render_captioned_shape(std::uint64_t seed, std::int64_t index, st
 void write_captioned_shapes(const std::string& dir, const CaptionedShapesOptions& o) {
   if (o.count < 1)
     throw ConfigError("shapes --captioned: --count must be at least 1, found " + std::to_string(o.count));
+  if (!(o.striped_fraction >= 0 && o.striped_fraction <= 1))
+    throw ConfigError("shapes --captioned: --striped-fraction must be in [0, 1], found " +
+                      std::to_string(o.striped_fraction));
   if (o.resolution < 8 || o.resolution > 1024)
     throw ConfigError("shapes: --resolution must be in [8, 1024], found " + std::to_string(o.resolution));
   std::error_code ec;
@@ -376,7 +418,7 @@ void write_captioned_shapes(const std::string& dir, const CaptionedShapesOptions
   for (std::int64_t i = 0; i < o.count; ++i) {
     char file[32];
     std::snprintf(file, sizeof file, "images/%06lld.png", static_cast<long long>(i));
-    const auto example = render_captioned_shape(o.seed, i, o.resolution);
+    const auto example = render_captioned_shape(o.seed, i, o.resolution, o.striped_fraction);
     write_png((fs::path(dir) / file).string(), example.image);
     metadata += io::Json{{"file_name", file}, {"text", example.text}}.dump() + "\n";
   }

@@ -72,22 +72,73 @@ def test_corpus_layout_captions_and_determinism(tmp_path):
     assert (tmp_path / "e" / "images" / "000009.png").read_bytes() == (tmp_path / "a" / "images" / "000009.png").read_bytes()
 
 
+def labelled_images(folder):
+    records = np.concatenate([np.fromfile(folder / f, np.uint8).reshape(-1, 3073)
+                              for f in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]])
+    return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
 def test_corpus_covers_the_labelled_distribution_and_is_disjoint(tmp_path):
     rows = corpus(tmp_path / "corpus", 1500)
     dinv_run("data", "shapes", "--out", tmp_path / "labelled", "--train", 1000, "--test", 200)
-    records = np.concatenate([np.fromfile(tmp_path / "labelled" / f, np.uint8).reshape(-1, 3073)
-                              for f in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]])
-    labelled = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    ours = np.stack([np.asarray(Image.open(tmp_path / "corpus" / r["file_name"]))
-                     for r in rows if shape_of(r["text"]) in CLASSES])
+    labelled = labelled_images(tmp_path / "labelled")
+    ours = class_images(tmp_path / "corpus", rows)
     # Same colour / background / noise ranges: the pixel statistics agree.
-    for stat in (lambda x: x.mean(axis=(1, 2, 3)), lambda x: x.std(axis=(1, 2, 3)),
-                 lambda x: np.abs(np.diff(x.astype(float), axis=2)).mean(axis=(1, 2, 3))):
-        a, b = stat(labelled), stat(ours)
-        assert abs(a.mean() - b.mean()) < 0.05 * a.mean() + 1 and abs(a.std() - b.std()) < 0.15 * a.std() + 1
+    for stat in (mean, std, edges):
+        assert_same_statistic(stat(labelled), stat(ours))
     # Its own random stream: no image of the corpus is a labelled image.
     seen = {x.tobytes() for x in labelled}
     assert not any(x.tobytes() in seen for x in ours)
+
+
+def test_striped_fraction_of_the_corpus(tmp_path):
+    plain = corpus(tmp_path / "plain", 1500)
+    rows = corpus(tmp_path / "corpus", 1500, "--striped-fraction", 0.2)
+    assert rows == plain  # the captions never mention the stripes
+    changed = [(tmp_path / "plain" / r["file_name"]).read_bytes() != (tmp_path / "corpus" / r["file_name"]).read_bytes()
+               for r in rows]
+    assert 0.16 <= np.mean(changed) <= 0.24, np.mean(changed)  # the other images stay as they were
+    # The pixel statistics agree with a 4:1 mix of the labelled set's
+    # gradient and striped backgrounds.
+    dinv_run("data", "shapes", "--out", tmp_path / "gradient", "--train", 1000, "--test", 200)
+    dinv_run("data", "shapes", "--out", tmp_path / "striped", "--train", 1000, "--test", 200, "--seed", 1,
+             "--background", "striped")
+    gradient, striped = labelled_images(tmp_path / "gradient"), labelled_images(tmp_path / "striped")
+    n_striped = round(0.2 * len(gradient))
+    mix = np.concatenate([gradient[n_striped:], striped[:n_striped]])
+    ours = class_images(tmp_path / "corpus", rows)
+    for stat in (mean, std, edges):
+        assert_same_statistic(stat(mix), stat(ours))
+    assert edges(ours).mean() > 1.1 * edges(gradient).mean()
+
+
+def labelled_images(folder):
+    records = np.concatenate([np.fromfile(folder / f, np.uint8).reshape(-1, 3073)
+                              for f in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]])
+    return records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def class_images(folder, rows):
+    """The corpus images of the 10 labelled classes (not the extra kinds)."""
+    return np.stack([np.asarray(Image.open(folder / r["file_name"])) for r in rows if shape_of(r["text"]) in CLASSES])
+
+
+def mean(x):
+    return x.mean(axis=(1, 2, 3))
+
+
+def std(x):
+    return x.std(axis=(1, 2, 3))
+
+
+def edges(x):
+    return np.abs(np.diff(x.astype(float), axis=2)).mean(axis=(1, 2, 3))
+
+
+def assert_same_statistic(a, b):
+    """Per-image statistics `a` and `b`: close means and spreads over the images."""
+    assert abs(a.mean() - b.mean()) < 0.05 * a.mean() + 1 and abs(a.std() - b.std()) < 0.15 * a.std() + 1, \
+        (a.mean(), b.mean(), a.std(), b.std())
 
 
 def test_corpus_bad_options(tmp_path):
@@ -97,6 +148,14 @@ def test_corpus_bad_options(tmp_path):
     assert proc.returncode == 2 and "unknown option --train" in proc.stderr
     proc = dinv_run("data", "shapes", "--out", tmp_path / "x", "--count", "10", check=False)
     assert proc.returncode == 2 and "--count is an option of --captioned" in proc.stderr
+    proc = dinv_run("data", "shapes", "--captioned", "--out", tmp_path / "x", "--background", "striped", check=False)
+    assert proc.returncode == 2 and "unknown option --background" in proc.stderr
+    proc = dinv_run("data", "shapes", "--out", tmp_path / "x", "--striped-fraction", "0.2", check=False)
+    assert proc.returncode == 2 and "--striped-fraction is an option of --captioned" in proc.stderr
+    for bad in ("1.5", "-0.1", "x"):
+        proc = dinv_run("data", "shapes", "--captioned", "--out", tmp_path / "x", "--striped-fraction", bad,
+                        check=False)
+        assert proc.returncode == 2 and "--striped-fraction" in proc.stderr, proc.stderr
 
 
 # The labelled shapes data must not change: these digests were computed with

@@ -66,6 +66,29 @@ def test_other_resolutions_write_png_folders(tmp_path):
     assert images.shape == (10, 48, 48, 3) and np.bincount(labels).tolist() == [1] * 10
 
 
+def folder_images(root):
+    files = sorted(root.rglob("*.png"), key=lambda f: f.name)
+    return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]), [f.parent.name for f in files]
+
+
+def test_striped_background_keeps_the_shape_and_changes_only_the_background(tmp_path):
+    dinv_run("data", "shapes", "--out", tmp_path / "g", "--train", 100, "--test", 10, "--resolution", 16, "--seed", 3)
+    dinv_run("data", "shapes", "--out", tmp_path / "s", "--train", 100, "--test", 10, "--resolution", 16, "--seed", 3,
+             "--background", "striped")
+    dinv_run("data", "shapes", "--out", tmp_path / "s2", "--train", 100, "--test", 10, "--resolution", 16,
+             "--seed", 3, "--background=striped")
+    g, g_labels = folder_images(tmp_path / "g" / "train")
+    s, s_labels = folder_images(tmp_path / "s" / "train")
+    assert g_labels == s_labels  # the same classes, image by image
+    assert (s == folder_images(tmp_path / "s2" / "train")[0]).all()  # deterministic
+    # Twins: the pixels inside the shape (colour and noise) are equal, the
+    # background differs, and stripes add edges that a gradient has not.
+    same = (g == s).all(axis=3).mean(axis=(1, 2))
+    assert (same > 0.05).all() and (same < 0.9).all(), same
+    edges = lambda x: np.abs(np.diff(x.astype(float), axis=2)).mean()
+    assert edges(s) > 1.5 * edges(g), (edges(s), edges(g))
+
+
 def test_bad_options_are_usage_errors(tmp_path):
     proc = dinv_run("data", "shapes", "--out", tmp_path, "--train", "x", check=False)
     assert proc.returncode == 2 and "--train=x" in proc.stderr
@@ -73,6 +96,8 @@ def test_bad_options_are_usage_errors(tmp_path):
     assert proc.returncode == 2 and "--out" in proc.stderr
     proc = dinv_run("data", "shapes", "--out", tmp_path, "--colours", "3", check=False)
     assert proc.returncode == 2 and "unknown option '--colours'" in proc.stderr
+    proc = dinv_run("data", "shapes", "--out", tmp_path, "--background", "dots", check=False)
+    assert proc.returncode == 2 and "--background = 'dots' is not a background: expected gradient or striped" in proc.stderr
     proc = dinv_run("data", "shuffle", check=False)
     assert proc.returncode == 2 and "unknown subcommand 'shuffle'" in proc.stderr
     proc = dinv_run("data", "export", "--out", tmp_path / "x", "--data.format=cifar10", check=False)
