@@ -58,6 +58,38 @@ TEST(DataSampler, RankShardsAreDisjointAndUnionIsTheSingleRankBatch) {
   }
 }
 
+TEST(DataSampler, ADatasetSmallerThanOneBatchIsVisitedSeveralTimesPerEpoch) {
+  auto& w = test::world();
+  auto comm = dist::make_mpi_communicator(w);
+  const std::int64_t n = 3, b = 4;  // global batch 4 x ranks > 3 examples
+  data::DistributedSampler mine(options(n, b, w.rank(), w.size()));
+  data::DistributedSampler single(options(n, b * w.size(), 0, 1));
+  const std::int64_t B = b * w.size(), passes = (B + n - 1) / n;
+  ASSERT_EQ(mine.passes_per_epoch(), passes);
+  ASSERT_EQ(mine.steps_per_epoch(), passes * n / B);
+  ASSERT_GE(mine.steps_per_epoch(), 1);
+  for (std::int64_t epoch : {0, 1}) {
+    const auto order = mine.global_order(epoch);
+    ASSERT_EQ(static_cast<std::int64_t>(order.size()), passes * n);
+    for (std::int64_t pass = 0; pass < passes; ++pass) {  // each pass visits every example once
+      std::vector<std::int64_t> one(order.begin() + pass * n, order.begin() + (pass + 1) * n);
+      std::sort(one.begin(), one.end());
+      EXPECT_EQ(one, (std::vector<std::int64_t>{0, 1, 2})) << "epoch " << epoch << " pass " << pass;
+    }
+    for (std::int64_t step = 0; step < mine.steps_per_epoch(); ++step) {
+      auto indices = mine.indices(epoch, step);
+      ASSERT_EQ(static_cast<std::int64_t>(indices.size()), b);
+      auto all = comm->all_gather(at::tensor(indices, at::kLong));
+      std::vector<std::int64_t> gathered(all.data_ptr<std::int64_t>(), all.data_ptr<std::int64_t>() + all.numel());
+      EXPECT_EQ(gathered, single.indices(epoch, step)) << "epoch " << epoch << " step " << step;
+    }
+  }
+  // A dataset of at least one batch keeps the one-pass orders.
+  data::DistributedSampler big(options(2 * B, b, w.rank(), w.size()));
+  EXPECT_EQ(big.passes_per_epoch(), 1);
+  EXPECT_EQ(big.global_order(1).size(), static_cast<std::size_t>(2 * B));
+}
+
 TEST(DataSampler, LoaderBatchesOfAllRanksEqualTheSingleRankBatch) {
   auto& w = test::world();
   auto comm = dist::make_mpi_communicator(w);

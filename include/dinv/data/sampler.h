@@ -7,6 +7,12 @@
 // exactly the union of what k ranks with batch b see, step by step, and the
 // shards of one step are disjoint. A short last step (drop_last = false) is cut
 // the same way: the ranks at its end may get fewer or no examples.
+//
+// A dataset smaller than one global batch (drop_last, n < B: 20 real images
+// in batches of 32) is visited k = ceil(B / n) times per epoch, each pass in
+// its own order (that of epoch e*k + j, j < k), so the epoch's order has k*n
+// positions and at least one full step. A dataset of at least one batch has
+// k = 1: the orders above.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +37,9 @@ class DistributedSampler {
   const SamplerOptions& options() const { return o_; }
   std::int64_t global_batch() const { return o_.batch_size * o_.world_size; }
   std::int64_t steps_per_epoch() const;
+  // Passes over the dataset per epoch: 1, or k for a dataset smaller than one batch.
+  std::int64_t passes_per_epoch() const { return passes_; }
+  std::int64_t positions_per_epoch() const { return passes_ * o_.dataset_size; }
   // The epoch's global order of dataset indices (the same on every rank).
   std::vector<std::int64_t> global_order(std::int64_t epoch) const;
   // This rank's positions in the global order at `step` (positions identify an
@@ -42,6 +51,7 @@ class DistributedSampler {
 
  private:
   SamplerOptions o_;
+  std::int64_t passes_ = 1;
   mutable std::mutex mutex_;
   mutable std::int64_t cached_epoch_ = -1;
   mutable std::vector<std::int64_t> cached_order_;
