@@ -124,7 +124,8 @@ else
     cancel_chain
     exit 1
   }
-  sweep=$(sed -n 's/^submitted sweep .* as job \([0-9][0-9]*\).*/\1/p' <<<"$out" | tail -n1)
+  # One job per array (a sweep over Slurm's MaxArraySize is several).
+  sweep=$(sed -n 's/^submitted sweep .* as job \([0-9][0-9]*\).*/\1/p' <<<"$out" | paste -sd, -)
   scontrol release "${ids[0]}"
 fi
 submitted=$(printf '%s, ' "${names[@]}")

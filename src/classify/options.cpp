@@ -68,6 +68,10 @@ void register_sweep_options(ConfigSchema& s) {
   s.add_without_default("sweep.sbatch_args", ValueKind::string,
                         "slurm mode: more sbatch arguments for the submission, as a shell would read them "
                         "(slurm/submit.sh passes its own here)");
+  s.add_without_default("sweep.max_array_size", ValueKind::integer,
+                        "slurm mode: Slurm's MaxArraySize (array indices stay below it; a larger sweep is submitted "
+                        "as several arrays). Unset: asked of `scontrol show config`, else Slurm's default 1001")
+      .min(1);
   s.add_without_default("sweep.after", ValueKind::string,
                         "slurm mode: the array starts after this job id finished successfully (afterok; a failure "
                         "cancels the array)");

@@ -138,7 +138,8 @@ std::string frozen_ini(const Config& c) {
   while (std::getline(in, line)) {
     if (!line.empty() && line[0] == '[') section = line;
     const std::string key = trim(line.substr(0, line.find('=')));
-    if (section == "[sweep]" && (key == "status" || key == "resubmit" || key == "after" || key == "sbatch_args"))
+    if (section == "[sweep]" &&
+        (key == "status" || key == "resubmit" || key == "after" || key == "sbatch_args" || key == "max_array_size"))
       continue;
     out += line + "\n";
   }
@@ -167,12 +168,20 @@ std::string find_template(const std::string& path) {
   return fs::exists(shipped) ? shipped : path;
 }
 
-struct SweepJob {
-  std::string id;
-  std::vector<std::size_t> tasks;
+// One job array of a sweep: point `offset + i` is its array task i, so that
+// every index stays below Slurm's MaxArraySize.
+struct SweepArray {
+  std::size_t offset = 0;
+  std::vector<std::size_t> tasks;  // points, ascending
 };
 
-// <sweep>.jobs: one line per submission, "JOBID TASK,TASK,...".
+struct SweepJob {
+  std::string id;
+  SweepArray array;
+};
+
+// <sweep>.jobs: one line per submitted array, "JOBID TASK,TASK,... [OFFSET]"
+// (the offset only when it is not 0).
 std::vector<SweepJob> read_jobs(const std::string& path) {
   std::vector<SweepJob> jobs;
   std::ifstream in(path);
@@ -182,25 +191,62 @@ std::vector<SweepJob> read_jobs(const std::string& path) {
     SweepJob j;
     std::string tasks, t;
     if (!(f >> j.id >> tasks)) continue;
+    if (!(f >> j.array.offset)) j.array.offset = 0;
     std::istringstream ts(tasks);
-    while (std::getline(ts, t, ',')) j.tasks.push_back(std::stoul(t));
+    while (std::getline(ts, t, ',')) j.array.tasks.push_back(std::stoul(t));
     jobs.push_back(std::move(j));
   }
   return jobs;
 }
 
-// The job-array script of these points (task i runs point i of the frozen
-// configuration `base_ini`), submitted when `submit`; returns the job id.
-std::string write_slurm_array(const Config& config, const std::string& base_ini, const std::vector<std::size_t>& tasks,
-                              bool submit) {
+// MaxArraySize from `scontrol show config` ("MaxArraySize = 1001"); 0 when
+// Slurm cannot be asked.
+std::size_t slurm_max_array_size() {
+  const auto [rc, out] = capture("scontrol show config");
+  if (rc != 0) return 0;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (trim(line.substr(0, line.find('='))) != "MaxArraySize" || line.find('=') == std::string::npos) continue;
+    const std::string value = trim(line.substr(line.find('=') + 1));
+    if (!value.empty() && value.find_first_not_of("0123456789") == std::string::npos) return std::stoul(value);
+  }
+  return 0;
+}
+
+std::size_t max_array_size(const Config& config) {
+  if (config.has("sweep.max_array_size")) return static_cast<std::size_t>(config.get_int("sweep.max_array_size"));
+  const std::size_t asked = slurm_max_array_size();
+  return asked > 0 ? asked : 1001;  // Slurm's default
+}
+
+// The points `tasks` (ascending) as arrays whose indices stay below `max`:
+// the first counts from 0 while it can, the others from their first point.
+std::vector<SweepArray> split_into_arrays(const std::vector<std::size_t>& tasks, std::size_t max) {
+  std::vector<SweepArray> arrays;
+  for (const auto t : tasks) {
+    if (arrays.empty() || t - arrays.back().offset >= max) arrays.push_back({arrays.empty() && t < max ? 0 : t, {}});
+    arrays.back().tasks.push_back(t);
+  }
+  return arrays;
+}
+
+// The job-array script of one array of points (array task i runs point
+// offset + i of the frozen configuration `base_ini`), submitted when
+// `submit`; returns the job id.
+std::string write_slurm_array(const Config& config, const std::string& base_ini, const SweepArray& array, bool submit) {
   const std::string name = config.get_string("sweep.name");
-  const std::string script = sweep_file(config, ".sbatch");
+  const std::string script =
+      sweep_file(config, array.offset == 0 ? ".sbatch" : "." + std::to_string(array.offset) + ".sbatch");
   const std::string template_path = find_template(config.get_string("sweep.template"));
   std::string text = io::read_text_file(template_path);
   const std::string self = std::filesystem::canonical("/proc/self/exe").string();
+  const std::string task =
+      array.offset == 0 ? "${SLURM_ARRAY_TASK_ID}" : "$((" + std::to_string(array.offset) + " + SLURM_ARRAY_TASK_ID))";
   const std::string command = config.get_string("sweep.launcher") + " " + self + " sweep --config " +
-                              std::filesystem::absolute(base_ini).string() +
-                              " --sweep.mode=local --sweep.task=${SLURM_ARRAY_TASK_ID}";
+                              std::filesystem::absolute(base_ini).string() + " --sweep.mode=local --sweep.task=" + task;
+  std::vector<std::size_t> indices;
+  for (const auto t : array.tasks) indices.push_back(t - array.offset);
   std::string directives;
   for (const auto& o : sbatch_options(config, "sweep")) directives += "#SBATCH " + o + "\n";
   if (text.find("@SBATCH@") != std::string::npos) {
@@ -210,10 +256,11 @@ std::string write_slurm_array(const Config& config, const std::string& base_ini,
     config.reject("sweep.template", "has no @SBATCH@ line for the [slurm] options (" + trim(directives) + ")");
   }
   text = replace_all(text, "@NAME@", name);
-  text = replace_all(text, "@TASKS@", sweep_array_spec(config, tasks));
+  text = replace_all(text, "@TASKS@", sweep_array_spec(config, indices));
   text = replace_all(text, "@COMMAND@", command);
   write_text(script, text);
-  log::info("wrote " + script + " (" + std::to_string(tasks.size()) + " array tasks)");
+  log::info("wrote " + script + " (" + std::to_string(indices.size()) + " array tasks" +
+            (array.offset == 0 ? "" : ", points " + std::to_string(array.offset) + " + task") + ")");
   if (!submit) return "";
   std::string cmd = "sbatch --parsable";
   if (config.has("sweep.after") && !trim(config.get_string("sweep.after")).empty())
@@ -231,12 +278,24 @@ std::string write_slurm_array(const Config& config, const std::string& base_ini,
     throw Error(cmd + ": unexpected output '" + trim(out) + "'");
   std::ofstream jobs(sweep_file(config, ".jobs"), std::ios::app);
   jobs << id << " ";
-  for (std::size_t i = 0; i < tasks.size(); ++i) jobs << (i ? "," : "") << tasks[i];
+  for (std::size_t i = 0; i < array.tasks.size(); ++i) jobs << (i ? "," : "") << array.tasks[i];
+  if (array.offset != 0) jobs << " " << array.offset;
   jobs << "\n";
   if (!jobs) throw IoError("cannot write " + sweep_file(config, ".jobs"));
-  std::cout << "submitted sweep " << name << " as job " << id << " (array " << sweep_array_spec(config, tasks) << ")"
-            << std::endl;
+  std::cout << "submitted sweep " << name << " as job " << id << " (array " << sweep_array_spec(config, indices)
+            << (array.offset == 0 ? "" : ": points " + std::to_string(array.offset) + " + index") << ")" << std::endl;
   return id;
+}
+
+// The points `tasks` (ascending) as one job array, or several where the
+// sweep has more points than Slurm's MaxArraySize allows in one.
+void write_slurm_arrays(const Config& config, const std::string& base_ini, const std::vector<std::size_t>& tasks,
+                        bool submit) {
+  const auto arrays = split_into_arrays(tasks, max_array_size(config));
+  if (arrays.size() > 1)
+    log::info("sweep: " + std::to_string(tasks.size()) + " points in " + std::to_string(arrays.size()) +
+              " job arrays (Slurm's MaxArraySize " + std::to_string(max_array_size(config)) + ")");
+  for (const auto& array : arrays) write_slurm_array(config, base_ini, array, submit);
 }
 
 // Slurm's state of array tasks, (job id, task) -> "STATE reason", from squeue
@@ -307,10 +366,13 @@ std::vector<PointStatus> sweep_status(const Config& config, const std::string& b
     s.results = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".h5";
     const std::string failed = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
     const std::string checkpoint = classify::train_options(point, 1, 1).checkpoint_path;
-    for (const auto& j : jobs)  // the latest submission of this point
-      if (std::find(j.tasks.begin(), j.tasks.end(), i) != j.tasks.end()) s.job = j.id + "_" + std::to_string(i);
-    if (!s.job.empty()) {
-      const auto it = states.find({s.job.substr(0, s.job.find('_')), i});
+    const SweepJob* latest = nullptr;  // the latest submission of this point
+    for (const auto& j : jobs)
+      if (std::find(j.array.tasks.begin(), j.array.tasks.end(), i) != j.array.tasks.end()) latest = &j;
+    if (latest) {
+      const std::size_t index = i - latest->array.offset;  // Slurm's array task of the point
+      s.job = latest->id + "_" + std::to_string(index);
+      const auto it = states.find({latest->id, index});
       s.slurm = it == states.end() ? "unknown (no longer listed)" : it->second;
     }
     if (classify::results_complete(s.results)) {
@@ -396,7 +458,7 @@ int run_sweep(CommandContext& ctx) {
                   << std::endl;
         return 0;
       }
-      write_slurm_array(config, base, tasks, true);
+      write_slurm_arrays(config, base, tasks, true);
     }
     return 0;
   }
@@ -407,7 +469,7 @@ int run_sweep(CommandContext& ctx) {
     if (!ctx.world.is_root()) return 0;
     std::vector<std::size_t> tasks(points.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
-    write_slurm_array(config, base, tasks, config.get_bool("sweep.submit"));
+    write_slurm_arrays(config, base, tasks, config.get_bool("sweep.submit"));
     return 0;
   }
   const auto task = config.get_int("sweep.task");

@@ -181,6 +181,44 @@ def test_status_and_resubmit_of_failed_and_missing_points(tmp_path):
     assert (tmp_path / "results" / "sc.ini").read_text() == frozen
 
 
+def test_a_sweep_larger_than_max_array_size_is_split_into_arrays(tmp_path):
+    # Slurm refuses array indices of MaxArraySize or more: 4 points with
+    # MaxArraySize 2 (as `scontrol show config` says) go out as two arrays,
+    # the second counting its points from 2.
+    write(tmp_path / "sweep.ini", SWEEP_INI)
+    env, log = fake_slurm(tmp_path, ["701 0 RUNNING None", "701 1 RUNNING None", "702 0 RUNNING None",
+                                     "702 1 PENDING Priority"])
+    write(tmp_path / "bin" / "scontrol", "#!/bin/bash\necho 'MaxArrayCount           = 9'\n"
+                                         "echo 'MaxArraySize            = 2'\n").chmod(0o755)
+    template = f"--sweep.template={SOURCE_DIR}/slurm/sweep.sbatch.in"
+    out = status(tmp_path, env, "--sweep.mode=slurm", "--sweep.submit", template)
+    assert "submitted sweep sc as job 701 (array 0-1)" in out, out
+    assert "submitted sweep sc as job 702 (array 0-1: points 2 + index)" in out, out
+    first, second = (tmp_path / "results" / "sc.sbatch").read_text(), (tmp_path / "results" / "sc.2.sbatch").read_text()
+    assert "#SBATCH --array=0-1" in first and "--sweep.task=${SLURM_ARRAY_TASK_ID}" in first
+    assert "#SBATCH --array=0-1" in second and "--sweep.task=$((2 + SLURM_ARRAY_TASK_ID))" in second
+    assert (tmp_path / "results" / "sc.jobs").read_text() == "701 0,1\n702 2,3 2\n"
+    # --status names each point's own array task: point 3 is 702_1
+    out = status(tmp_path, env, "--status")
+    rows = {l.split()[0]: l.split() for l in out[out.index("\npoint  name"):].splitlines()[2:]}
+    assert rows["2"][2:5] == ["running", "702_0", "RUNNING"], out
+    assert rows["3"][2:6] == ["pending", "702_1", "PENDING", "(Priority)"], out
+    # The task arithmetic runs point 3 (bash evaluates the command's argument).
+    r = run(["bash", "-c", 'SLURM_ARRAY_TASK_ID=1; echo --sweep.task=$((2 + SLURM_ARRAY_TASK_ID))'])
+    assert r.stdout.strip() == "--sweep.task=3"
+    # Resubmitting the missing points 2 and 3: as they are under the key's
+    # limit, and counted from 2 under Slurm's.
+    (tmp_path / "results" / "sc.jobs").write_text("701 0,1\n")
+    out = status(tmp_path, env, "--resubmit", "--sweep.max_array_size=4")
+    assert "submitted sweep sc as job 703 (array 2-3)" in out, out
+    (tmp_path / "results" / "sc.jobs").write_text("701 0,1\n")
+    out = status(tmp_path, env, "--resubmit")
+    assert "submitted sweep sc as job 704 (array 0-1: points 2 + index)" in out, out
+    r = run([DINV, "sweep", "--config", tmp_path / "sweep.ini", "--resubmit", "--sweep.max_array_size=0"],
+            cwd=tmp_path, env=env)
+    assert r.returncode == 2 and "sweep.max_array_size" in r.stderr, r.stderr
+
+
 def test_submit_dry_run_chains_stages_with_their_options(tmp_path):
     write(tmp_path / "sweep.ini", SWEEP_INI + SLURM_INI)
     env = dict(os.environ, DINV=DINV)

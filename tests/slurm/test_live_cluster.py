@@ -4,7 +4,8 @@ stopped on exit, also on failure): slurm/submit.sh chains embed (4 ranks under
 srun --mpi=pmix) -> generate -> the sweep's job array (throttled to one task at
 a time); embed is requeued mid-run and resumes; one array task is cancelled,
 `dinv sweep --status` reports it, `--resubmit` runs only it; a failing stage
-cancels the jobs after it and says why. Pre-emption of embed, generate, a
+cancels the jobs after it and says why; a sweep larger than MaxArraySize
+runs as two arrays. Pre-emption of embed, generate, a
 sweep task and pretrain: each is requeued (`scontrol requeue`) and then sent
 the time-limit signal (SIGUSR2 to the batch script), comes back twice and
 resumes. Every output equals the one of an uninterrupted single-rank mpirun
@@ -283,6 +284,27 @@ def test_pipeline_with_requeue_cancel_and_resubmit(cluster, inputs, reference, t
     assert "4 points: 4 done, 0 running, 0 pending, 0 failed, 0 missing" in r.stdout, r.stdout
 
     assert (work / "store.h5").read_bytes() == (reference / "store.h5").read_bytes()
+    for p in POINTS:
+        same_results(reference / "results" / f"{p}.h5", work / "results" / f"{p}.h5")
+
+
+def test_a_sweep_over_max_array_size_runs_as_several_arrays(cluster, inputs, reference, tmp_path):
+    """4 points under a MaxArraySize of 2: two arrays, the second's tasks
+    running points 2 and 3; every point ends as the uninterrupted run's."""
+    work = tmp_path / "split"
+    write_config(work, inputs)
+    shutil.copy(reference / "store.h5", work / "store.h5")
+    r = sweep(work, cluster, "--sweep.mode=slurm", "--sweep.submit", "--sweep.max_array_size=2",
+              "--slurm.time=00:10:00", "--slurm.cpus_per_task=1", "--slurm.ntasks=1")
+    assert r.returncode == 0, r.stderr
+    first, second = re.findall(r"submitted sweep live as job (\d+)", r.stdout)
+    assert "points 2 + index" in r.stdout, r.stdout
+    tasks = [f"{first}_0", f"{first}_1", f"{second}_0", f"{second}_1"]
+    wait_for("both arrays", lambda: all(state(cluster, t)[0] in DONE for t in tasks), 600, cluster, work)
+    assert [state(cluster, t)[0] for t in tasks] == ["COMPLETED"] * 4
+    r = sweep(work, cluster, "--status")
+    assert "4 points: 4 done, 0 running, 0 pending, 0 failed, 0 missing" in r.stdout, r.stdout
+    assert status_rows(r.stdout)["live_n20_synthetic"][3] == f"{second}_1", r.stdout
     for p in POINTS:
         same_results(reference / "results" / f"{p}.h5", work / "results" / f"{p}.h5")
 
