@@ -107,7 +107,8 @@ Declaration<GenerateSettings> declare_generate_settings() {
       .min(1);
   d.add("generate.preview_path", &S::preview_path,
         "file of the preview (empty: <store.path>.preview/<tag>.png; --preview-out)");
-  // Not in the settings text (tags written before it kept it out).
+  // Not in the settings text (tags written before it kept it out): the tag's
+  // attribute `dtype` records it, and a resume checks it there.
   d.add("generate.dtype", &S::dtype, "UNet/VAE dtype (fp16/bf16 on GPU only)").choices({"fp32", "fp16", "bf16"});
   d.use("sampler.guidance", &S::guidance).changes(2).stored(3).tagged(6, "w");
   // The stored name is the model's resolved sampler (as_run), not "folder".
@@ -285,6 +286,7 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   auto g = st.create_group(group);
   const auto run = as_run(s, m.sampler_name);
   g.set_attribute("settings", generate_declaration().text(run));
+  g.set_attribute("dtype", s.dtype);  // beside the settings text, which older tags wrote without it
   g.set_attribute("model_fingerprint", m.fingerprint);
   store::set_attributes(g, generate_declaration().attributes(run));
   st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
@@ -418,6 +420,8 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
     store::require_settings(st, group, generate_declaration(), as_run(s, model.sampler_name),
                             "Choose another generate.tag than '" + out.tag + "' for these settings.");
     st.require_attribute(group, "model_fingerprint", model.fingerprint, "Use the model the tag was generated with.");
+    st.require_attribute_if_recorded(group, "dtype", s.dtype,
+                                     "Resume in the precision the tag began in, or choose another generate.tag.");
     if (s.mode == Mode::embedding) rows = std::make_unique<EmbeddingRows>(st, src.group_size);
     return stage::Plan{"generate", group, dist::chunk_count(out.images, chunk_size), "chunk", "images"};
   };

@@ -82,8 +82,8 @@ Declaration<EmbedSettings> declare_embed_settings() {
   d.add("embed.interpolation", &S::interpolation, "resize filter to the resolution")
       .choices({"nearest", "bilinear", "bicubic", "lanczos"})
       .changes(6);
-  // Not in the settings text (stores written before it kept it out): a
-  // dtype change on a GPU continues a store in another precision.
+  // Not in the settings text (stores written before it kept it out): the
+  // /embeddings attribute `dtype` records it, and a resume checks it there.
   d.add("embed.dtype", &S::dtype, "UNet/VAE dtype (fp16/bf16 on GPU only; embeddings and loss stay fp32)")
       .choices({"fp32", "fp16", "bf16"});
   d.add("embed.checkpoint_every", &S::checkpoint_every, "steps between checkpoints of a unit's state").min(1);
@@ -130,6 +130,7 @@ void create_layout(store::Store& st, const Layout& l, const EmbedSettings& s, co
   auto emb = st.create_group("/embeddings");
   emb.set_attribute("model_fingerprint", model.fingerprint);
   emb.set_attribute("settings", embed_declaration().text(s));
+  emb.set_attribute("dtype", s.dtype);  // beside the settings text, which older stores wrote without it
   store::set_attributes(emb, embed_declaration().attributes(s));
   emb.set_attribute("loss_note", std::string("loss: each image's denoising loss at the last step that trained it"));
   st.create_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
@@ -146,6 +147,8 @@ void check_layout(const store::Store& st, const Layout& l, const EmbedSettings& 
   st.require_attribute("/source", "dataset_fingerprint", dataset.fingerprint(), hint);
   st.require_attribute("/embeddings", "model_fingerprint", model.fingerprint, hint);
   store::require_settings(st, "/embeddings", embed_declaration(), s, hint);
+  st.require_attribute_if_recorded("/embeddings", "dtype", s.dtype,
+                                   "Resume in the precision the units began in. " + hint);
   st.require_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
 }
 

@@ -136,6 +136,11 @@ void Store::require_attribute(const std::string& object, const std::string& name
     throw StoreError(where + ": " + name + " is '" + found + "' but this run has '" + expected + "'. " + hint);
 }
 
+void Store::require_attribute_if_recorded(const std::string& object, const std::string& name,
+                                          const std::string& expected, const std::string& hint) const {
+  if (group(object).has_attribute(name)) require_attribute(object, name, expected, hint);
+}
+
 void Store::flush() { file_.flush(); }
 
 void Store::close() { file_.close(); }

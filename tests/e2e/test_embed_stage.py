@@ -110,6 +110,23 @@ def test_store_from_other_settings_is_refused(config, reference, tmp_path):
         "run. Use a new store" in r.stderr
 
 
+def test_a_store_begun_in_another_precision_is_refused(config, reference, tmp_path):
+    # embed.dtype is recorded as /embeddings' attribute `dtype` (not in its
+    # settings text, for older stores, which are still accepted).
+    with h5py.File(reference) as f:
+        assert f["/embeddings"].attrs["dtype"] == "fp32"
+    for recorded, code in (("fp16", 1), (None, 0)):
+        (tmp_path / "store.h5").write_bytes(reference.read_bytes())
+        with h5py.File(tmp_path / "store.h5", "r+") as f:
+            del f["/embeddings"].attrs["dtype"]
+            if recorded:
+                f["/embeddings"].attrs["dtype"] = recorded
+        r = dinv_stage(1, "embed", config, tmp_path)
+        assert r.returncode == code, r.stderr
+        if recorded:
+            assert "/embeddings: dtype is 'fp16' but this run has 'fp32'. Resume in the precision" in r.stderr
+
+
 @pytest.mark.parametrize("override,message", [
     ("--embed.num_tokens=0", "embed.num_tokens = '0' is out of range"),
     ("--embed.resolution=33", "embed.resolution = 33 is not a multiple of the VAE's downsampling factor 2"),

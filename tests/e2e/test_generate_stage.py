@@ -183,6 +183,24 @@ def test_same_tag_with_other_settings_is_refused(config, reference, tmp_path):
     assert "written with other settings" in r.stderr
 
 
+def test_a_tag_begun_in_another_precision_is_refused(config, reference, tmp_path):
+    # generate.dtype is recorded as the tag's attribute `dtype` (not in its
+    # settings text, for tags of older stores, which are still accepted).
+    tag, _, _ = samples(reference)
+    with h5py.File(reference) as f:
+        assert f[f"/samples/{tag}"].attrs["dtype"] == "fp32"
+    for recorded, code in (("bf16", 1), (None, 0)):
+        shutil.copy(reference, tmp_path / "store.h5")
+        with h5py.File(tmp_path / "store.h5", "r+") as f:
+            del f[f"/samples/{tag}"].attrs["dtype"]
+            if recorded:
+                f[f"/samples/{tag}"].attrs["dtype"] = recorded
+        r = dinv_stage(1, "generate", config, tmp_path, "--embed.steps=10")
+        assert r.returncode == code, r.stderr
+        if recorded:
+            assert f"/samples/{tag}: dtype is 'bf16' but this run has 'fp32'. Resume in the precision" in r.stderr
+
+
 @pytest.mark.parametrize("override,message", [
     ("--generate.num_samples=0", "generate.num_samples = '0' is out of range"),
     ("--generate.emb_noise=-1", "generate.emb_noise = '-1' is out of range"),

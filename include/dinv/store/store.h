@@ -52,6 +52,10 @@ class Store {
   // StoreError naming the store, object, attribute, both values and `hint`.
   void require_attribute(const std::string& object, const std::string& name, const std::string& expected,
                          const std::string& hint) const;
+  // The same where `object` has the attribute; one that has not (written by
+  // an older dinv, before the attribute was recorded) is accepted.
+  void require_attribute_if_recorded(const std::string& object, const std::string& name, const std::string& expected,
+                                     const std::string& hint) const;
 
   void flush();
   // Close now, reporting failures (the destructor closes silently).
