@@ -42,7 +42,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mpi_session import kill_session
+from mpi_session import kill_session, rank_pids
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("pretrain", "embed", "generate", "train")
@@ -152,12 +152,6 @@ class Pipeline:
         if proc.wait() != 0:
             tail = (self.workdir / f"{stage}.log").read_text()[-3000:]
             raise RuntimeError(f"{stage} failed with exit {proc.returncode} in {self.workdir}:\n{tail}")
-
-
-def rank_pids(proc):
-    """The dinv processes that an mpirun started (same session)."""
-    out = subprocess.run(["pgrep", "-s", str(proc.pid), "-x", "dinv"], capture_output=True, text=True)
-    return sorted(int(p) for p in out.stdout.split())
 
 
 def kill_one_rank(pipeline, stage, delay, rng):

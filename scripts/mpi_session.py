@@ -1,5 +1,5 @@
-"""kill -9 of an mpirun job and all of its ranks, for the tests and chaos runs
-that interrupt a stage the hard way.
+"""The processes of an mpirun job, for the tests and chaos runs that signal
+or kill a stage: its ranks, and kill -9 of the job and all of them.
 
 Start the job with `subprocess.Popen(..., start_new_session=True)`, then call
 `kill_session(proc)`. Open MPI gives each rank a process group of its own
@@ -19,6 +19,12 @@ def live_session_pids(session):
     exited and holds no files; one whose parent died is never reaped)."""
     rows = subprocess.run(["ps", "-o", "pid=,stat=", "-s", str(session)], capture_output=True, text=True).stdout
     return [int(cols[0]) for cols in map(str.split, rows.splitlines()) if cols and not cols[1].startswith("Z")]
+
+
+def rank_pids(proc):
+    """The dinv ranks of the job `proc` (a session leader), ascending."""
+    out = subprocess.run(["pgrep", "-s", str(proc.pid), "-x", "dinv"], capture_output=True, text=True)
+    return sorted(int(p) for p in out.stdout.split())
 
 
 def kill_session(proc, timeout=60):

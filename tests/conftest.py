@@ -8,7 +8,7 @@ import pytest
 
 SOURCE_DIR = Path(os.environ.get("DINV_SOURCE_DIR", Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(SOURCE_DIR / "scripts"))
-from mpi_session import kill_session  # noqa: E402,F401  (re-exported: tests that kill -9 a job)
+from mpi_session import kill_session, rank_pids  # noqa: E402,F401  (re-exported: tests that signal a job)
 BUILD_DIR = Path(os.environ.get("DINV_BUILD_DIR", SOURCE_DIR / "build"))
 DINV = os.environ.get("DINV", str(BUILD_DIR / "dinv"))
 MPIEXEC = os.environ.get("MPIEXEC", "mpirun")

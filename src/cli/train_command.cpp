@@ -291,10 +291,11 @@ std::string write_slurm_array(const Config& config, const std::string& base_ini,
 // sweep has more points than Slurm's MaxArraySize allows in one.
 void write_slurm_arrays(const Config& config, const std::string& base_ini, const std::vector<std::size_t>& tasks,
                         bool submit) {
-  const auto arrays = split_into_arrays(tasks, max_array_size(config));
+  const std::size_t max = max_array_size(config);
+  const auto arrays = split_into_arrays(tasks, max);
   if (arrays.size() > 1)
     log::info("sweep: " + std::to_string(tasks.size()) + " points in " + std::to_string(arrays.size()) +
-              " job arrays (Slurm's MaxArraySize " + std::to_string(max_array_size(config)) + ")");
+              " job arrays (Slurm's MaxArraySize " + std::to_string(max) + ")");
   for (const auto& array : arrays) write_slurm_array(config, base_ini, array, submit);
 }
 

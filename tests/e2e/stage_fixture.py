@@ -62,8 +62,3 @@ def start_stage(np_, stage, config, workdir, *overrides):
     return subprocess.Popen(mpirun_cmd(np_, DINV, stage, "--config", config, *overrides), cwd=workdir, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
-
-def rank_pids(proc):
-    """The dinv ranks started by an mpirun process (its descendants named dinv)."""
-    out = subprocess.run(["pgrep", "-s", str(os.getpgid(proc.pid)), "-x", "dinv"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]

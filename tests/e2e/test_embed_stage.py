@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import kill_session
-from stage_fixture import dinv_stage, make_inputs, rank_pids, start_stage
+from conftest import kill_session, rank_pids
+from stage_fixture import dinv_stage, make_inputs, start_stage
 
 
 @pytest.fixture(scope="module")
