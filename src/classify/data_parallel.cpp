@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include "dinv/core/error.h"
+#include "dinv/core/signals.h"
 
 namespace dinv::classify {
 namespace {
@@ -128,5 +129,14 @@ void GradientBuckets::finish_step() {
 }
 
 std::vector<BucketTiming> GradientBuckets::last_timings() const { return timings_; }
+
+StepAgreement agree_on_step(dist::Communicator* comm, const at::Tensor& local_loss) {
+  const auto options = local_loss.options().dtype(at::kDouble);
+  at::Tensor t = at::cat({local_loss.detach().to(at::kDouble).reshape({1}),
+                          at::full({1}, signals::stop_requested() ? 1.0 : 0.0, options)});
+  if (comm) comm->all_reduce(t);
+  t = t.cpu();  // the step's one host synchronisation
+  return {t[0].item<double>() / (comm ? comm->size() : 1), t[1].item<double>() > 0};
+}
 
 }  // namespace dinv::classify

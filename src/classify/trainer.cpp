@@ -119,17 +119,11 @@ std::vector<BucketTiming> Trainer::last_bucket_timings() const {
   return state_->buckets ? state_->buckets->last_timings() : std::vector<BucketTiming>{};
 }
 
-// One collective per step: the global mean loss and whether any rank was asked
-// to stop (so that all ranks stop after the same step).
-// The tensor lives on the rank's device: the NCCL backend reduces CUDA tensors only.
+// The step's one collective (agree_on_step), and a clear end when the loss
+// stopped being finite.
 bool Trainer::agree_stop_and_check_loss(std::int64_t step, const at::Tensor& local_loss, double& global_loss) {
-  at::Tensor t =
-      at::cat({local_loss.detach().to(at::kDouble).reshape({1}),
-               at::full({1}, signals::stop_requested() ? 1.0 : 0.0, local_loss.options().dtype(at::kDouble))});
-  if (comm_) comm_->all_reduce(t);
-  t = t.cpu();  // the step's one host synchronisation
-  const int size = comm_ ? comm_->size() : 1;
-  global_loss = t[0].item<double>() / size;
+  const StepAgreement agreed = agree_on_step(comm_, local_loss);
+  global_loss = agreed.mean_loss;
   if (!std::isfinite(global_loss)) {
     std::string kept = options_.checkpoint_path.empty() || !std::filesystem::exists(options_.checkpoint_path)
                            ? "no checkpoint was written"
@@ -137,7 +131,7 @@ bool Trainer::agree_stop_and_check_loss(std::int64_t step, const at::Tensor& loc
     throw Error("training diverged: the loss is " + std::to_string(global_loss) + " at step " + std::to_string(step) +
                 " (lower train.lr or check the data); " + kept);
   }
-  return t[1].item<double>() > 0;
+  return agreed.stop;
 }
 
 at::Tensor Trainer::train_step(std::int64_t step, TrainResult& result) {

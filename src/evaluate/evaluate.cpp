@@ -105,7 +105,9 @@ class FeatureModel {
   // the ranks; each rank fills its rows and a sum gives every rank all rows.
   SetFeatures of(const data::Dataset& d, std::int64_t count, const std::string& what) {
     torch::NoGradGuard no_grad;
-    auto rep = at::zeros({count, width_}, at::kFloat), out = at::zeros({count, 2}, at::kFloat);
+    // On the rank's device: the sum goes through the communicator (NCCL reduces device tensors only).
+    const auto on_device = at::TensorOptions(world_.device()).dtype(at::kFloat);
+    auto rep = at::zeros({count, width_}, on_device), out = at::zeros({count, 2}, on_device);
     const auto units = dist::chunk_count(count, settings_.batch_size);
     const auto mine = dist::units_of_rank(units, world_.size(), world_.rank());
     Progress progress("evaluate: features of " + what + " (rank 0)", count, "images",
@@ -113,20 +115,24 @@ class FeatureModel {
     for (auto u : mine) {
       const auto r = dist::chunk(count, settings_.batch_size, u);
       std::vector<at::Tensor> images;
+      std::vector<float> labels;
       for (auto i = r.begin; i < r.end; ++i) {
         const auto example = d.get(i);
         data::Rng unused(0);
         images.push_back(data::transform_example(example.image, transform_, unused));
-        out[i][1] = static_cast<float>(example.label);
+        labels.push_back(static_cast<float>(example.label));
       }
       const auto f = loaded_.model->representation(at::stack(images).to(world_.device()));
-      rep.slice(0, r.begin, r.end).copy_(f.cpu());
-      out.slice(0, r.begin, r.end).select(1, 0).copy_(loaded_.model->head(f).argmax(1).cpu().to(at::kFloat));
+      rep.slice(0, r.begin, r.end).copy_(f);
+      out.slice(0, r.begin, r.end).select(1, 0).copy_(loaded_.model->head(f).argmax(1));
+      out.slice(0, r.begin, r.end).select(1, 1).copy_(at::tensor(labels, at::kFloat));
       progress.advance((r.end - r.begin) * world_.size());
     }
     progress.finish();
     comm_.all_reduce(rep);
     comm_.all_reduce(out);
+    rep = rep.cpu();
+    out = out.cpu();
     return {rep, out.select(1, 0).to(at::kLong), out.select(1, 1).to(at::kLong)};
   }
 

@@ -9,7 +9,6 @@
 #include <torch/serialize/archive.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -27,6 +26,7 @@
 #include "dinv/data/captioned.h"
 #include "dinv/diffusion/noise_schedule.h"
 #include "dinv/dist/communicator.h"
+#include "dinv/dist/control.h"
 #include "dinv/dist/world.h"
 #include "dinv/io/files.h"
 #include "dinv/io/json.h"
@@ -145,31 +145,20 @@ void require_recorded_settings(const std::string& recorded, const std::string& n
   throw ConfigError(what + " other settings:" + named + "\n" + hint);
 }
 
-// Every rank learns whether rank 0 failed, and with what message.
-void agree_on_error(dist::Communicator& comm, const std::string& local_error) {
-  std::vector<char> bytes(local_error.begin(), local_error.end());
-  at::Tensor len = at::tensor({static_cast<std::int64_t>(bytes.size())}, at::kLong);
-  comm.broadcast(len, 0);
-  if (len.item<std::int64_t>() == 0) return;
-  at::Tensor text = at::zeros({len.item<std::int64_t>()}, at::kChar);
-  if (comm.rank() == 0) std::memcpy(text.data_ptr(), bytes.data(), bytes.size());
-  comm.broadcast(text, 0);
-  throw Error(std::string(static_cast<const char*>(text.data_ptr()), static_cast<std::size_t>(text.numel())));
-}
-
-// Rank 0 runs `fn`; a failure there ends every rank with its message.
+// Rank 0 runs `fn`; a failure there ends every rank with its message. The
+// agreement is a control collective over MPI (the training communicator may
+// be NCCL, which carries device tensors only).
 template <class Fn>
-void on_root(dist::Communicator& comm, Fn&& fn) {
-  std::string error;
-  if (comm.rank() == 0) {
+void on_root(const dist::World& world, Fn&& fn) {
+  std::exception_ptr failure;
+  if (world.is_root()) {
     try {
       fn();
-    } catch (const std::exception& e) {
-      error = e.what();
-      if (error.empty()) error = "pretrain: unknown error on rank 0";
+    } catch (...) {
+      failure = std::current_exception();
     }
   }
-  agree_on_error(comm, error);
+  dist::rethrow_root_failure(world, failure);
 }
 
 // Copy a folder tree file by file (std::filesystem::copy_options::recursive
@@ -335,9 +324,10 @@ class CaptionEncodings {
 // EMA, checkpoints.
 class Phase {
  public:
-  Phase(dist::Communicator& comm, const PretrainSettings& s, const CorpusInMemory& corpus, sd::Pipeline& pipeline,
-        const WorkFolder& work, std::string component)
-      : comm_(comm),
+  Phase(const dist::World& world, dist::Communicator& comm, const PretrainSettings& s, const CorpusInMemory& corpus,
+        sd::Pipeline& pipeline, const WorkFolder& work, std::string component)
+      : world_(world),
+        comm_(comm),
         s_(s),
         corpus_(corpus),
         p_(pipeline),
@@ -380,10 +370,9 @@ class Phase {
     progress.set_already_done(step);
     const auto start = std::chrono::steady_clock::now();
     for (; step < steps_; ++step) {
-      const double loss = train_step(step);
+      const auto [loss, stop] = classify::agree_on_step(&comm_, train_step(step));
       losses_.push_back(loss);
       progress.advance(1, "loss " + std::to_string(loss).substr(0, 7));
-      const bool stop = any_rank_stopping();
       const bool last = step + 1 == steps_;
       const bool periodic = s_.checkpoint_every > 0 && (step + 1) % s_.checkpoint_every == 0;
       if (!last && (periodic || stop)) save_checkpoint(step + 1);
@@ -453,7 +442,8 @@ class Phase {
     return latent_shape_;
   }
 
-  double train_step(std::int64_t step) {
+  // This rank's loss of the step (detached, on the model's device).
+  at::Tensor train_step(std::int64_t step) {
     const std::int64_t local = s_.batch_size / comm_.size(), first = comm_.rank() * local;
     const std::vector<std::int64_t> idx = batch_indices(step, first, local);
     const at::Tensor index = at::tensor(idx, at::kLong);
@@ -489,9 +479,7 @@ class Phase {
     clip_gradients();
     optimizer_->step();
     update_ema(step);
-    at::Tensor mean = loss.detach().to(at::kCPU, at::kDouble).reshape({1});
-    comm_.all_reduce(mean);
-    return mean.item<double>() / comm_.size();
+    return loss.detach();
   }
 
   // VAE posterior sample of corpus images: cached moments or a fresh encode.
@@ -509,15 +497,17 @@ class Phase {
     const std::int64_t n = corpus_.images.size(0), share = (n + comm_.size() - 1) / comm_.size();
     const std::int64_t begin = std::min(n, comm_.rank() * share), end = std::min(n, begin + share);
     const auto shape = latent_shape();
-    at::Tensor moments = at::zeros({share, 2, shape[0], shape[1], shape[2]}, at::kFloat);
+    // On the model's device: the gather goes through the training communicator.
+    at::Tensor moments = at::zeros({share, 2, shape[0], shape[1], shape[2]}, at::TensorOptions(p_.device));
     constexpr std::int64_t kSlice = 256;
     for (std::int64_t b = begin; b < end; b += kSlice) {
       const std::int64_t e = std::min(end, b + kSlice);
       const sd::DiagonalGaussian post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, e), p_.device));
-      moments.slice(0, b - begin, e - begin).select(1, 0).copy_(post.mean.to(at::kCPU, at::kFloat));
-      moments.slice(0, b - begin, e - begin).select(1, 1).copy_(post.std.to(at::kCPU, at::kFloat));
+      moments.slice(0, b - begin, e - begin).select(1, 0).copy_(post.mean);
+      moments.slice(0, b - begin, e - begin).select(1, 1).copy_(post.std);
     }
-    const at::Tensor all = comm_.size() > 1 ? comm_.all_gather(moments).flatten(0, 1).slice(0, 0, n) : moments;
+    const at::Tensor all =
+        (comm_.size() > 1 ? comm_.all_gather(moments).flatten(0, 1).slice(0, 0, n) : moments).to(at::kCPU, at::kFloat);
     latent_mean_ = all.select(1, 0).contiguous();
     latent_std_ = all.select(1, 1).contiguous();
     check_latent_scale();
@@ -588,15 +578,9 @@ class Phase {
                 "); the noise schedule expects about 1: train the VAE here (pretrain.component = both) or set it");
   }
 
-  bool any_rank_stopping() {
-    at::Tensor flag = at::tensor({signals::stop_requested() ? 1 : 0}, at::kInt);
-    comm_.all_reduce(flag);
-    return flag.item<int>() > 0;
-  }
-
   // ---- checkpoints: rank 0 writes; every replica is identical -------------
   void save_checkpoint(std::int64_t next_step) {
-    on_root(comm_, [&] {
+    on_root(world_, [&] {
       torch::serialize::OutputArchive archive, optim;
       for (std::size_t i = 0; i < params_.size(); ++i) {
         archive.write("param/" + std::to_string(i), params_[i].detach());
@@ -652,7 +636,7 @@ class Phase {
   // The trained weights (EMA where kept) replace the component's weight files
   // in the work folder; the phase's record marks it done.
   void finish() {
-    on_root(comm_, [&] {
+    on_root(world_, [&] {
       const fs::path dir = work_.model / component_;
       std::map<std::string, at::Tensor> tensors;
       torch::nn::Module& trained = unet_ ? static_cast<torch::nn::Module&>(*p_.unet) : *p_.vae;
@@ -676,6 +660,7 @@ class Phase {
     });
   }
 
+  const dist::World& world_;
   dist::Communicator& comm_;
   const PretrainSettings& s_;
   const CorpusInMemory& corpus_;
@@ -739,7 +724,7 @@ PretrainOutcome run_pretrain(dist::World& world, dist::Communicator& comm, const
                       record.string() + "); choose another pretrain.output or move it away");
   signals::install_stop_handlers();
   const WorkFolder work(s.output);
-  on_root(comm, [&] { prepare_start(s, work, corpus.fingerprint()); });
+  on_root(world, [&] { prepare_start(s, work, corpus.fingerprint()); });
   comm.barrier();
   const CorpusInMemory data = load_corpus(corpus);
   log::info("pretrain: " + corpus.describe() + ", global batch " + std::to_string(s.batch_size) + " on " +
@@ -753,14 +738,14 @@ PretrainOutcome run_pretrain(dist::World& world, dist::Communicator& comm, const
     // trains on the latents of the freshly trained VAE).
     auto pipeline = sd::load_pipeline(work.model.string(), world.device(), at::kFloat);
     check_architecture(*pipeline, corpus.resolution(), work.model.string());
-    Phase phase(comm, s, data, *pipeline, work, component);
+    Phase phase(world, comm, s, data, *pipeline, work, component);
     if (phase.run()) {
       out.stopped = true;
       return out;
     }
     out.phases_done.push_back(component);
   }
-  on_root(comm, [&] {
+  on_root(world, [&] {
     io::write_text_atomic(work.model / kRecordFile, finished_record(s, work, corpus).dump(2));
     fs::rename(work.model, s.output);
     remove_tree(work.root);

@@ -1,10 +1,12 @@
 """`dinv pretrain` through the real CLI on a small captioned shapes corpus:
 the loss goes down, a kill -9 followed by the same command gives the same
-weights as an uninterrupted run, 1 and 2 ranks follow the same trajectory,
+weights as an uninterrupted run, so does a SIGTERM to one rank (all ranks
+stop after the same step and exit 0), 1 and 2 ranks follow the same trajectory,
 diffusers loads the finished folder and computes what dinv computes on it,
 and bad input is refused with a message naming the file, line or key."""
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import kill_session
+from conftest import kill_session, rank_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("DINV_BUILD_DIR") or ROOT / "build")
@@ -160,6 +162,29 @@ def test_kill_9_then_resume_gives_the_same_weights(corpus, reference, tmp_path):
     for c in ref:
         for k in ref[c]:
             assert torch.equal(ours[c][k], ref[c][k]), f"{c}.{k} differs after resume"
+
+
+def test_sigterm_to_one_rank_stops_every_rank_then_resume_gives_the_same_weights(corpus, reference, tmp_path):
+    d = workdir(tmp_path, corpus)
+    cmd = [MPIEXEC, "--oversubscribe", "-np", "2", DINV, "pretrain", "--config", "pt.ini"]
+    p = subprocess.Popen(cmd, cwd=d, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.time() + 300
+    while not (d / "gen.work" / "vae.ckpt").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    pids = rank_pids(p)
+    assert len(pids) == 2 and p.poll() is None, "the run finished before its first checkpoint could be interrupted"
+    # One rank alone is signalled: the step's collective carries its stop to the other.
+    os.kill(pids[-1], signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, out + err
+    assert "stop requested" in out + err and "rerun the same command to resume" in out + err
+    assert not (d / "gen").exists(), "a stopped run must not publish its output folder"
+    run(["pretrain", "--config", "pt.ini"], d)
+    ours, ref = weights(d / "gen"), weights(reference)
+    for c in ref:
+        for k in ref[c]:
+            assert torch.equal(ours[c][k], ref[c][k]), f"{c}.{k} differs after a SIGTERM and resume"
 
 
 def test_one_rank_follows_the_two_rank_trajectory(corpus, reference, tmp_path):

@@ -21,6 +21,16 @@
 
 namespace dinv::classify {
 
+// The end of a data-parallel training step, agreed in one collective on the
+// loss's device (the NCCL backend reduces device tensors only): the mean loss
+// over the ranks, and whether any rank was asked to stop (a signal), so that
+// all ranks stop after the same step. `comm` may be null (one process).
+struct StepAgreement {
+  double mean_loss = 0;
+  bool stop = false;
+};
+StepAgreement agree_on_step(dist::Communicator* comm, const at::Tensor& local_loss);
+
 // When one bucket's all-reduce started and when finish() had it back, in
 // seconds relative to the end of the backward pass (negative = before).
 struct BucketTiming {
