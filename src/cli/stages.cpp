@@ -130,7 +130,8 @@ int run_embed(CommandContext& ctx) {
   const auto wanted = settings.num_images;
   const auto images = wanted > 0 ? wanted : dataset->size();
   if (images <= dataset->size() &&
-      generation::kModeNames.parse(ctx.config.get_string("generate.mode")) == generation::Mode::embedding)
+      generation::needs_partners(generation::kModeNames.parse(ctx.config.get_string("generate.mode")),
+                                 ctx.config.get_real("generate.interpolation")))
     generation::check_partner_groups(images, settings.group_size, ctx.config.get_int("generate.num_samples"), "embed");
   const StageTimer timer(ctx, "embed");
   const auto model = inversion::make_frozen_model(load_model(ctx, "embed.dtype"));

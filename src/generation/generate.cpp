@@ -199,8 +199,8 @@ std::vector<SampleSpec> plan_samples(const GenerateSettings& s, const SourceData
     return with_seeds(specs, m);
   }
   for (std::int64_t i = 0; i < n; ++i) {
-    std::vector<std::int64_t> partners;
-    if (s.mode == Mode::embedding) {
+    std::vector<std::int64_t> partners;  // none (-1) where nothing is interpolated
+    if (needs_partners(s.mode, s.interpolation)) {
       const auto g0 = i / src.group_size * src.group_size;
       const auto g1 = std::min(n, g0 + src.group_size);
       const std::vector<std::int64_t> group(src.labels.begin() + g0, src.labels.begin() + g1);
@@ -255,7 +255,8 @@ std::pair<at::Tensor, at::Tensor> conditioning(const GenerateSettings& s, const 
     return {c, u};
   }
   for (const auto& b : batch) {
-    cond.push_back(perturb(rows->row(b.source), rows->row(b.partner), s.interpolation, s.emb_noise,
+    const at::Tensor c_i = rows->row(b.source);
+    cond.push_back(perturb(c_i, b.partner < 0 ? c_i : rows->row(b.partner), s.interpolation, s.emb_noise,
                            sample_seed(s, b.source, b.index, kEmbeddingNoise)));
     if (s.uncond == Uncond::group_mean) uncond.push_back(rows->group_mean(b.source));
   }
@@ -410,7 +411,7 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
   stage.prepare = [&](store::Store& st) {
     if (s.mode == Mode::embedding) check_embeddings(st, model);
     src = read_source(st);
-    if (s.mode == Mode::embedding)
+    if (needs_partners(s.mode, s.interpolation))
       check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
     specs = plan_samples(s, src, model);
     out.images = static_cast<std::int64_t>(specs.size());

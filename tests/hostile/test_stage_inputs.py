@@ -51,6 +51,24 @@ def test_small_last_group_is_refused_before_embedding(config, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_without_interpolation_no_partners_are_needed(config, tmp_path):
+    # The same short last group (2 images, 2 samples each) is fine when no
+    # sample moves towards a partner: generate.interpolation = 0.
+    flat = ("--generate.interpolation=0", "--sampler.steps=1")
+    r = dinv_stage(1, "embed", config, tmp_path, "--embed.num_images=32", "--embed.steps=1", *flat)
+    assert r.returncode == 0, r.stderr
+    r = dinv_stage(1, "generate", config, tmp_path, *flat)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "store.h5") as f:
+        (tag,) = f["samples"].keys()
+        g = f["samples"][tag]
+        assert (g["partner"][:] == -1).all()
+        assert sorted(g["source"][:]) == sorted(list(range(32)) * 2)
+    # Interpolating again needs the partners, and generate says so.
+    refused(dinv_stage(1, "generate", config, tmp_path, "--generate.interpolation=0.5", "--generate.tag=mixed",
+                       "--sampler.steps=1"), 2, "holds only 2 images", "generate.num_samples")
+
+
 def test_generate_with_a_zero_group_size_attribute(config, embedded, tmp_path):
     store = fresh(embedded, tmp_path)
     with h5py.File(store, "a") as f:

@@ -33,6 +33,10 @@ enum class Mode { embedding, prompt };           // perturbed learned embeddings
 enum class Uncond { group_mean, empty_prompt };  // the unconditional branch of embedding mode
 enum class PromptPer { source, class_ };         // prompt mode: num_samples per source image | per class
 inline const settings::Names<Mode> kModeNames{{{Mode::embedding, "embedding"}, {Mode::prompt, "prompt"}}};
+// Partners are drawn only where an embedding is interpolated towards one: with
+// generate.interpolation = 0 every sample stays at its own embedding (plus
+// noise), so a group needs no images to spare and /partner holds -1.
+inline bool needs_partners(Mode mode, double interpolation) { return mode == Mode::embedding && interpolation != 0; }
 inline const settings::Names<Uncond> kUncondNames{
     {{Uncond::group_mean, "group_mean"}, {Uncond::empty_prompt, "empty_prompt"}}};
 inline const settings::Names<PromptPer> kPromptPerNames{{{PromptPer::source, "source"}, {PromptPer::class_, "class"}}};
