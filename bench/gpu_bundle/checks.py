@@ -7,7 +7,9 @@ image that has torch and nothing else of the project's Python stack.
         KIND: unet | vae-encode | vae-decode | text-encoder (inputs of `dinv model run`)
     checks.py compare REF OUT NAME TOL         relative L2 error of tensor NAME; prints it, exit 1 above TOL
     checks.py images REF OUT TOL               max |difference| of uint8 "images" (levels); exit 1 above TOL
-    checks.py losses REF_LOG OUT_LOG TOL       per-step losses of two `dinv embed` logs; max relative difference
+    checks.py losses REF_LOG OUT_LOG TOL [PHASE]  per-step losses of two dinv logs' progress lines of PHASE
+                                               (default "embed (rank 0)"); max relative difference
+    checks.py metrics REF_LOG OUT_LOG TOL      the metric rows printed by two `dinv evaluate` runs; max relative difference
     checks.py accuracy LOG                     the final accuracy printed by `dinv train`
     checks.py table RESULTS.tsv                the summary table
 safetensors files are read and written here directly (8-byte header length,
@@ -118,7 +120,8 @@ def main(argv):
         print(f"max {d.max().item()} levels, mean {d.double().mean().item():.3g}")
         return 0 if d.max().item() <= tol else 1
     elif cmd == "losses":
-        pattern = re.compile(r"embed \(rank 0\): (\d+)/\d+.*?loss ([-+0-9.eE]+|nan|inf)")
+        phase = argv[4] if len(argv) > 4 else "embed (rank 0)"
+        pattern = re.compile(re.escape(phase) + r": (\d+)/\d+.*?loss ([-+0-9.eE]+|nan|inf)")
         def losses(path):
             found = {}
             for line in open(path, errors="replace"):
@@ -134,6 +137,23 @@ def main(argv):
         worst = max(abs(b[s] - a[s]) / max(abs(a[s]), 1e-12) for s in steps)
         print(f"{worst:.3g} over {len(steps)} steps (loss {a[steps[-1]]:.4g} vs {b[steps[-1]]:.4g} at step {steps[-1]})")
         return 0 if worst <= tol else 1
+    elif cmd == "metrics":
+        def rows(path):
+            lines = [l.rstrip("\n").split("\t") for l in open(path, errors="replace")]
+            head = next((l for l in lines if l[:2] == ["tag", "fid"]), None)
+            if head is None:
+                return {}
+            return {l[0]: dict(zip(head[1:], map(float, l[1:]))) for l in lines
+                    if len(l) == len(head) and l[0] != "tag" and all(re.fullmatch(r"[-+0-9.eE]+|nan|inf", v) for v in l[1:])}
+        a, b, tol = rows(argv[1]), rows(argv[2]), float(argv[3])
+        if not a or a.keys() != b.keys():
+            print(f"tags differ: {sorted(a)} vs {sorted(b)}")
+            return 1
+        diffs = {f"{t} {k}": abs(b[t][k] - v) / max(abs(v), 1e-6) for t in a for k, v in a[t].items()}
+        worst = max(diffs, key=diffs.get)
+        print(f"{diffs[worst]:.3g} ({worst}: {a[worst.split()[0]][worst.split()[1]]:.6g} vs "
+              f"{b[worst.split()[0]][worst.split()[1]]:.6g}; {len(diffs)} values)")
+        return 0 if diffs[worst] <= tol else 1
     elif cmd == "accuracy":
         for line in open(argv[1], errors="replace"):
             m = re.search(r"final accuracy[^0-9]*([0-9.]+)", line)

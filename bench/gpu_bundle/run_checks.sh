@@ -13,6 +13,9 @@
 #   PRESET   the model of the component and speed checks (default sd15 on cuda,
 #            tiny on cpu: random weights, `dinv model init`)
 #   KEEP_WORK=1  keep the work folder (models, data, stores; under TMPDIR)
+#   CHECKS   the checks to run (default all): any of mpi components sample
+#            stages pretrain train evaluate throughput speed (evaluate also runs
+#            the CPU references of stages and the fp32 run of train it needs)
 # Every check writes its log under OUTDIR/logs; OUTDIR/results.tsv and the
 # table printed at the end hold one row per check: check, value,
 # tolerance / goal, PASS / FAIL / SKIP. Exit status 0 when no row FAILs.
@@ -60,6 +63,8 @@ why() {  # a short reason from a failed check's log
   fi
 }
 py() { "$PYTHON" "$B/checks.py" "$@"; }
+CHECKS=${CHECKS:-all}
+want() { [[ $CHECKS == all || " $CHECKS " == *" $1 "* ]]; }
 gpu_only() { [[ $DEVICE == cuda ]] || { row "$1" "-" "$2" "SKIP (GPU only)"; return 1; }; }
 
 echo "== environment"
@@ -96,27 +101,33 @@ fi
 has() { "$PYTHON" -c "import $1" 2> /dev/null; }
 
 echo "== 1. MPI tests on 1 rank: NCCL all-reduce, NCCL training against one CPU rank (bf16 autocast)"
-run mpi_tests 180 mpirun -np 1 "$DINV_BIN/dinv_mpi_tests" --gtest_color=no \
-  --gtest_filter='NcclCommunicator.*:ClassifyDataParallel.NcclOnGpuFollowsOneCpuRank:World.*:MpiCommunicator.AllReduceEqualsSerialSum'
-rc=$?
-summary=$(grep -E "^\[  (PASSED|FAILED)  \]|^\[  SKIPPED \] [0-9]" "$LOGS/mpi_tests.log" | tr -s ' ' | tr '\n' ' ')
-if [[ $rc != 0 ]]; then row "MPI tests np1 (NCCL)" "$(why $rc "$LOGS/mpi_tests.log") $summary" "all pass" "FAIL"
-elif grep -q "^\[  SKIPPED \] [0-9]" "$LOGS/mpi_tests.log"; then
-  row "MPI tests np1 (NCCL)" "$summary" "all pass, none skipped" "$([[ $DEVICE == cuda ]] && echo FAIL || echo 'SKIP (NCCL tests need a GPU)')"
-else row "MPI tests np1 (NCCL)" "$summary" "all pass" "PASS"; fi
+if want mpi; then
+  run mpi_tests 180 mpirun -np 1 "$DINV_BIN/dinv_mpi_tests" --gtest_color=no \
+    --gtest_filter='NcclCommunicator.*:ClassifyDataParallel.NcclOnGpuFollowsOneCpuRank:World.*:MpiCommunicator.AllReduceEqualsSerialSum'
+  rc=$?
+  summary=$(grep -E "^\[  (PASSED|FAILED)  \]|^\[  SKIPPED \] [0-9]" "$LOGS/mpi_tests.log" | tr -s ' ' | tr '\n' ' ')
+  if [[ $rc != 0 ]]; then row "MPI tests np1 (NCCL)" "$(why $rc "$LOGS/mpi_tests.log") $summary" "all pass" "FAIL"
+  elif grep -q "^\[  SKIPPED \] [0-9]" "$LOGS/mpi_tests.log"; then
+    row "MPI tests np1 (NCCL)" "$summary" "all pass, none skipped" "$([[ $DEVICE == cuda ]] && echo FAIL || echo 'SKIP (NCCL tests need a GPU)')"
+  else row "MPI tests np1 (NCCL)" "$summary" "all pass" "PASS"; fi
+fi
 
 echo "== 2. models: $PRESET (components, speed) and tiny (stages), random weights"
-run model_init 300 "$DINV" model init --preset "$PRESET" "$WORK/model"
-rc_model=$?
+rc_model=1  # the $PRESET model only where a chosen check needs it (sd15: 4 GB)
+if [[ $PRESET == tiny ]] || want components || want sample || want speed; then
+  run model_init 300 "$DINV" model init --preset "$PRESET" "$WORK/model"
+  rc_model=$?
+  [[ $rc_model == 0 ]] || row "model init $PRESET" "$(why $rc_model "$LOGS/model_init.log")" "exit 0" "FAIL"
+fi
 if [[ $PRESET == tiny ]]; then ln -s model "$WORK/tiny"; rc_tiny=$rc_model
 else run model_init_tiny 60 "$DINV" model init --preset tiny "$WORK/tiny"; rc_tiny=$?; fi
-[[ $rc_model == 0 ]] || row "model init $PRESET" "$(why $rc_model "$LOGS/model_init.log")" "exit 0" "FAIL"
 
 echo "== 3. components on $DEVICE against CPU fp32 ($PRESET)"
 # tolerances: relative L2 error of the output against the CPU fp32 output
 declare -A OUTPUT=([unet]=sample [vae-encode]=mean [vae-decode]=sample [text-encoder]=last_hidden_state)
 TOL_FP32=1e-4 TOL_TF32=5e-3 TOL_FP16=1e-2 TOL_BF16=5e-2
 for comp in unet vae-encode vae-decode text-encoder; do
+  want components || break
   [[ $rc_model == 0 ]] || { row "$comp" "-" "-" "SKIP (no model)"; continue; }
   d=$WORK/$comp
   mkdir -p "$d"
@@ -142,7 +153,7 @@ for comp in unet vae-encode vae-decode text-encoder; do
 done
 
 echo "== 4. sampling loop (dinv model sample, guided, PNDM 20 steps, 128 px) on $DEVICE vs CPU"
-if [[ $rc_model == 0 ]]; then
+if [[ $rc_model == 0 ]] && want sample; then
   d=$WORK/sample
   mkdir -p "$d"
   py inputs unet "$WORK/model" "$d/unet_in.safetensors" --batch 2 --tokens 5 --seed 1 > /dev/null 2>&1 &&
@@ -173,7 +184,7 @@ checks.write_safetensors('$d/cond.safetensors', {'cond': t})"
 fi
 
 echo "== 5. stage 1 (embed) and stage 2 (generate) on $DEVICE vs CPU (tiny model)"
-if [[ $rc_tiny == 0 ]]; then
+if [[ $rc_tiny == 0 ]] && { want stages || want evaluate; }; then
   run data_small 60 "$DINV" data shapes --out "$WORK/shapes_small" --train 50 --test 10 --seed 0
   embed() {  # tag device dtype [env...]
     local tag=$1 dev=$2 dtype=$3
@@ -191,6 +202,7 @@ if [[ $rc_tiny == 0 ]]; then
     for v in "fp32|1e-3|NVIDIA_TF32_OVERRIDE=0" "fp16|5e-2|" "bf16|1e-1|"; do
       IFS='|' read -r dtype tol envs <<< "$v"
       name="embed $DEVICE $dtype${envs:+ TF32 off}: loss per step vs CPU (max rel. diff)"
+      want stages || continue
       if [[ $DEVICE == cpu && $dtype != fp32 ]]; then row "$name" "-" "≤ $tol" "SKIP (GPU only)"; continue; fi
       embed "$dtype" "$DEVICE" "$dtype" $envs
       rc=$?
@@ -215,6 +227,7 @@ if [[ $rc_tiny == 0 ]]; then
       for v in "fp32|2|NVIDIA_TF32_OVERRIDE=0" "fp16|16|" "bf16|32|"; do
         IFS='|' read -r dtype tol envs <<< "$v"
         name="generate $DEVICE $dtype${envs:+ TF32 off}: stored 32 px images vs CPU (max |diff|)"
+        want stages || continue
         if [[ $DEVICE == cpu && $dtype != fp32 ]]; then row "$name" "-" "≤ $tol levels" "SKIP (GPU only)"; continue; fi
         generate "$dtype" "$DEVICE" "$dtype" $envs
         rc=$?
@@ -243,10 +256,45 @@ PY
   fi
 fi
 
+echo "== 5b. stage 0 (pretrain, the main job's settings: tiny model, 16 px, batch 32) on $DEVICE vs CPU"
+if want pretrain; then
+  run corpus 60 "$DINV" data shapes --captioned --out "$WORK/corpus" --count 256 --resolution 16 --seed 0
+  pretrain() {  # tag device [env...]
+    local tag=$1 dev=$2
+    shift 2
+    run "pretrain.$tag" 180 env "$@" "$DINV" pretrain --data.format=captioned --data.root="$WORK/corpus" \
+      --pretrain.init=preset:tiny --pretrain.output="$WORK/pretrain_$tag" --pretrain.component=both \
+      --pretrain.vae_steps=10 --pretrain.steps=30 --pretrain.batch_size=32 --pretrain.warmup_steps=5 \
+      --pretrain.snr_gamma=5 --pretrain.checkpoint_every=0 --run.device="$dev" --run.threads="$THREADS" \
+      --run.progress=lines --run.progress_interval=0.001
+  }
+  rate() { grep "pretrain $1: [0-9]*/" "$2" | tail -1 | grep -o "[0-9.]* steps/s"; }  # phase log
+  pretrain cpu cpu
+  rc=$?
+  if [[ $rc != 0 ]]; then row "pretrain CPU reference" "$(why $rc "$LOGS/pretrain.cpu.log")" "exit 0" "FAIL"
+  else
+    # label|tag|env|tolerance: TF32 off should follow the CPU closely; TF32 (as dinv runs) is a first guess
+    for v in "fp32 TF32 off|notf32|NVIDIA_TF32_OVERRIDE=0|1e-3" "fp32 as dinv runs (TF32)|tf32||2e-2"; do
+      IFS='|' read -r label tag envs tol <<< "$v"
+      if [[ $DEVICE == cpu && $tag != notf32 ]]; then row "pretrain $DEVICE $label" "-" "≤ $tol" "SKIP (GPU only)"; continue; fi
+      pretrain "$tag" "$DEVICE" $envs
+      rc=$?
+      for phase in vae unet; do
+        name="pretrain $phase $DEVICE $label: loss per step vs CPU (max rel. diff)"
+        if [[ $rc != 0 ]]; then row "$name" "$(why $rc "$LOGS/pretrain.$tag.log")" "≤ $tol" "FAIL"; continue; fi
+        e=$(py losses "$LOGS/pretrain.cpu.log" "$LOGS/pretrain.$tag.log" "$tol" "pretrain $phase" 2>&1)
+        ok=$(py losses "$LOGS/pretrain.cpu.log" "$LOGS/pretrain.$tag.log" "$tol" "pretrain $phase" > /dev/null 2>&1 && echo PASS || echo FAIL)
+        row "$name" "$e; $(rate $phase "$LOGS/pretrain.$tag.log") ($DEVICE), $(rate $phase "$LOGS/pretrain.cpu.log") (CPU)" "≤ $tol" "$ok"
+      done
+    done
+  fi
+fi
+
 echo "== 6. dinv train, 1 rank through ${DEVICE/cuda/NCCL}: ResNet-18 on the procedural shapes"
 [[ $DEVICE == cuda ]] && { n_train=10000 n_test=2000 steps=300; } || { n_train=512 n_test=128 steps=4; }
-run data_shapes 120 "$DINV" data shapes --out "$WORK/shapes" --train $n_train --test $n_test --seed 0
+{ want train || want evaluate; } && run data_shapes 120 "$DINV" data shapes --out "$WORK/shapes" --train $n_train --test $n_test --seed 0
 for precision in fp32 fp16 bf16; do
+  want train || { want evaluate && [[ $precision == fp32 ]]; } || continue
   name="train 1 rank $DEVICE $precision, $steps steps: final accuracy"
   if [[ $DEVICE == cpu && $precision != fp32 ]]; then row "$name" "-" "> 0.2, NCCL" "SKIP (GPU only)"; continue; fi
   mkdir -p "$WORK/train_$precision"
@@ -255,7 +303,7 @@ for precision in fp32 fp16 bf16; do
      --data.workers=4 --train.model=resnet18 --train.steps=$steps --train.optimizer=adamw --train.lr=2e-3 \
      --train.weight_decay=0.05 --train.label_smoothing=0.1 --train.warmup_steps=30 --train.num_evals=1 \
      --train.run_name="check_$precision" --train.checkpoint_every=0 --run.device="$DEVICE" --run.threads="$THREADS" \
-     --train.precision="$precision" --run.progress=off)
+     --train.precision="$precision" --train.save_model=true --run.progress=off)
   rc=$?
   if [[ $rc != 0 ]]; then row "$name" "$(why $rc "$LOGS/train.$precision.log")" "> 0.2, NCCL" "FAIL"; continue; fi
   acc=$(py accuracy "$LOGS/train.$precision.log")
@@ -267,8 +315,31 @@ for precision in fp32 fp16 bf16; do
   row "$name" "$acc, $backend" "$([[ $DEVICE == cpu ]] && echo 'exit 0 (CPU: 4 steps)' || echo '> 0.2, NCCL')" "$ok"
 done
 
+echo "== 6b. dinv evaluate on $DEVICE vs CPU: the fp32 classifier of 6 measures the samples that 5 generated"
+classifier=$WORK/train_fp32/results/check_fp32.model
+if ! want evaluate; then :
+elif [[ -e $classifier && -f $WORK/gen_cpu.h5 ]]; then
+  evaluate() {  # tag device [env...]
+    local tag=$1 dev=$2
+    shift 2
+    cp "$WORK/gen_cpu.h5" "$WORK/eval_$tag.h5"
+    run "evaluate.$tag" 120 env "$@" "$DINV" evaluate --store.path="$WORK/eval_$tag.h5" --data.format=cifar10 \
+      --data.root="$WORK/shapes_small" --data.normalize=shapes --evaluate.classifier="$classifier" \
+      --evaluate.tags=check --evaluate.batch_size=16 --run.device="$dev" --run.threads="$THREADS" --run.progress=off
+  }
+  evaluate cpu cpu
+  rc=$?
+  name="evaluate $DEVICE fp32 TF32 off: metrics vs CPU (max rel. diff)"
+  if [[ $rc != 0 ]]; then row "evaluate CPU reference" "$(why $rc "$LOGS/evaluate.cpu.log")" "exit 0" "FAIL"
+  elif evaluate dev "$DEVICE" NVIDIA_TF32_OVERRIDE=0; then
+    e=$(py metrics "$LOGS/evaluate.cpu.log" "$LOGS/evaluate.dev.log" 1e-3 2>&1)
+    row "$name" "$e" "≤ 1e-3" "$(py metrics "$LOGS/evaluate.cpu.log" "$LOGS/evaluate.dev.log" 1e-3 > /dev/null 2>&1 && echo PASS || echo FAIL)"
+  else row "$name" "$(why $? "$LOGS/evaluate.dev.log")" "≤ 1e-3" "FAIL"; fi
+else row "evaluate $DEVICE vs CPU" "-" "-" "SKIP (no classifier from 6 or no store from 5)"; fi
+
 echo "== 7. speed: ResNet-18 training images/s, dinv vs PyTorch (bench/train_throughput.py)"
 for precision in fp32 bf16; do
+  want throughput || break
   name="ResNet-18 train images/s $DEVICE $precision: dinv / PyTorch"
   if [[ $DEVICE == cpu && $precision != fp32 ]]; then row "$name" "-" "≥ 1.0" "SKIP (GPU only)"; continue; fi
   if ! has h5py || ! has numpy; then row "$name" "-" "≥ 1.0" "SKIP (no h5py/numpy in $PYTHON)"; continue; fi
@@ -284,7 +355,7 @@ for precision in fp32 bf16; do
 done
 
 echo "== 8. speed: stage 2 images/s and stage 1 steps/s ($PRESET)"
-if [[ $rc_model == 0 ]]; then
+if [[ $rc_model == 0 ]] && want speed; then
   [[ $DEVICE == cuda ]] && speed=(--batches 8 64 256 --dtype fp16 --steps 50) ||
     speed=(--batches 2 --dtype fp32 --steps 2 --embed-batch 4 --embed-steps 2)
   run stage_speed 240 "$PYTHON" "$B/stage_speed.py" --dinv "$DINV" --model "$WORK/model" --work "$WORK/speed" \

@@ -39,6 +39,12 @@ def row(results, check, value, goal, verdict):
         f.write(line + "\n")
 
 
+def dinv_error(e):
+    """dinv's own error line ("dinv STAGE: ...") from a failed run, else the first line of the exception."""
+    lines = str(e).splitlines()
+    return next((l for l in reversed(lines) if l.startswith("dinv ")), lines[0] if lines else "")[:160]
+
+
 def have(module):
     try:
         __import__(module)
@@ -121,7 +127,8 @@ def dinv_stage1(a, data, batch, steps):
            f"--data.root={data}", f"--embed.num_images={batch}", f"--embed.group_size={batch}",
            f"--embed.batch_size={batch}", f"--embed.steps={steps + 1}", "--embed.resolution=128",
            "--embed.checkpoint_every=1000000", f"--run.device={a.device}", f"--run.threads={a.threads}",
-           "--run.progress=lines", "--run.progress_interval=0.001"]
+           # one sample per embedding: a group of `batch` images has no partners to spare for the default 5
+           "--generate.num_samples=1", "--run.progress=lines", "--run.progress_interval=0.001"]
     points = benchlib.progress_times(benchlib.run_timed_lines(cmd), "embed (rank 0)")
     if len(points) != steps + 1:
         raise RuntimeError(f"expected {steps + 1} progress lines from dinv embed, got {len(points)}")
@@ -192,7 +199,7 @@ def main():
         try:
             ours = dinv_stage2(a, store, batch)
         except Exception as e:  # noqa: BLE001
-            row(a.results, what, f"dinv failed: {str(e).splitlines()[0][:80]}", "-", "FAIL")
+            row(a.results, what, f"dinv failed: {dinv_error(e)}", "-", "FAIL")
             continue
         tflops = ours * 2 * a.steps * UNET_TFLOP
         if gpu:
@@ -217,7 +224,7 @@ def main():
     try:
         ours = dinv_stage1(a, data, a.embed_batch, a.embed_steps)
     except Exception as e:  # noqa: BLE001
-        row(a.results, what, f"dinv failed: {str(e).splitlines()[0][:80]}", "-", "FAIL")
+        row(a.results, what, f"dinv failed: {dinv_error(e)}", "-", "FAIL")
         return 0
     if not diffusers_ok:
         row(a.results, what, f"dinv {ours:.2f} steps/s", "≥ 1.0", "SKIP (no diffusers)")
