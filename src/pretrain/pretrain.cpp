@@ -494,25 +494,45 @@ class Phase {
   void cache_latents() {
     at::NoGradGuard no_grad;
     const auto t0 = std::chrono::steady_clock::now();
-    const std::int64_t n = corpus_.images.size(0), share = (n + comm_.size() - 1) / comm_.size();
+    const std::int64_t n = corpus_.images.size(0), ranks = comm_.size(), share = (n + ranks - 1) / ranks;
     const std::int64_t begin = std::min(n, comm_.rank() * share), end = std::min(n, begin + share);
     const auto shape = latent_shape();
-    // On the model's device: the gather goes through the training communicator.
-    at::Tensor moments = at::zeros({share, 2, shape[0], shape[1], shape[2]}, at::TensorOptions(p_.device));
-    constexpr std::int64_t kSlice = 256;
-    for (std::int64_t b = begin; b < end; b += kSlice) {
-      const std::int64_t e = std::min(end, b + kSlice);
-      const sd::DiagonalGaussian post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, e), p_.device));
-      moments.slice(0, b - begin, e - begin).select(1, 0).copy_(post.mean);
-      moments.slice(0, b - begin, e - begin).select(1, 1).copy_(post.std);
+    // Rank r encodes images [r * share, (r + 1) * share), slice after slice;
+    // each slice is gathered at once (on the model's device, through the
+    // training communicator), so that the device never holds more than one
+    // slice per rank. Every rank runs as many slices (rows past the corpus's
+    // end are zeros).
+    at::Tensor all = at::empty({ranks * share, 2, shape[0], shape[1], shape[2]}, at::kFloat);
+    for (std::int64_t s0 = 0; s0 < share; s0 += kImagesPerSlice) {
+      const std::int64_t s1 = std::min(share, s0 + kImagesPerSlice);
+      at::Tensor moments = at::zeros({s1 - s0, 2, shape[0], shape[1], shape[2]}, at::TensorOptions(p_.device));
+      const std::int64_t b = std::min(end, begin + s0), e = std::min(end, begin + s1);
+      if (b < e) {
+        const sd::DiagonalGaussian post =
+            p_.vae->encode(to_model_input(corpus_.images.slice(0, b, e), p_.device), images_per_encode());
+        moments.slice(0, 0, e - b).select(1, 0).copy_(post.mean);
+        moments.slice(0, 0, e - b).select(1, 1).copy_(post.std);
+      }
+      const at::Tensor gathered =
+          (ranks > 1 ? comm_.all_gather(moments) : moments.unsqueeze(0)).to(at::kCPU, at::kFloat);
+      for (std::int64_t r = 0; r < ranks; ++r) all.slice(0, r * share + s0, r * share + s1).copy_(gathered[r]);
     }
-    const at::Tensor all =
-        (comm_.size() > 1 ? comm_.all_gather(moments).flatten(0, 1).slice(0, 0, n) : moments).to(at::kCPU, at::kFloat);
+    all = all.slice(0, 0, n);
     latent_mean_ = all.select(1, 0).contiguous();
     latent_std_ = all.select(1, 1).contiguous();
     check_latent_scale();
     log::info("pretrain unet: VAE latents of " + std::to_string(n) + " images cached in " +
               std::to_string(seconds_since(t0)).substr(0, 5) + " s");
+  }
+
+  // Corpus images go to the device kImagesPerSlice at a time, and through the
+  // VAE encoder at most images_per_encode() at a time: its activations grow
+  // with the pixels (four 512 px images per pass, all 256 of a slice at 64 px
+  // and below).
+  static constexpr std::int64_t kImagesPerSlice = 256;
+  std::int64_t images_per_encode() const {
+    const std::int64_t side = corpus_.images.size(1);
+    return std::clamp<std::int64_t>(4 * 512 * 512 / (side * side), 1, kImagesPerSlice);
   }
 
   // torch.nn.utils.clip_grad_norm_: one norm over every gradient, as foreach
@@ -548,14 +568,20 @@ class Phase {
   // The factor goes into vae/config.json before the UNet
   // phase loads it.
   double calibrate_latent_scale(const fs::path& vae_dir) {
-    constexpr std::int64_t kCalibrationImages = 2048, kSlice = 256;
+    constexpr std::int64_t kCalibrationImages = 2048;
     at::NoGradGuard no_grad;
     if (!ema_.empty())
       for (std::size_t i = 0; i < params_.size(); ++i) params_[i].copy_(ema_[i]);
     p_.vae->eval();
     const std::int64_t n = std::min<std::int64_t>(kCalibrationImages, corpus_.images.size(0));
-    const auto post = p_.vae->encode(to_model_input(corpus_.images.slice(0, 0, n), p_.device), kSlice);
-    const double spread = latent_spread(post.mean.to(at::kDouble), post.std.to(at::kDouble));
+    std::vector<at::Tensor> means, stds;  // on the CPU: only one slice of images is on the device at a time
+    for (std::int64_t b = 0; b < n; b += kImagesPerSlice) {
+      const std::int64_t e = std::min(n, b + kImagesPerSlice);
+      const auto post = p_.vae->encode(to_model_input(corpus_.images.slice(0, b, e), p_.device), images_per_encode());
+      means.push_back(post.mean.to(at::kCPU, at::kDouble));
+      stds.push_back(post.std.to(at::kCPU, at::kDouble));
+    }
+    const double spread = latent_spread(at::cat(means), at::cat(stds));
     if (!(spread > 0) || !std::isfinite(spread))
       throw Error("pretrain vae: the trained VAE's latents have spread " + std::to_string(spread) +
                   " on the corpus; no scaling_factor can be set (lower pretrain.vae_lr)");

@@ -197,6 +197,26 @@ def test_one_rank_follows_the_two_rank_trajectory(corpus, reference, tmp_path):
         assert ((a - b).abs() / b.abs()).max().item() <= 1e-3, (phase, a, b)
 
 
+def test_latents_cached_slice_by_slice_are_the_same_on_1_2_and_3_ranks(tmp_path):
+    # 601 images: 1 rank caches them in slices of 256, 256 and 89; 2 ranks
+    # hold 301 each (the second rank's last slice is partly past the end); 3
+    # ranks 201 each. A row gathered into the wrong place would change the
+    # UNet's losses by far more than the tolerance.
+    subprocess.run([DINV, "data", "shapes", "--captioned", "--out", str(tmp_path / "big"), "--count", "601", "--seed",
+                    "2", "--resolution", "16"], check=True, capture_output=True, env=ENV)
+    losses = {}
+    for ranks in (1, 2, 3):
+        d = tmp_path / f"r{ranks}"
+        d.mkdir()
+        workdir(d, tmp_path / "big")
+        run(["pretrain", "--config", "pt.ini", "--pretrain.vae_steps=1", "--pretrain.steps=3", "--pretrain.batch_size=6"],
+            d, ranks=ranks)
+        losses[ranks] = torch.tensor(json.loads((d / "gen" / "dinv_pretrain.json").read_text())["phases"]["unet"]["loss"])
+    for ranks in (2, 3):
+        rel = ((losses[ranks] - losses[1]).abs() / losses[1].abs()).max().item()
+        assert rel <= 1e-3, (ranks, losses[ranks], losses[1])
+
+
 def test_changed_settings_are_refused_on_resume(corpus, tmp_path):
     d = workdir(tmp_path, corpus)
     (d / "gen.work").mkdir()
