@@ -14,8 +14,9 @@
 #            tiny on cpu: random weights, `dinv model init`)
 #   KEEP_WORK=1  keep the work folder (models, data, stores; under TMPDIR)
 #   CHECKS   the checks to run (default all): any of mpi components sample
-#            stages pretrain train evaluate throughput speed (evaluate also runs
-#            the CPU references of stages and the fp32 run of train it needs)
+#            stages pretrain train evaluate retrieve throughput speed (evaluate
+#            also runs the CPU references of stages and the fp32 run of train it
+#            needs)
 # Every check writes its log under OUTDIR/logs; OUTDIR/results.tsv and the
 # table printed at the end hold one row per check: check, value,
 # tolerance / goal, PASS / FAIL / SKIP. Exit status 0 when no row FAILs.
@@ -336,6 +337,65 @@ elif [[ -e $classifier && -f $WORK/gen_cpu.h5 ]]; then
     row "$name" "$e" "≤ 1e-3" "$(py metrics "$LOGS/evaluate.cpu.log" "$LOGS/evaluate.dev.log" 1e-3 > /dev/null 2>&1 && echo PASS || echo FAIL)"
   else row "$name" "$(why $? "$LOGS/evaluate.dev.log")" "≤ 1e-3" "FAIL"; fi
 else row "evaluate $DEVICE vs CPU" "-" "-" "SKIP (no classifier from 6 or no store from 5)"; fi
+
+echo "== 6c. dinv retrieve on $DEVICE vs CPU: a small random CLIP vision model, 20 queries, a pool of 40"
+if ! want retrieve; then :
+elif ! has transformers || ! has PIL || ! has h5py; then
+  row "retrieve $DEVICE vs CPU" "-" "-" "SKIP (needs transformers, Pillow and h5py in $PYTHON)"
+else
+  r=$WORK/retrieve
+  mkdir -p "$r"
+  run retrieve.inputs 120 "$DINV" data shapes --out "$r/queries" --train 20 --test 10 --seed 1 &&
+    run retrieve.poolsrc 120 "$DINV" data shapes --out "$r/poolsrc" --train 40 --test 10 --seed 2 &&
+    "$PYTHON" - "$r" > "$LOGS/retrieve.model.log" 2>&1 <<'PY'
+import sys, pathlib, numpy as np, torch
+from PIL import Image
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+r = pathlib.Path(sys.argv[1])
+raw = np.concatenate([np.fromfile(r / "poolsrc" / f"data_batch_{i}.bin", np.uint8) for i in range(1, 6)]).reshape(-1, 3073)
+for i, row in enumerate(raw):
+    (r / "pool" / f"c{row[0]}").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(row[1:].reshape(3, 32, 32).transpose(1, 2, 0)).save(r / "pool" / f"c{row[0]}" / f"{i:03d}.png")
+torch.manual_seed(0)
+cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                       patch_size=8, projection_dim=16, hidden_act="quick_gelu")
+CLIPVisionModelWithProjection(cfg).eval().save_pretrained(r / "clip", safe_serialization=True)
+CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(r / "clip")
+PY
+  rc=$?
+  retrieve() {  # tag device [env...]
+    local tag=$1 dev=$2
+    shift 2
+    run "retrieve.$tag" 120 env "$@" "$DINV" retrieve --data.format=cifar10 --data.root="$r/queries" \
+      --store.path="$r/$tag.h5" --retrieve.model="$r/clip" --retrieve.k=3 --retrieve.cache="$r/$tag.cache.h5" \
+      --retrieve.pool.format=folder --retrieve.pool.root="$r/pool" --run.device="$dev" --run.threads="$THREADS" \
+      --run.progress=off
+  }
+  name="retrieve $DEVICE fp32 TF32 off: neighbours vs CPU"
+  rc_cpu=1 rc_dev=1
+  [[ $rc == 0 ]] && { retrieve cpu cpu; rc_cpu=$?; }
+  [[ $rc_cpu == 0 ]] && { retrieve dev "$DEVICE" NVIDIA_TF32_OVERRIDE=0; rc_dev=$?; }
+  if [[ $rc != 0 ]]; then row "$name" "inputs failed (logs/retrieve.model.log)" "-" "FAIL"
+  elif [[ $rc_cpu != 0 ]]; then row "retrieve CPU reference" "$(why $rc_cpu "$LOGS/retrieve.cpu.log")" "exit 0" "FAIL"
+  elif [[ $rc_dev != 0 ]]; then row "$name" "$(why $rc_dev "$LOGS/retrieve.dev.log")" "-" "FAIL"
+  else
+    e=$("$PYTHON" - "$r/cpu.h5" "$r/dev.h5" 2>&1 <<'PY'
+import sys, h5py, numpy as np
+def tag(path):
+    with h5py.File(path) as f:
+        (name,) = f["samples"].keys()
+        return {k: f["samples"][name][k][()] for k in ("pool_index", "similarity", "images")}
+a, b = tag(sys.argv[1]), tag(sys.argv[2])
+same = int((a["pool_index"] == b["pool_index"]).sum())
+sim = float(np.abs(a["similarity"] - b["similarity"]).max())
+print(f"{same} of {a['pool_index'].size} neighbours the same, similarity max |diff| {sim:.2g}")
+sys.exit(0 if same == a["pool_index"].size and sim <= 1e-4 and np.array_equal(a["images"], b["images"]) else 1)
+PY
+    )
+    ok=$?
+    row "$name" "$e" "all the same, similarity ≤ 1e-4" "$([[ $ok == 0 ]] && echo PASS || echo FAIL)"
+  fi
+fi
 
 echo "== 7. speed: ResNet-18 training images/s, dinv vs PyTorch (bench/train_throughput.py)"
 for precision in fp32 bf16; do
