@@ -149,11 +149,10 @@ def main(argv):
         if not a or a.keys() != b.keys():
             print(f"tags differ: {sorted(a)} vs {sorted(b)}")
             return 1
-        diffs = {f"{t} {k}": abs(b[t][k] - v) / max(abs(v), 1e-6) for t in a for k, v in a[t].items()}
-        worst = max(diffs, key=diffs.get)
-        print(f"{diffs[worst]:.3g} ({worst}: {a[worst.split()[0]][worst.split()[1]]:.6g} vs "
-              f"{b[worst.split()[0]][worst.split()[1]]:.6g}; {len(diffs)} values)")
-        return 0 if diffs[worst] <= tol else 1
+        diffs = {(t, k): abs(b[t][k] - v) / max(abs(v), 1e-6) for t in a for k, v in a[t].items()}
+        t, k = max(diffs, key=diffs.get)
+        print(f"{diffs[t, k]:.3g} ({t} {k}: {a[t][k]:.6g} vs {b[t][k]:.6g}; {len(diffs)} values)")
+        return 0 if diffs[t, k] <= tol else 1
     elif cmd == "accuracy":
         for line in open(argv[1], errors="replace"):
             m = re.search(r"final accuracy[^0-9]*([0-9.]+)", line)

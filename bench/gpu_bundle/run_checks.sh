@@ -64,6 +64,7 @@ why() {  # a short reason from a failed check's log
   fi
 }
 py() { "$PYTHON" "$B/checks.py" "$@"; }
+verdict() { (($1 == 0)) && echo PASS || echo FAIL; }  # a comparison's exit status
 CHECKS=${CHECKS:-all}
 want() { [[ $CHECKS == all || " $CHECKS " == *" $1 "* ]]; }
 gpu_only() { [[ $DEVICE == cuda ]] || { row "$1" "-" "$2" "SKIP (GPU only)"; return 1; }; }
@@ -149,7 +150,7 @@ for comp in unet vae-encode vae-decode text-encoder; do
     rc=$?
     if [[ $rc != 0 ]]; then row "$name" "$(why $rc "$LOGS/$comp.$tag.log")" "≤ $tol" "FAIL"; continue; fi
     e=$(py compare "$d/cpu.safetensors" "$d/$tag.safetensors" "${OUTPUT[$comp]}" "$tol" 2>&1)
-    row "$name" "$e" "≤ $tol" "$(py compare "$d/cpu.safetensors" "$d/$tag.safetensors" "${OUTPUT[$comp]}" "$tol" > /dev/null 2>&1 && echo PASS || echo FAIL)"
+    row "$name" "$e" "≤ $tol" "$(verdict $?)"
   done
 done
 
@@ -177,9 +178,9 @@ checks.write_safetensors('$d/cond.safetensors', {'cond': t})"
     if [[ $rc != 0 ]]; then row "model sample $DEVICE fp32 TF32 off vs CPU" "$(why $rc "$LOGS/sample.dev.log")" "-" "FAIL"
     else
       e=$(py compare "$d/cpu.safetensors" "$d/dev.safetensors" latents 1e-3)
-      row "model sample $DEVICE fp32 TF32 off: final latents vs CPU (rel. L2)" "$e" "≤ 1e-3" "$(py compare "$d/cpu.safetensors" "$d/dev.safetensors" latents 1e-3 > /dev/null && echo PASS || echo FAIL)"
+      row "model sample $DEVICE fp32 TF32 off: final latents vs CPU (rel. L2)" "$e" "≤ 1e-3" "$(verdict $?)"
       e=$(py images "$d/cpu.safetensors" "$d/dev.safetensors" 2)
-      row "model sample $DEVICE fp32 TF32 off: 32 px images vs CPU" "$e" "max ≤ 2 levels" "$(py images "$d/cpu.safetensors" "$d/dev.safetensors" 2 > /dev/null && echo PASS || echo FAIL)"
+      row "model sample $DEVICE fp32 TF32 off: 32 px images vs CPU" "$e" "max ≤ 2 levels" "$(verdict $?)"
     fi
   fi
 fi
@@ -209,7 +210,7 @@ if [[ $rc_tiny == 0 ]] && { want stages || want evaluate; }; then
       rc=$?
       if [[ $rc != 0 ]]; then row "$name" "$(why $rc "$LOGS/embed.$dtype.log")" "≤ $tol" "FAIL"; continue; fi
       e=$(py losses "$LOGS/embed.cpu.log" "$LOGS/embed.$dtype.log" "$tol")
-      row "$name" "$e" "≤ $tol" "$(py losses "$LOGS/embed.cpu.log" "$LOGS/embed.$dtype.log" "$tol" > /dev/null && echo PASS || echo FAIL)"
+      row "$name" "$e" "≤ $tol" "$(verdict $?)"
     done
     # stage 2 from the CPU run's embeddings, on each side
     generate() {  # tag device dtype [env...]
@@ -250,8 +251,7 @@ print(f"max {d} levels, mean {m:.3g} ({sum(len(v) for v in a.values())} images)"
 sys.exit(0 if d <= float(sys.argv[3]) else 1)
 PY
         )
-        rc=$?
-        row "$name" "$e" "≤ $tol levels" "$([[ $rc == 0 ]] && echo PASS || echo FAIL)"
+        row "$name" "$e" "≤ $tol levels" "$(verdict $?)"
       done
     fi
   fi
@@ -284,7 +284,7 @@ if want pretrain; then
         name="pretrain $phase $DEVICE $label: loss per step vs CPU (max rel. diff)"
         if [[ $rc != 0 ]]; then row "$name" "$(why $rc "$LOGS/pretrain.$tag.log")" "≤ $tol" "FAIL"; continue; fi
         e=$(py losses "$LOGS/pretrain.cpu.log" "$LOGS/pretrain.$tag.log" "$tol" "pretrain $phase" 2>&1)
-        ok=$(py losses "$LOGS/pretrain.cpu.log" "$LOGS/pretrain.$tag.log" "$tol" "pretrain $phase" > /dev/null 2>&1 && echo PASS || echo FAIL)
+        ok=$(verdict $?)
         row "$name" "$e; $(rate $phase "$LOGS/pretrain.$tag.log") ($DEVICE), $(rate $phase "$LOGS/pretrain.cpu.log") (CPU)" "≤ $tol" "$ok"
       done
     done
@@ -328,14 +328,17 @@ elif [[ -e $classifier && -f $WORK/gen_cpu.h5 ]]; then
       --data.root="$WORK/shapes_small" --data.normalize=shapes --evaluate.classifier="$classifier" \
       --evaluate.tags=check --evaluate.batch_size=16 --run.device="$dev" --run.threads="$THREADS" --run.progress=off
   }
-  evaluate cpu cpu
-  rc=$?
   name="evaluate $DEVICE fp32 TF32 off: metrics vs CPU (max rel. diff)"
-  if [[ $rc != 0 ]]; then row "evaluate CPU reference" "$(why $rc "$LOGS/evaluate.cpu.log")" "exit 0" "FAIL"
-  elif evaluate dev "$DEVICE" NVIDIA_TF32_OVERRIDE=0; then
+  rc_dev=1
+  evaluate cpu cpu
+  rc_cpu=$?
+  [[ $rc_cpu == 0 ]] && { evaluate dev "$DEVICE" NVIDIA_TF32_OVERRIDE=0; rc_dev=$?; }
+  if [[ $rc_cpu != 0 ]]; then row "evaluate CPU reference" "$(why $rc_cpu "$LOGS/evaluate.cpu.log")" "exit 0" "FAIL"
+  elif [[ $rc_dev != 0 ]]; then row "$name" "$(why $rc_dev "$LOGS/evaluate.dev.log")" "≤ 1e-3" "FAIL"
+  else
     e=$(py metrics "$LOGS/evaluate.cpu.log" "$LOGS/evaluate.dev.log" 1e-3 2>&1)
-    row "$name" "$e" "≤ 1e-3" "$(py metrics "$LOGS/evaluate.cpu.log" "$LOGS/evaluate.dev.log" 1e-3 > /dev/null 2>&1 && echo PASS || echo FAIL)"
-  else row "$name" "$(why $? "$LOGS/evaluate.dev.log")" "≤ 1e-3" "FAIL"; fi
+    row "$name" "$e" "≤ 1e-3" "$(verdict $?)"
+  fi
 else row "evaluate $DEVICE vs CPU" "-" "-" "SKIP (no classifier from 6 or no store from 5)"; fi
 
 echo "== 6c. dinv retrieve on $DEVICE vs CPU: a small random CLIP vision model, 20 queries, a pool of 40"
@@ -392,8 +395,7 @@ print(f"{same} of {a['pool_index'].size} neighbours the same, similarity max |di
 sys.exit(0 if same == a["pool_index"].size and sim <= 1e-4 and np.array_equal(a["images"], b["images"]) else 1)
 PY
     )
-    ok=$?
-    row "$name" "$e" "all the same, similarity ≤ 1e-4" "$([[ $ok == 0 ]] && echo PASS || echo FAIL)"
+    row "$name" "$e" "all the same, similarity ≤ 1e-4" "$(verdict $?)"
   fi
 fi
 
