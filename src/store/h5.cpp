@@ -178,8 +178,14 @@ void Handle::reset() {
   // unwinds on one rank the others may be waiting in another collective:
   // closing here would deadlock the job instead of letting main report and
   // abort it.
+  // A file whose writes failed is left open whatever its kind: closing
+  // it flushes to the failing disk and can cut it to a stale end of file
+  // (seen with HDF5 1.10 on one rank), while the file as it stands is what a
+  // kill -9 at that write would leave (write_failed).
   const bool collective_close = kind_ == Kind::file;
-  if (id_ >= 0 && !(collective_close && std::uncaught_exceptions() > 0)) close_id(id_);
+  const bool file = collective_close || kind_ == Kind::local_file;
+  const bool skip = (collective_close && std::uncaught_exceptions() > 0) || (file && a_write_failed);
+  if (id_ >= 0 && !skip) close_id(id_);
   id_ = -1;
 }
 
@@ -187,7 +193,11 @@ void Handle::close(const std::string& what) {
   if (id_ < 0) return;
   const hid_t id = id_;
   id_ = -1;
-  check(close_id(id), what);
+  // Closing a file flushes it: a failure there is a failed write.
+  if (kind_ == Kind::file || kind_ == Kind::local_file)
+    check_write([&] { return close_id(id); }, what);
+  else
+    check(close_id(id), what);
 }
 
 int Handle::close_id(Id id) const {
