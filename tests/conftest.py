@@ -23,6 +23,20 @@ def run(cmd, timeout=300, **kw):
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def with_write_fault(env, **limits):
+    """`env` in which writes to store.h5 fail as on a full disk (tests/tools/write_fault.c, LD_PRELOAD):
+    limits after=, free=, log= become DINV_WRITE_FAULT_AFTER etc. A write made to fail leaves the
+    store as a kill just before it would."""
+    out = dict(env, LD_PRELOAD=os.environ["DINV_WRITE_FAULT"], DINV_WRITE_FAULT_PATH="/store.h5")
+    out.update({f"DINV_WRITE_FAULT_{k.upper()}": str(v) for k, v in limits.items()})
+    return out
+
+
+def writes_of(log):
+    """The (bytes before, size, offset) of every write a DINV_WRITE_FAULT_LOG recorded."""
+    return [tuple(int(v) for v in line.split()) for line in log.read_text().splitlines()]
+
+
 @pytest.fixture
 def dinv():
     return DINV

@@ -212,11 +212,19 @@ TagMetrics measure(const std::string& tag, const SetFeatures& real, const SetFea
   return m;
 }
 
+// The tag's metrics replace those of other settings as one new group
+// (NewGroups): a run stopped while writing them leaves the old ones or none,
+// never a group whose settings say it is whole while values are missing.
 void write_metrics(store::Store& st, const TagMetrics& m, const EvaluateSettings& s) {
   const std::string group = "/metrics/" + m.tag;
-  if (st.has(group)) st.remove(group);
-  if (!st.has("/metrics")) st.create_group("/metrics");
-  const auto g = st.create_group(group);
+  const std::string recover = "Name another store.path, or copy the store without /metrics.";
+  if (store::unreadable(st, "/metrics")) store::set_aside(st, "/metrics", "evaluate", recover);
+  if (!st.has("/metrics")) {
+    st.create_group("/metrics");
+    st.flush();
+  }
+  store::NewGroups created(st);
+  auto& g = created.add(group);
   g.set_attribute("settings", evaluate_declaration().text(s));
   store::set_attributes(g, evaluate_declaration().attributes(s));
   for (const auto& [name, value] :
@@ -231,16 +239,23 @@ void write_metrics(store::Store& st, const TagMetrics& m, const EvaluateSettings
     g.set_attribute(name, value);
   g.set_attribute("leaked_test_images", m.leaked_test_images);
   const auto per_class = at::tensor(m.per_class_agreement, at::kDouble);
-  const auto ds = st.create_dataset(group + "/per_class_agreement", at::kDouble, {per_class.size(0)});
+  const auto ds = g.create_dataset("per_class_agreement", at::kDouble, {per_class.size(0)});
   ds.write_rows(0, per_class, h5::Transfer::collective);
+  if (st.has(group)) st.remove(group);
+  created.commit();
 }
 
+// A /metrics that cannot be read counts as not measured (write_metrics sets it aside).
 bool measured_before(const std::string& store_path, const std::string& tag, const std::string& settings) {
   auto file = h5::File::open_serial(store_path);
   const std::string group = "metrics/" + tag;
-  if (!file.exists("metrics") || !file.exists(group)) return false;
-  const auto g = file.open_group(group);
-  return g.has_attribute("settings") && g.string_attribute("settings") == settings;
+  try {
+    if (!file.exists("metrics") || !file.exists(group)) return false;
+    const auto g = file.open_group(group);
+    return g.has_attribute("settings") && g.string_attribute("settings") == settings;
+  } catch (const StoreError&) {
+    return false;
+  }
 }
 
 }  // namespace

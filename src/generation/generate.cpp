@@ -279,22 +279,22 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   st.require_free_space(count * (r * r * 3 + 4 * 8) + chunks + (1 << 20), group);
   if (!st.has("/samples")) {
     // Stores made before /samples was part of the new file: on disk before the
-    // tag, so that a flush cut short by a full disk damages at most the new
-    // tag, which the next run moves aside (set_aside_damaged).
+    // tag, so that a linking flush cut short damages at most /samples' link
+    // table, which the next run moves aside (set_aside_damaged).
     st.create_group("/samples");
     st.flush();
   }
-  auto g = st.create_group(group);
+  store::NewGroups created(st);
+  auto& g = created.add(group);
   const auto run = as_run(s, m.sampler_name);
   g.set_attribute("settings", generate_declaration().text(run));
   g.set_attribute("dtype", s.dtype);  // beside the settings text, which older tags wrote without it
   g.set_attribute("model_fingerprint", m.fingerprint);
   store::set_attributes(g, generate_declaration().attributes(run));
-  st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
-  for (const char* name : {"/label", "/source", "/partner", "/seed"})
-    st.create_dataset(group + name, at::kLong, {count});
-  store::UnitLedger::create(st, group, chunks);
-  st.flush();
+  g.create_dataset("images", at::kByte, {count, r, r, 3});
+  for (const char* name : {"label", "source", "partner", "seed"}) g.create_dataset(name, at::kLong, {count});
+  store::UnitLedger::create(g, chunks);
+  created.commit();
 }
 
 void write_chunk(store::Store& st, const std::string& group, dist::Range r, const std::vector<SampleSpec>& specs,
@@ -320,63 +320,21 @@ void write_chunk(store::Store& st, const std::string& group, dist::Range r, cons
 void check_embeddings(const store::Store& st, const GenerationModel& m) {
   if (!st.has("/embeddings/done"))
     throw StoreError("store '" + st.path() + "' has no embeddings: run 'dinv embed' with this store first");
-  const h5::Dataset ledger = st.dataset("/embeddings/done");
-  ledger.require_layout(at::kByte, {-1});
-  const auto units = ledger.dims().at(0);
-  const at::Tensor done = ledger.read_all();
-  const auto finished = done.ne(0).sum().item<std::int64_t>();
-  if (finished != units)
-    throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
-                     " embedding units are finished: rerun 'dinv embed' to complete them first");
+  store::require_finished(st, "/embeddings", "embedding units", "rerun 'dinv embed' to complete them first");
   st.require_attribute("/embeddings", "model_fingerprint", m.fingerprint,
                        "Generate with the model the embeddings were learned with (model.path).");
 }
 
-// The ledger is created and flushed last: a tag whose ledger is missing or
-// unreadable was being created when a write failed (a full disk), and nothing
-// in it is finished.
-bool tag_is_whole(const store::Store& st, const std::string& group) {
-  try {
-    return st.has(group + "/done") && !st.dataset(group + "/done").dims().empty();
-  } catch (const StoreError&) {
-    return false;
-  }
-}
-
-// Whether `group` holds metadata that a failed write left unreadable.
-bool damaged(const store::Store& st, const std::string& group, bool whole_tag) {
-  try {
-    if (!st.has(group)) return false;
-    if (whole_tag) return !tag_is_whole(st, group);
-    st.group(group);
-    return false;
-  } catch (const StoreError&) {
-    return true;
-  }
-}
-
-// A run whose writes failed while it created the tag (its metadata flush cut
-// short by a full disk) can leave /samples or the tag unreadable. What is
-// unreadable holds nothing finished: its link moves to /damaged, out of every
-// reader's way (only links change, so this works on damaged objects), and the
-// tag is created again. h5repack reclaims the space.
+// A run whose writes failed (a full disk) or that was killed while it created
+// the tag can leave /samples or the tag unreadable or without its ledger,
+// which is created and flushed last. Such a group holds nothing finished: it
+// moves to /damaged and the tag is created again.
 void set_aside_damaged(store::Store& st, const std::string& group) {
-  const std::vector<std::pair<std::string, bool>> checks = {{"/samples", false}, {group, true}};
-  for (const auto& [path, whole_tag] : checks) {
-    if (!damaged(st, path, whole_tag)) continue;
-    std::string to;
-    for (int n = 0; to.empty() || st.has(to); ++n) to = "/damaged" + path + "." + std::to_string(n);
-    log::warn("generate: " + st.path() + ":" + path + " was left unreadable or half-created by a run whose writes " +
-              "failed; it holds nothing finished: moving it to " + to + " and creating the tag again");
-    try {
-      st.move(path, to);
-    } catch (const StoreError& e) {
-      throw StoreError("store '" + st.path() + "': " + path + " was left unreadable by a run whose writes failed " +
-                       "(a full disk) while it was being created, and HDF5 cannot move it aside: " + e.what() +
-                       "\nThe rest of the store is intact: copy /source, /embeddings and the file's attributes " +
-                       "into a new store (e.g. with h5py's Group.copy) and generate there.");
-    }
-  }
+  const std::string recover =
+      "The rest of the store is intact: copy /source, /embeddings and the file's attributes into a new store "
+      "(e.g. with h5py's Group.copy) and generate there.";
+  if (store::unreadable(st, "/samples")) store::set_aside(st, "/samples", "generate", recover);
+  if (store::half_created(st, group, {"settings"})) store::set_aside(st, group, "generate", recover);
 }
 
 }  // namespace

@@ -119,31 +119,41 @@ struct Layout {
   std::int64_t images, units, tokens, dim, channels, latent;
 };
 
+const char* const kLayoutHint = "Use a new store (store.path) for other settings, data or model.";
+
 void create_layout(store::Store& st, const Layout& l, const EmbedSettings& s, const data::Dataset& dataset,
                    const FrozenModel& model) {
-  auto source = st.create_group("/source");
-  source.set_attribute("class_names", dataset.class_names());
-  source.set_attribute("dataset_fingerprint", dataset.fingerprint());
-  source.set_attribute("dataset", dataset.describe());
-  st.create_dataset("/source/index", at::kLong, {l.images});
-  st.create_dataset("/source/label", at::kLong, {l.images});
-  auto emb = st.create_group("/embeddings");
+  store::NewGroups created(st);
+  // dinv retrieve, run first, leaves a /source of the whole [data] set, as
+  // embed's units write it: it stays, when it is of this data.
+  if (st.has("/source")) {
+    st.require_attribute("/source", "dataset_fingerprint", dataset.fingerprint(), kLayoutHint);
+    st.require_dataset("/source/index", at::kLong, {l.images});
+  } else {
+    auto& source = created.add("/source");
+    source.set_attribute("class_names", dataset.class_names());
+    source.set_attribute("dataset_fingerprint", dataset.fingerprint());
+    source.set_attribute("dataset", dataset.describe());
+    source.create_dataset("index", at::kLong, {l.images});
+    source.create_dataset("label", at::kLong, {l.images});
+  }
+  auto& emb = created.add("/embeddings");
   emb.set_attribute("model_fingerprint", model.fingerprint);
   emb.set_attribute("settings", embed_declaration().text(s));
   emb.set_attribute("dtype", s.dtype);  // beside the settings text, which older stores wrote without it
   store::set_attributes(emb, embed_declaration().attributes(s));
   emb.set_attribute("loss_note", std::string("loss: each image's denoising loss at the last step that trained it"));
-  st.create_dataset("/embeddings/data", at::kFloat, {l.images, l.tokens, l.dim});
-  st.create_dataset("/embeddings/loss", at::kFloat, {l.images});
-  st.create_dataset("/embeddings/posterior_mean", at::kFloat, {l.images, l.channels, l.latent, l.latent});
-  st.create_dataset("/embeddings/posterior_std", at::kFloat, {l.images, l.channels, l.latent, l.latent});
-  store::UnitLedger::create(st, "/embeddings", l.units);
-  st.flush();
+  emb.create_dataset("data", at::kFloat, {l.images, l.tokens, l.dim});
+  emb.create_dataset("loss", at::kFloat, {l.images});
+  emb.create_dataset("posterior_mean", at::kFloat, {l.images, l.channels, l.latent, l.latent});
+  emb.create_dataset("posterior_std", at::kFloat, {l.images, l.channels, l.latent, l.latent});
+  store::UnitLedger::create(emb, l.units);
+  created.commit();
 }
 
 void check_layout(const store::Store& st, const Layout& l, const EmbedSettings& s, const data::Dataset& dataset,
                   const FrozenModel& model) {
-  const std::string hint = "Use a new store (store.path) for other settings, data or model.";
+  const std::string hint = kLayoutHint;
   st.require_attribute("/source", "dataset_fingerprint", dataset.fingerprint(), hint);
   st.require_attribute("/embeddings", "model_fingerprint", model.fingerprint, hint);
   store::require_settings(st, "/embeddings", embed_declaration(), s, hint);

@@ -140,14 +140,15 @@ bool compute_features(dist::World& world, store::Store& cache, const std::string
   stage::UnitStage stage;
   stage.prepare = [&](store::Store& st) {
     if (!st.has(group)) {
-      auto g = st.create_group(group);
+      store::NewGroups created(st);
+      auto& g = created.add(group);
       g.set_attribute("key", key);
       g.set_attribute("shard_size", s.shard_size);
       g.set_attribute("batch_size", s.batch_size);
-      st.create_dataset(group + "/features", at::kFloat, {n, dim});
-      st.create_dataset(group + "/bad", at::kByte, {n});
-      store::UnitLedger::create(st, group, units);
-      st.flush();
+      g.create_dataset("features", at::kFloat, {n, dim});
+      g.create_dataset("bad", at::kByte, {n});
+      store::UnitLedger::create(g, units);
+      created.commit();
     }
     const std::string hint =
         "the cache was made for other images, model, shard_size or batch_size: name another "
@@ -294,32 +295,24 @@ void create_tag(store::Store& st, const std::string& group, const RetrieveSettin
     st.create_group("/samples");
     st.flush();
   }
-  auto g = st.create_group(group);
+  store::NewGroups created(st);
+  auto& g = created.add(group);
   g.set_attribute("settings", retrieve_declaration().text(s));
   g.set_attribute("mode", std::string("retrieval"));
   store::set_attributes(g, retrieve_declaration().attributes(s));
-  st.create_dataset(group + "/images", at::kByte, {count, r, r, 3});
-  for (const char* name : {"/label", "/source", "/pool_index"}) st.create_dataset(group + name, at::kLong, {count});
-  st.create_dataset(group + "/similarity", at::kFloat, {count});
-  store::UnitLedger::create(st, group, units);
-  st.flush();
+  g.create_dataset("images", at::kByte, {count, r, r, 3});
+  for (const char* name : {"label", "source", "pool_index"}) g.create_dataset(name, at::kLong, {count});
+  g.create_dataset("similarity", at::kFloat, {count});
+  store::UnitLedger::create(g, units);
+  created.commit();
 }
 
 at::Tensor stored_image(const at::Tensor& image, std::int64_t size) {
   return data::center_crop(data::resize_shorter_side(image, size), size, size);
 }
 
-Queries read_queries(store::Store& st, const data::Dataset& real) {
+Queries all_of(const data::Dataset& real) {
   Queries q;
-  if (st.has("/source/index")) {
-    st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(),
-                         "retrieve queries the real images of the store's /source: use the [data] it was made with");
-    const at::Tensor index = st.dataset("/source/index").read_all();
-    const at::Tensor label = st.dataset("/source/label").read_all();
-    q.index.assign(index.data_ptr<std::int64_t>(), index.data_ptr<std::int64_t>() + index.numel());
-    q.label.assign(label.data_ptr<std::int64_t>(), label.data_ptr<std::int64_t>() + label.numel());
-    return q;
-  }
   for (std::int64_t i = 0; i < real.size(); ++i) {
     q.index.push_back(i);
     q.label.push_back(real.get(i).label);
@@ -327,22 +320,60 @@ Queries read_queries(store::Store& st, const data::Dataset& real) {
   return q;
 }
 
-// A store without /source (no dinv embed yet) gets one for the whole [data]
-// set, so that syn.format = store finds the class names.
-void write_source(store::Store& st, const data::Dataset& real, const Queries& q, bool root) {
-  auto source = st.create_group("/source");
+const char* const kRecoverSource =
+    "Nothing else of the store depends on it: remove the store (or name another store.path) and rerun.";
+
+// A store without /embeddings (no dinv embed yet) gets a /source of the whole
+// [data] set, so that syn.format = store finds the class names. Its rows are
+// written after its layout: a ledger of one unit records that they are, so
+// that a run stopped between the two writes them on its rerun.
+void create_source(store::Store& st, const data::Dataset& real, std::int64_t n) {
+  store::NewGroups created(st);
+  auto& source = created.add("/source");
   source.set_attribute("class_names", real.class_names());
   source.set_attribute("dataset_fingerprint", real.fingerprint());
   source.set_attribute("dataset", real.describe());
-  const auto n = static_cast<std::int64_t>(q.index.size());
-  st.create_dataset("/source/index", at::kLong, {n});
-  st.create_dataset("/source/label", at::kLong, {n});
-  st.flush();
-  if (root) {
-    st.dataset("/source/index").write_rows(0, at::tensor(q.index, at::kLong), h5::Transfer::independent);
-    st.dataset("/source/label").write_rows(0, at::tensor(q.label, at::kLong), h5::Transfer::independent);
+  source.create_dataset("index", at::kLong, {n});
+  source.create_dataset("label", at::kLong, {n});
+  store::UnitLedger::create(source, 1);
+  created.commit();
+}
+
+const std::string kSourceHint =
+    "retrieve queries the real images of the store's /source: use the [data] it was made with";
+
+// The real images to query: those of dinv embed's /source (all of its units
+// finished), else the whole [data] set, recorded in a /source of its own.
+Queries prepare_source(const dist::World& world, store::Store& st, const data::Dataset& real) {
+  if (st.has("/embeddings")) {
+    st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(), kSourceHint);
+    store::require_finished(st, "/embeddings", "embedding units (which write /source)",
+                            "rerun 'dinv embed' to complete them before retrieve, or name another store.path");
+    Queries q;
+    const at::Tensor index = st.dataset("/source/index").read_all();
+    const at::Tensor label = st.dataset("/source/label").read_all();
+    q.index.assign(index.data_ptr<std::int64_t>(), index.data_ptr<std::int64_t>() + index.numel());
+    q.label.assign(label.data_ptr<std::int64_t>(), label.data_ptr<std::int64_t>() + label.numel());
+    return q;
   }
-  st.flush();
+  Queries q = all_of(real);
+  const auto n = static_cast<std::int64_t>(q.index.size());
+  if (store::half_created(st, "/source", {"dataset_fingerprint"}))
+    store::set_aside(st, "/source", "retrieve", kRecoverSource);
+  if (!st.has("/source")) create_source(st, real, n);
+  st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(), kSourceHint);
+  st.require_dataset("/source/index", at::kLong, {n});
+  store::UnitLedger ledger(st, "/source", 1);
+  // A collective: every rank has read the ledger before the root marks it.
+  if (dist::any_rank(world, !ledger.is_done(0))) {
+    if (world.is_root()) {
+      st.dataset("/source/index").write_rows(0, at::tensor(q.index, at::kLong), h5::Transfer::independent);
+      st.dataset("/source/label").write_rows(0, at::tensor(q.label, at::kLong), h5::Transfer::independent);
+      ledger.mark_done_independent(0);
+    }
+    st.flush();
+  }
+  return q;
 }
 
 // The run fails past max_bad_share, naming the first bad pool images (their
@@ -378,6 +409,9 @@ bool write_tag(dist::World& world, store::Store& st, const std::string& group, c
   std::vector<at::Tensor> images;  // the shard under way
   stage::UnitStage stage;
   stage.prepare = [&](store::Store& st) {
+    const std::string recover = "The rest of the store is intact: name another retrieve.tag, or another store.path.";
+    if (store::unreadable(st, "/samples")) store::set_aside(st, "/samples", "retrieve", recover);
+    if (store::half_created(st, group, {"settings"})) store::set_aside(st, group, "retrieve", recover);
     if (!st.has(group)) create_tag(st, group, s, count, units);
     store::require_settings(st, group, retrieve_declaration(), s,
                             "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");
@@ -427,8 +461,7 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
                       " images of the pool (" + pool.describe() + ")");
   Encoder enc = load_encoder(s.model, world.device());
   auto st = store::Store::open_or_create(store_path, world.comm(), config_text);
-  const Queries q = read_queries(st, real);
-  if (!st.has("/source")) write_source(st, real, q, world.is_root());
+  const Queries q = prepare_source(world, st, real);
   if (q.index.empty()) throw ConfigError("retrieve: no real images to query ([data] is empty)");
   if (s.resolution == 0) s.resolution = real.get(q.index.front()).image.size(0);
 

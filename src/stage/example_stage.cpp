@@ -21,14 +21,15 @@ std::string settings_text(const ExampleSettings& s) {
          " width=" + std::to_string(s.width) + " seed=" + std::to_string(s.seed);
 }
 
-// Allocate everything before any unit runs; the ledger last, so that a store
-// with a ledger is complete.
+// Allocate everything before any unit runs, unlinked until all of it is on
+// disk (NewGroups), so that a run stopped here leaves no half-made group.
 void create_layout(store::Store& st, const ExampleSettings& s, std::int64_t units) {
-  auto group = st.create_group("/example");
+  store::NewGroups created(st);
+  auto& group = created.add("/example");
   group.set_attribute("settings", settings_text(s));
-  st.create_dataset("/example/values", at::kFloat, {s.rows, s.width});
-  store::UnitLedger::create(st, "/example", units);
-  st.flush();
+  group.create_dataset("values", at::kFloat, {s.rows, s.width});
+  store::UnitLedger::create(group, units);
+  created.commit();
 }
 
 }  // namespace

@@ -318,6 +318,18 @@ Group Group::create_group(const std::string& path) const {
                file_, below(path));
 }
 
+Group Group::create_unlinked_group(const std::string& path) const {
+  Handle gcpl = group_creation_plist();
+  return Group(own(H5Gcreate_anon(id(), gcpl.id(), H5P_DEFAULT), Handle::Kind::group,
+                   "create group '" + below(path) + "' (unlinked) in '" + file_ + "'"),
+               file_, below(path));
+}
+
+void Group::link(const Group& object) const {
+  check_write([&] { return H5Olink(object.id(), id(), object.path().c_str(), H5P_DEFAULT, H5P_DEFAULT); },
+              "link '" + object.path() + "' in '" + file_ + "'");
+}
+
 Group Group::open_group(const std::string& path) const {
   if (!exists(path)) throw StoreError(file_ + ": group '" + below(path) + "' does not exist");
   return Group(own(H5Gopen2(id(), path.c_str(), H5P_DEFAULT), Handle::Kind::group,
@@ -355,6 +367,11 @@ struct DatasetWalk {
   std::vector<std::string> paths;
 };
 
+herr_t collect_link(hid_t, const char* name, const H5L_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+  return 0;
+}
+
 herr_t collect_dataset(hid_t, const char* name, const H5O_info_t* info, void* data) {
   if (info->type == H5O_TYPE_DATASET) static_cast<DatasetWalk*>(data)->paths.emplace_back(name);
   return 0;
@@ -366,6 +383,13 @@ std::vector<std::string> Group::dataset_paths() const {
   DatasetWalk walk;
   check(H5Ovisit(id(), H5_INDEX_NAME, H5_ITER_INC, collect_dataset, &walk), "walk '" + where() + "'");
   return walk.paths;
+}
+
+std::vector<std::string> Group::link_names() const {
+  std::vector<std::string> names;
+  check(H5Literate(id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_link, &names),
+        "list the links of '" + where() + "'");
+  return names;
 }
 
 std::vector<std::int64_t> Dataset::dims() const {

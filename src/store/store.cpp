@@ -14,6 +14,7 @@
 
 #include "dinv/core/build_info.h"
 #include "dinv/core/error.h"
+#include "dinv/core/log.h"
 #include "dinv/dist/world.h"
 
 namespace dinv::store {
@@ -147,8 +148,65 @@ void Store::close() { file_.close(); }
 
 // ------------------------------------------------------------------- ledger
 
-void UnitLedger::create(Store& store, const std::string& group, std::int64_t units) {
-  store.create_dataset(group + "/done", at::kByte, {units});
+bool half_created(const Store& st, const std::string& group, const std::vector<std::string>& attributes) {
+  try {
+    if (!st.has(group)) return false;
+    if (!st.has(group + "/done") || st.dataset(group + "/done").dims().empty()) return true;
+    const h5::Group g = st.group(group);
+    for (const auto& name : attributes) g.string_attribute(name);
+    return false;
+  } catch (const StoreError&) {
+    return true;
+  }
+}
+
+bool unreadable(const Store& st, const std::string& object) {
+  try {
+    if (st.has(object)) st.group(object).link_names();
+    return false;
+  } catch (const StoreError&) {
+    return true;
+  }
+}
+
+void set_aside(Store& st, const std::string& object, const std::string& stage, const std::string& recover) {
+  std::string to;
+  for (int n = 0; to.empty() || st.has(to); ++n) to = "/damaged" + object + "." + std::to_string(n);
+  log::warn(stage + ": " + st.path() + ":" + object + " was left unreadable or half-created by a run whose writes " +
+            "failed or that was killed; it holds nothing finished: moving it to " + to + " and creating it again");
+  try {
+    st.move(object, to);
+  } catch (const StoreError& e) {
+    throw StoreError("store '" + st.path() + "': " + object + " was left unreadable by a run whose writes failed " +
+                     "(a full disk) while it was being created, and HDF5 cannot move it aside: " + e.what() + "\n" +
+                     recover);
+  }
+}
+
+void require_finished(const Store& st, const std::string& group, const std::string& what, const std::string& todo) {
+  const h5::Dataset ledger = st.dataset(group + "/done");
+  ledger.require_layout(at::kByte, {-1});
+  const auto units = ledger.dims().at(0);
+  const auto finished = ledger.read_all().ne(0).sum().item<std::int64_t>();
+  if (finished != units)
+    throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
+                     " " + what + " are finished: " + todo);
+}
+
+h5::Group& NewGroups::add(const std::string& path) {
+  groups_.push_back(store_.file().create_unlinked_group(path));
+  return groups_.back();
+}
+
+void NewGroups::commit() {
+  store_.flush();
+  for (const auto& g : groups_) store_.file().link(g);
+  store_.flush();
+  groups_.clear();
+}
+
+void UnitLedger::create(const h5::Group& group, std::int64_t units) {
+  group.create_dataset("done", at::kByte, {units});
 }
 
 UnitLedger::UnitLedger(Store& store, const std::string& group, std::int64_t units)

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import kill_session, rank_pids
-from stage_fixture import dinv_stage, make_inputs, start_stage
+from conftest import DINV, kill_session, mpirun_cmd, rank_pids, run, with_write_fault, writes_of
+from stage_fixture import ENV, dinv_stage, make_inputs, start_stage
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,31 @@ def test_missing_model_folder(config, tmp_path):
     r = dinv_stage(1, "embed", config, tmp_path, f"--model.path={tmp_path}/nope")
     assert r.returncode == 1
     assert "nope" in r.stderr
+
+
+def test_a_run_stopped_at_each_write_that_creates_the_layout_resumes(config, reference, tmp_path):
+    """Every write to the store up to the first unit's rows (the new file, /source and
+    /embeddings with their metadata flushes) fails in turn, as a kill there would leave
+    the store; the rerun always completes it to the uninterrupted run's embeddings. (The
+    layout is built unlinked and linked once on disk; before, a flush cut short left an
+    /embeddings that HDF5 could neither read nor move aside, and on one rank the failed
+    run's close cut the file short.)"""
+    log = tmp_path / "writes.log"
+    r = run(mpirun_cmd(1, DINV, "embed", "--config", config), cwd=tmp_path, env=with_write_fault(ENV, log=log))
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "store.h5") as f:
+        first_rows = f["/embeddings/data"].id.get_offset()
+    writes = writes_of(log)
+    stop = [i for i, (_, _, at) in enumerate(writes) if at == first_rows][1]  # [0] fills it at creation
+    with h5py.File(reference) as f:
+        expected = {k: f[k][()] for k in ("/source/index", "/source/label", "/embeddings/data", "/embeddings/done")}
+    for i in range(stop + 1):
+        work = tmp_path / str(i)
+        work.mkdir()
+        r = run(mpirun_cmd(1, DINV, "embed", "--config", config), cwd=work, env=with_write_fault(ENV, after=writes[i][0]))
+        assert r.returncode == 1 and "No space left on device" in r.stderr, (i, r.returncode, r.stderr[-2000:])
+        again = dinv_stage(1, "embed", config, work)
+        assert again.returncode == 0, (i, writes[i], again.stderr[-3000:])
+        with h5py.File(work / "store.h5") as f:
+            for k, v in expected.items():
+                assert np.array_equal(f[k][()], v), (i, writes[i], k)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from conftest import DINV, kill_session, mpirun_cmd, run
+from conftest import DINV, kill_session, mpirun_cmd, run, with_write_fault, writes_of
 from stage_fixture import ENV, dinv_stage, make_inputs, start_stage
 
 
@@ -314,24 +314,13 @@ def test_preview_errors(config, reference, tmp_path, args, code, message):
 
 # ---- a full disk while writing ------------------------------------------------------
 
-def with_full_disk(**limits):
-    """Environment in which writes to store.h5 fail as on a full disk (LD_PRELOAD shim)."""
-    env = dict(ENV, LD_PRELOAD=os.environ["DINV_WRITE_FAULT"], DINV_WRITE_FAULT_PATH="/store.h5")
-    env.update({f"DINV_WRITE_FAULT_{k.upper()}": str(v) for k, v in limits.items()})
-    return env
-
-
-def writes_of(log):
-    return [tuple(int(v) for v in line.split()) for line in log.read_text().splitlines()]
-
-
 @pytest.fixture(scope="module")
 def write_log(config, embedded, reference, tmp_path_factory):
     """Every write to the store of an uninterrupted 1-rank run, and where the tag's images lie."""
     work = fresh(embedded, tmp_path_factory.mktemp("write_log"))
     log = work / "writes.log"
     r = run(mpirun_cmd(1, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
-            env=with_full_disk(log=log))
+            env=with_write_fault(ENV, log=log))
     assert r.returncode == 0, r.stderr
     tag, s, _ = samples(work / "store.h5")
     for k, v in samples(reference)[1].items():
@@ -344,7 +333,7 @@ def write_log(config, embedded, reference, tmp_path_factory):
 def full_disk_run(config, embedded, tmp_path, after):
     work = fresh(embedded, tmp_path)
     r = run(mpirun_cmd(1, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
-            env=with_full_disk(after=after))
+            env=with_write_fault(ENV, after=after))
     return work, r
 
 
@@ -381,7 +370,7 @@ def test_too_little_free_space_is_refused_before_writing(config, embedded, tmp_p
     """statvfs says 60 kB are free, the tag needs more: refused before the store is touched."""
     work = fresh(embedded, tmp_path)
     r = run(mpirun_cmd(2, DINV, "generate", "--config", config, "--embed.steps=10"), cwd=work,
-            env=with_full_disk(free=60000))
+            env=with_write_fault(ENV, free=60000))
     assert r.returncode == 1, r.stderr
     assert "not enough free space for /samples/" in r.stderr and "in store 'store.h5'" in r.stderr
     assert (work / "store.h5").read_bytes() == embedded.read_bytes()
@@ -389,11 +378,12 @@ def test_too_little_free_space_is_refused_before_writing(config, embedded, tmp_p
 
 def test_disk_full_at_each_write_that_creates_the_tag(config, embedded, reference, write_log, tmp_path):
     """The disk fills up at each write before the first chunk's: the fill values
-    of every dataset, the metadata flush that ends the tag's creation. Each time:
-    a clear error and the embeddings intact. HDF5 cannot make that flush atomic:
-    the rerun completes to identical samples, moving a tag left half-written and
-    unreadable to /damaged first; where HDF5 cannot even move it (the /samples
-    link table itself half-written), the rerun says so and how to recover."""
+    of every dataset, the metadata flushes that create the tag. Each time: a clear
+    error and the embeddings intact, and the rerun completes to identical samples.
+    The tag is built unlinked and linked once on disk (store::NewGroups); a linking
+    flush cut short can leave /samples' link table unreadable (its first member), and
+    the rerun moves /samples aside. (Before, up to two of these reruns were refused:
+    a tag linked before its header was written, which HDF5 could not move.)"""
     tag, writes, offset = write_log
     first_chunk = next(i for i, (_, size, at) in enumerate(writes) if at == offset and size == 6 * 768)
     outcomes = []
@@ -404,18 +394,14 @@ def test_disk_full_at_each_write_that_creates_the_tag(config, embedded, referenc
         with h5py.File(work / "store.h5") as f, h5py.File(embedded) as g:
             assert f["/embeddings/data"][:].tobytes() == g["/embeddings/data"][:].tobytes()
         again = dinv_stage(1, "generate", config, work, "--embed.steps=10")
-        if again.returncode != 0:
-            assert again.returncode == 1 and "HDF5 cannot move it aside" in again.stderr, (i, again.stderr)
-            assert "copy /source, /embeddings and the file's attributes into a new store" in again.stderr
-            outcomes.append("refused")
-            continue
+        assert again.returncode == 0, (i, writes[i], again.stderr)
         _, a, _ = samples(reference)
         _, b, _ = samples(work / "store.h5")
         for k in a:
             assert a[k].tobytes() == b[k].tobytes(), (i, k)
         outcomes.append("moved aside" if "moving it to /damaged" in again.stderr else "resumed")
     print("outcomes", outcomes)
-    assert "moved aside" in outcomes and outcomes.count("refused") <= 2, outcomes
+    assert outcomes.count("resumed") >= len(outcomes) // 2, outcomes
 
 
 def test_each_run_appends_a_timing_record_beside_the_store(config, embedded, reference, tmp_path):

@@ -135,12 +135,61 @@ TEST(Store, LocalFileClosesWhenAnErrorUnwinds) {
   std::remove(path.c_str());
 }
 
+TEST(NewGroups, NothingIsLinkedBeforeCommitAndAllAfter) {
+  auto& w = test::world();
+  const auto path = shared_path("new_groups");
+  {
+    auto s = Store::open_or_create(path, w.comm(), "");
+    NewGroups created(s);
+    auto& a = created.add("/a");
+    a.set_attribute("settings", std::string("x=1"));
+    a.create_dataset("values", at::kFloat, {4, 2}).write_rows(0, at::ones({4, 2}), h5::Transfer::collective);
+    UnitLedger::create(a, 3);
+    auto& b = created.add("/samples/b");  // a second group, its reference still valid
+    UnitLedger::create(b, 1);
+    s.flush();
+    EXPECT_FALSE(s.has("/a"));
+    EXPECT_FALSE(s.has("/samples/b"));
+    EXPECT_EQ(s.group("/samples").link_names(), std::vector<std::string>{});
+    created.commit();
+    EXPECT_FALSE(half_created(s, "/a", {"settings"}));
+    EXPECT_EQ(s.dataset("/a/values").read_all().sum().item<float>(), 8.0f);
+    EXPECT_EQ(s.group("/samples").link_names(), std::vector<std::string>{"b"});
+    EXPECT_EQ(UnitLedger(s, "/samples/b", 1).done_count(), 0);
+    s.close();
+  }
+  if (w.is_root()) std::remove(path.c_str());
+}
+
+TEST(NewGroups, AGroupWithoutItsLedgerIsHalfCreatedAndMovesAside) {
+  auto& w = test::world();
+  const auto path = shared_path("half_created");
+  {
+    auto s = Store::open_or_create(path, w.comm(), "");
+    auto g = s.create_group("/samples/t");  // as a creation cut short before the ledger
+    g.set_attribute("settings", std::string("x=1"));
+    EXPECT_TRUE(half_created(s, "/samples/t", {"settings"}));
+    EXPECT_FALSE(half_created(s, "/samples/absent"));
+    EXPECT_FALSE(unreadable(s, "/samples"));
+    set_aside(s, "/samples/t", "test", "recover");
+    set_aside(s, "/samples", "test", "recover");  // a second one gets the next free name
+    EXPECT_FALSE(s.has("/samples"));
+    EXPECT_TRUE(s.has("/damaged/samples/t.0"));
+    EXPECT_TRUE(s.has("/damaged/samples.0"));
+    s.create_group("/samples/t");
+    UnitLedger::create(s.group("/samples/t"), 2);
+    EXPECT_THROW(require_finished(s, "/samples/t", "units", "do them"), StoreError);
+    s.close();
+  }
+  if (w.is_root()) std::remove(path.c_str());
+}
+
 TEST(UnitLedger, MarksSurviveReopen) {
   auto& w = test::world();
   const auto path = shared_path("ledger");
   {
     auto s = Store::open_or_create(path, w.comm(), "");
-    UnitLedger::create(s, "/stage", 10);
+    UnitLedger::create(s.create_group("/stage"), 10);
     UnitLedger ledger(s, "/stage", 10);
     std::vector<std::int64_t> mine;
     for (std::int64_t u = w.rank(); u < 10; u += w.size())

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import kill_session
+from conftest import kill_session, with_write_fault, writes_of
 
 DINV = os.environ["DINV"]
 MPIEXEC = os.environ.get("MPIEXEC", "mpirun")
@@ -195,6 +195,75 @@ def test_kill_and_resume(inputs, tmp_path):
     a, b = tag(tmp_path / "ref" / "store.h5"), tag(work / "store.h5")
     for key in TAG_DATASETS:
         assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_run_stopped_at_each_store_write_resumes_to_the_same_bytes(inputs, tmp_path):
+    """Every write to the store before the tag's first rows (its creation, /source and its
+    rows, the tag's layout) fails in turn, leaving the store as a kill there would (HDF5's
+    metadata flush cut short included); the rerun completes it to exactly the uninterrupted
+    run's tag and /source, setting aside what was left half-created. (The CI once caught a
+    kill between /source's layout and its rows: the rerun queried image 0 twenty times.)"""
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    log = tmp_path / "writes.log"
+    r = run(mpirun_cmd(1, DINV, "retrieve", "--config", inputs / "retrieve.ini"), cwd=ref,
+            env=with_write_fault(ENV, log=log))
+    assert r.returncode == 0, r.stderr
+    with h5py.File(ref / "store.h5") as f:
+        first_rows = f["samples/retrieval_k3/images"].id.get_offset()
+        source = {k: f[f"source/{k}"][()] for k in ("index", "label")}
+    writes = writes_of(log)
+    # The first write there fills the dataset at its creation, the second is the first shard's rows.
+    stop = [i for i, (_, _, at) in enumerate(writes) if at == first_rows][1]
+    expected = tag(ref / "store.h5")
+    for i in range(stop):
+        work = tmp_path / str(i)
+        work.mkdir()
+        shutil.copyfile(ref / "store.h5.retrieve_features.h5", work / "store.h5.retrieve_features.h5")
+        r = run(mpirun_cmd(1, DINV, "retrieve", "--config", inputs / "retrieve.ini"), cwd=work,
+                env=with_write_fault(ENV, after=writes[i][0]))
+        assert r.returncode == 1 and "No space left on device" in r.stderr, (i, r.stderr)
+        again = retrieve(inputs, work, check=False)
+        assert again.returncode == 0, (i, writes[i], again.stderr)
+        got = tag(work / "store.h5")
+        for key in TAG_DATASETS:
+            assert np.array_equal(expected[key], got[key]), (i, writes[i], key)
+        with h5py.File(work / "store.h5") as f:
+            for k, v in source.items():
+                assert np.array_equal(f[f"source/{k}"][()], v), (i, writes[i], k)
+
+
+def test_retrieve_and_embed_share_a_store(inputs, tmp_path):
+    """retrieve first writes a /source of the whole [data] set; embed then keeps it (the same
+    rows), and refuses another subset by name; retrieve after a finished embed queries
+    embed's /source, and refuses an unfinished one instead of querying rows not yet written."""
+    model = tmp_path / "sd"
+    r = run([DINV, "model", "init", "--preset", "tiny", model], env=ENV)
+    assert r.returncode == 0, r.stderr
+    embed = [f"--model.path={model}", "--embed.group_size=10", "--embed.batch_size=5", "--embed.steps=2",
+             "--embed.resolution=32"]
+    retrieve(inputs, tmp_path, np_=2)
+    before = tag(tmp_path / "store.h5")
+    with h5py.File(tmp_path / "store.h5") as f:
+        source = {k: f[f"source/{k}"][()] for k in ("index", "label")}
+    r = run(mpirun_cmd(1, DINV, "embed", "--config", inputs / "retrieve.ini", *embed, "--embed.num_images=10"),
+            cwd=tmp_path, env=ENV)
+    assert r.returncode == 1 and "/source" in r.stderr, r.stderr
+    r = run(mpirun_cmd(2, DINV, "embed", "--config", inputs / "retrieve.ini", *embed), cwd=tmp_path, env=ENV)
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "store.h5") as f:
+        for k, v in source.items():
+            assert np.array_equal(f[f"source/{k}"][()], v), k
+        assert f["embeddings/done"][()].all()
+    retrieve(inputs, tmp_path, "--retrieve.tag=again", np_=2)
+    again = tag(tmp_path / "store.h5", "again")
+    for key in TAG_DATASETS:
+        assert np.array_equal(before[key], again[key]), key
+    with h5py.File(tmp_path / "store.h5", "r+") as f:
+        f["embeddings/done"][1] = 0
+    r = retrieve(inputs, tmp_path, "--retrieve.tag=unfinished", check=False)
+    assert r.returncode == 1 and "only 1 of 2 embedding units (which write /source) are finished" in r.stderr, \
+        r.stderr
 
 
 def test_bad_pool_image_is_skipped_and_counted(inputs, tmp_path):

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
       g.set_attribute("fingerprint", std::string("writer-v1"));
       store.create_dataset("/test/data", at::kFloat, {units * rows, cols});
       store.create_dataset("/test/unit", at::kLong, {units * rows});
-      store::UnitLedger::create(store, "/test", units);
+      store::UnitLedger::create(g, units);
       store.flush();
     }
     store.require_attribute("/test", "fingerprint", "writer-v1", "test store from another writer");

@@ -137,6 +137,12 @@ class Group : public Object {
   // Creates missing parent groups. Metadata changes of a parallel file are
   // collective: every rank with the same arguments.
   Group create_group(const std::string& path) const;
+  // A new group that no link names yet (collective): its members are created
+  // below it as usual, and link() names it. `path` is where it will be linked
+  // (for messages).
+  Group create_unlinked_group(const std::string& path) const;
+  // Collective: link `object` at its path (its parent must exist).
+  void link(const Group& object) const;
   Group open_group(const std::string& path) const;
   // A fixed-size dataset, allocated at creation and zero-filled, so that
   // later writes touch raw data only.
@@ -150,6 +156,9 @@ class Group : public Object {
   // The paths, relative to this group and in name order, of every dataset
   // below it.
   std::vector<std::string> dataset_paths() const;
+  // The names of this group's own links, in name order (reads the group's
+  // link table only, not the objects it names).
+  std::vector<std::string> link_names() const;
 
  protected:
   Group(Handle handle, std::string file, std::string path)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -71,13 +72,33 @@ class Store {
   h5::File file_;
 };
 
+// The groups a stage creates before its first unit, made crash-safe: each is
+// built with no link naming it (its attributes, datasets and ledger below it
+// as usual), and commit() flushes them all to disk, links them at their paths
+// and flushes again. A run stopped at any write before the links leaves
+// nothing a reader sees (the unlinked objects are space h5repack reclaims);
+// one stopped while the links are flushed leaves links to whole groups, or a
+// parent whose link table cannot be read (set_aside, unreadable). Collective.
+class NewGroups {
+ public:
+  explicit NewGroups(Store& store) : store_(store) {}
+  // A group to be linked at `path` (its parent exists by commit()).
+  h5::Group& add(const std::string& path);
+  void commit();
+
+ private:
+  Store& store_;
+  std::deque<h5::Group> groups_;  // stable references
+};
+
 // Which work units of a stage are finished, as the dataset `<group>/done`
 // (one byte per unit). Units are marked only after their data was written,
 // so a kill at any moment at worst redoes the units under way.
 class UnitLedger {
  public:
-  // Collective: create the ledger of `units` units (all pending).
-  static void create(Store& store, const std::string& group, std::int64_t units);
+  // Collective: create the ledger of `units` units (all pending) in `group`,
+  // after its other members (a group with a readable ledger is whole).
+  static void create(const h5::Group& group, std::int64_t units);
   // Read the ledger of `group` (fails clearly if absent or of another size).
   UnitLedger(Store& store, const std::string& group, std::int64_t units);
 
@@ -96,6 +117,23 @@ class UnitLedger {
   h5::Dataset dataset_;
   std::vector<std::uint8_t> done_;
 };
+
+// Stages create a group's attributes and datasets, then its ledger, then
+// flush. A group whose ledger or whose `attributes` (string attributes)
+// cannot be read was being created when a write failed (a full disk) or the
+// run was killed, and nothing in it is finished. False when `group` is absent.
+bool half_created(const Store& st, const std::string& group, const std::vector<std::string>& attributes = {});
+// Whether the group `object` exists but cannot be opened or its link table
+// read (its creation, or that of its first member, cut short alike).
+bool unreadable(const Store& st, const std::string& object);
+// Collective: move such an `object` to /damaged<object>.<n>, out of every
+// reader's way, with a warning from `stage`. Only links change, so this works
+// on damaged objects (h5repack reclaims the space). Where HDF5 cannot even
+// move it, a StoreError saying so, then `recover`.
+void set_aside(Store& st, const std::string& object, const std::string& stage, const std::string& recover);
+// Every unit of `group`'s ledger is finished; otherwise a StoreError naming
+// the store and the count ("only 3 of 5 <what> are finished: <todo>").
+void require_finished(const Store& st, const std::string& group, const std::string& what, const std::string& todo);
 
 // The creation time recorded in a new store: $SOURCE_DATE_EPOCH when set (the
 // reproducible-builds convention, used by tests that compare bytes), else now.
