@@ -280,7 +280,7 @@ void create_tag(store::Store& st, const std::string& group, const GenerateSettin
   if (!st.has("/samples")) {
     // Stores made before /samples was part of the new file: on disk before the
     // tag, so that a linking flush cut short damages at most /samples' link
-    // table, which the next run moves aside (set_aside_damaged).
+    // table, which the next run moves aside (store::set_aside_damaged_tag).
     st.create_group("/samples");
     st.flush();
   }
@@ -325,18 +325,6 @@ void check_embeddings(const store::Store& st, const GenerationModel& m) {
                        "Generate with the model the embeddings were learned with (model.path).");
 }
 
-// A run whose writes failed (a full disk) or that was killed while it created
-// the tag can leave /samples or the tag unreadable or without its ledger,
-// which is created and flushed last. Such a group holds nothing finished: it
-// moves to /damaged and the tag is created again.
-void set_aside_damaged(store::Store& st, const std::string& group) {
-  const std::string recover =
-      "The rest of the store is intact: copy /source, /embeddings and the file's attributes into a new store "
-      "(e.g. with h5py's Group.copy) and generate there.";
-  if (store::unreadable(st, "/samples")) store::set_aside(st, "/samples", "generate", recover);
-  if (store::half_created(st, group, {"settings"})) store::set_aside(st, group, "generate", recover);
-}
-
 }  // namespace
 
 std::string derived_tag(const GenerateSettings& s, const std::string& sampler_name) {
@@ -373,7 +361,9 @@ GenerateOutcome run_generate(dist::World& world, const GenerateSettings& s, cons
       check_partner_groups(static_cast<std::int64_t>(src.labels.size()), src.group_size, s.num_samples, "generate");
     specs = plan_samples(s, src, model);
     out.images = static_cast<std::int64_t>(specs.size());
-    set_aside_damaged(st, group);
+    store::set_aside_damaged_tag(st, group, "generate",
+                                 "The rest of the store is intact: copy /source, /embeddings and the file's "
+                                 "attributes into a new store (e.g. with h5py's Group.copy) and generate there.");
     if (!st.has(group)) create_tag(st, group, s, model, out.images, dist::chunk_count(out.images, s.chunk_size));
     chunk_size = tag_chunk_size(st, group, s.chunk_size);
     store::require_settings(st, group, generate_declaration(), as_run(s, model.sampler_name),

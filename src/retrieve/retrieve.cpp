@@ -339,7 +339,7 @@ void create_source(store::Store& st, const data::Dataset& real, std::int64_t n) 
   created.commit();
 }
 
-const std::string kSourceHint =
+const char* const kSourceHint =
     "retrieve queries the real images of the store's /source: use the [data] it was made with";
 
 // The real images to query: those of dinv embed's /source (all of its units
@@ -409,9 +409,8 @@ bool write_tag(dist::World& world, store::Store& st, const std::string& group, c
   std::vector<at::Tensor> images;  // the shard under way
   stage::UnitStage stage;
   stage.prepare = [&](store::Store& st) {
-    const std::string recover = "The rest of the store is intact: name another retrieve.tag, or another store.path.";
-    if (store::unreadable(st, "/samples")) store::set_aside(st, "/samples", "retrieve", recover);
-    if (store::half_created(st, group, {"settings"})) store::set_aside(st, group, "retrieve", recover);
+    store::set_aside_damaged_tag(st, group, "retrieve",
+                                 "The rest of the store is intact: name another retrieve.tag, or another store.path.");
     if (!st.has(group)) create_tag(st, group, s, count, units);
     store::require_settings(st, group, retrieve_declaration(), s,
                             "The tag '" + s.tag + "' was written with other settings: choose another retrieve.tag.");

@@ -183,8 +183,7 @@ void Handle::reset() {
   // (seen with HDF5 1.10 on one rank), while the file as it stands is what a
   // kill -9 at that write would leave (write_failed).
   const bool collective_close = kind_ == Kind::file;
-  const bool file = collective_close || kind_ == Kind::local_file;
-  const bool skip = (collective_close && std::uncaught_exceptions() > 0) || (file && a_write_failed);
+  const bool skip = (collective_close && std::uncaught_exceptions() > 0) || (is_file() && a_write_failed);
   if (id_ >= 0 && !skip) close_id(id_);
   id_ = -1;
 }
@@ -194,7 +193,7 @@ void Handle::close(const std::string& what) {
   const hid_t id = id_;
   id_ = -1;
   // Closing a file flushes it: a failure there is a failed write.
-  if (kind_ == Kind::file || kind_ == Kind::local_file)
+  if (is_file())
     check_write([&] { return close_id(id); }, what);
   else
     check(close_id(id), what);

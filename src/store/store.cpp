@@ -183,14 +183,20 @@ void set_aside(Store& st, const std::string& object, const std::string& stage, c
   }
 }
 
-void require_finished(const Store& st, const std::string& group, const std::string& what, const std::string& todo) {
+void set_aside_damaged_tag(Store& st, const std::string& group, const std::string& stage, const std::string& recover) {
+  if (unreadable(st, "/samples")) set_aside(st, "/samples", stage, recover);
+  if (half_created(st, group, {"settings"})) set_aside(st, group, stage, recover);
+}
+
+void require_finished(const Store& st, const std::string& group, const std::string& what,
+                      const std::string& next_step) {
   const h5::Dataset ledger = st.dataset(group + "/done");
   ledger.require_layout(at::kByte, {-1});
   const auto units = ledger.dims().at(0);
   const auto finished = ledger.read_all().ne(0).sum().item<std::int64_t>();
   if (finished != units)
     throw StoreError("store '" + st.path() + "': only " + std::to_string(finished) + " of " + std::to_string(units) +
-                     " " + what + " are finished: " + todo);
+                     " " + what + " are finished: " + next_step);
 }
 
 h5::Group& NewGroups::add(const std::string& path) {

@@ -44,6 +44,7 @@ class Handle {
 
   Id id() const { return id_; }
   bool valid() const { return id_ >= 0; }
+  bool is_file() const { return kind_ == Kind::file || kind_ == Kind::local_file; }
   void reset();
   // Close now and report failure (a destructor cannot).
   void close(const std::string& what);

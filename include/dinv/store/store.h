@@ -118,10 +118,10 @@ class UnitLedger {
   std::vector<std::uint8_t> done_;
 };
 
-// Stages create a group's attributes and datasets, then its ledger, then
-// flush. A group whose ledger or whose `attributes` (string attributes)
-// cannot be read was being created when a write failed (a full disk) or the
-// run was killed, and nothing in it is finished. False when `group` is absent.
+// A group whose ledger or whose `attributes` (string attributes) cannot be
+// read was being created when a write failed (a full disk) or the run was
+// killed (groups made before NewGroups, whose ledger came last, or a linking
+// flush cut short), and nothing in it is finished. False when `group` is absent.
 bool half_created(const Store& st, const std::string& group, const std::vector<std::string>& attributes = {});
 // Whether the group `object` exists but cannot be opened or its link table
 // read (its creation, or that of its first member, cut short alike).
@@ -131,9 +131,13 @@ bool unreadable(const Store& st, const std::string& object);
 // on damaged objects (h5repack reclaims the space). Where HDF5 cannot even
 // move it, a StoreError saying so, then `recover`.
 void set_aside(Store& st, const std::string& object, const std::string& stage, const std::string& recover);
+// Collective, before a tag `group` below /samples is created or resumed: an
+// unreadable /samples, then a half-created tag (ledger or settings
+// unreadable), moves aside (set_aside), so that the tag is created again.
+void set_aside_damaged_tag(Store& st, const std::string& group, const std::string& stage, const std::string& recover);
 // Every unit of `group`'s ledger is finished; otherwise a StoreError naming
-// the store and the count ("only 3 of 5 <what> are finished: <todo>").
-void require_finished(const Store& st, const std::string& group, const std::string& what, const std::string& todo);
+// the store and the count ("only 3 of 5 <what> are finished: <next_step>").
+void require_finished(const Store& st, const std::string& group, const std::string& what, const std::string& next_step);
 
 // The creation time recorded in a new store: $SOURCE_DATE_EPOCH when set (the
 // reproducible-builds convention, used by tests that compare bytes), else now.
