@@ -343,8 +343,12 @@ const char* const kSourceHint =
     "retrieve queries the real images of the store's /source: use the [data] it was made with";
 
 // The real images to query: those of dinv embed's /source (all of its units
-// finished), else the whole [data] set, recorded in a /source of its own.
-Queries prepare_source(const dist::World& world, store::Store& st, const data::Dataset& real) {
+// finished), else the whole [data] set. Only reads the store: whatever the
+// run writes there comes after the features (record_source), so that a run
+// stopped while computing them leaves the store as it found it, and its rerun
+// ends with the bytes of an uninterrupted run (HDF5 places what a later
+// session creates elsewhere in the file).
+Queries queries_of(store::Store& st, const data::Dataset& real) {
   if (st.has("/embeddings")) {
     st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(), kSourceHint);
     store::require_finished(st, "/embeddings", "embedding units (which write /source)",
@@ -356,7 +360,16 @@ Queries prepare_source(const dist::World& world, store::Store& st, const data::D
     q.label.assign(label.data_ptr<std::int64_t>(), label.data_ptr<std::int64_t>() + label.numel());
     return q;
   }
-  Queries q = all_of(real);
+  // A /source of other data (an earlier retrieve) is refused now, before any work.
+  if (st.has("/source") && !store::half_created(st, "/source", {"dataset_fingerprint"}))
+    st.require_attribute("/source", "dataset_fingerprint", real.fingerprint(), kSourceHint);
+  return all_of(real);
+}
+
+// The /source of a store without /embeddings (no dinv embed yet): the whole
+// [data] set q, so that syn.format = store finds the class names.
+void record_source(const dist::World& world, store::Store& st, const data::Dataset& real, const Queries& q) {
+  if (st.has("/embeddings")) return;  // dinv embed's, checked by queries_of
   const auto n = static_cast<std::int64_t>(q.index.size());
   if (store::half_created(st, "/source", {"dataset_fingerprint"}))
     store::set_aside(st, "/source", "retrieve", kRecoverSource);
@@ -373,7 +386,6 @@ Queries prepare_source(const dist::World& world, store::Store& st, const data::D
     }
     st.flush();
   }
-  return q;
 }
 
 // The run fails past max_bad_share, naming the first bad pool images (their
@@ -460,7 +472,7 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
                       " images of the pool (" + pool.describe() + ")");
   Encoder enc = load_encoder(s.model, world.device());
   auto st = store::Store::open_or_create(store_path, world.comm(), config_text);
-  const Queries q = prepare_source(world, st, real);
+  const Queries q = queries_of(st, real);
   if (q.index.empty()) throw ConfigError("retrieve: no real images to query ([data] is empty)");
   if (s.resolution == 0) s.resolution = real.get(q.index.front()).image.size(0);
 
@@ -491,6 +503,7 @@ RetrieveOutcome run_retrieve(dist::World& world, const RetrieveSettings& setting
   out.rows = static_cast<std::int64_t>(rows.size());
   const std::string group = "/samples/" + s.tag;
   s.features = pool_key + " " + qk.str();
+  record_source(world, st, real, q);
   out.stopped = write_tag(world, st, group, s, rows, pool);
   st.close();
   return out;

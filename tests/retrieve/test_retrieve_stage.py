@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import kill_session, with_write_fault, writes_of
+from retrieve_inputs import make_retrieve_inputs, read_cifar
 
 DINV = os.environ["DINV"]
 MPIEXEC = os.environ.get("MPIEXEC", "mpirun")
@@ -32,52 +33,9 @@ def run(cmd, timeout=300, **kw):
 ENV = dict(os.environ, SOURCE_DATE_EPOCH="1700000000", OMP_NUM_THREADS="1")
 TAG_DATASETS = ("images", "label", "source", "pool_index", "similarity", "done")
 
-CONFIG = """\
-[run]
-threads = 1
-[data]
-format = cifar10
-root = {root}/queries
-split = train
-[store]
-path = store.h5
-[retrieve]
-model = {root}/clip
-k = 3
-batch_size = 4
-shard_size = 7
-[retrieve.pool]
-format = folder
-root = {root}/pool
-"""
-
-
-def read_cifar(folder):
-    """The train split of a CIFAR-10-format folder: data_batch_1..5.bin."""
-    raw = np.concatenate([np.fromfile(folder / f"data_batch_{i}.bin", dtype=np.uint8) for i in range(1, 6)])
-    raw = raw.reshape(-1, 3073)
-    return raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), raw[:, 0].astype(np.int64)
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    root = tmp_path_factory.mktemp("retrieve")
-    for name, n, seed in [("queries", 20, 1), ("poolsrc", 40, 2)]:
-        r = run([DINV, "data", "shapes", "--out", root / name, "--train", n, "--test", 10, "--seed", seed], env=ENV)
-        assert r.returncode == 0, r.stderr
-    images, labels = read_cifar(root / "poolsrc")
-    for i, (img, lab) in enumerate(zip(images, labels)):
-        (root / "pool" / f"c{lab}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(root / "pool" / f"c{lab}" / f"{i:03d}.png")
-    torch.manual_seed(0)
-    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8, projection_dim=16, hidden_act="quick_gelu")
-    CLIPVisionModelWithProjection(cfg).eval().save_pretrained(root / "clip", safe_serialization=True)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
-    (root / "retrieve.ini").write_text(CONFIG.format(root=root))
-    return root
+    return make_retrieve_inputs(tmp_path_factory.mktemp("retrieve"), DINV, ENV)
 
 
 def retrieve(inputs, workdir, *overrides, np_=1, check=True):

@@ -6,7 +6,7 @@ a time); embed is requeued mid-run and resumes; one array task is cancelled,
 `dinv sweep --status` reports it, `--resubmit` runs only it; a failing stage
 cancels the jobs after it and says why; a sweep larger than MaxArraySize
 runs as two arrays. Pre-emption of embed, generate, a
-sweep task and pretrain: each is requeued (`scontrol requeue`) and then sent
+sweep task, pretrain and retrieve: each is requeued (`scontrol requeue`) and then sent
 the time-limit signal (SIGUSR2 to the batch script), comes back twice and
 resumes. Every output equals the one of an uninterrupted single-rank mpirun
 run: the store and the generator's weights byte for byte, the results files in
@@ -28,6 +28,8 @@ import pytest
 from conftest import DINV, SOURCE_DIR, mpirun_cmd, run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "retrieve"))
+from retrieve_inputs import make_retrieve_inputs  # noqa: E402
 from stage_fixture import ENV as STAGE_ENV, make_inputs  # noqa: E402
 
 # mpirun refuses to run as root without these (ctest sets them too).
@@ -474,3 +476,21 @@ def test_preemption_of_pretrain(cluster, tmp_path):
     for c in ("unet", "vae"):
         f = Path(c) / "diffusion_pytorch_model.safetensors"
         assert (pre / "gen" / f).read_bytes() == (ref / "gen" / f).read_bytes(), c
+
+
+def test_preemption_of_retrieve(cluster, tmp_path):
+    """The retrieval baseline: CLIP features of queries and pool, then the search and the tag."""
+    ref, pre = tmp_path / "uninterrupted", tmp_path / "preempted"
+    # A CLIP tower large enough (160 px, 400 patches) that the pool's features
+    # take seconds: with the tiny one the whole run ends in one.
+    inputs = make_retrieve_inputs(tmp_path / "inputs", DINV, ENV, pool=800, hidden_size=128, intermediate_size=256,
+                                  num_hidden_layers=4, image_size=160)
+    more = ["--retrieve.shard_size=4", "--retrieve.batch_size=2"]
+    config = (inputs / "retrieve.ini").read_text().replace("[run]\n", "[run]\nprogress = lines\nprogress_interval = 0.2\n")
+    for d in (ref, pre):
+        d.mkdir()
+        (d / "live.ini").write_text(config)
+    mpirun_one(ref, "retrieve", *more)
+    job, out = sbatch_stage(cluster, pre, "retrieve", *more)
+    preempt_twice(cluster, job, out, pre)
+    assert (pre / "store.h5").read_bytes() == (ref / "store.h5").read_bytes()
