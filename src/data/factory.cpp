@@ -96,7 +96,9 @@ void register_data_options(ConfigSchema& s) {
       .choices({"auto", "cifar10", "cifar100", "stl10", "imagenette", "imagenet", "medmnist", "shapes"});
   s.add("data.real_bs", 128, "real images per training step, all ranks together (0: synthetic only)").min(0);
   s.add("data.syn_bs", 0, "synthetic images per training step, all ranks together").min(0);
-  s.add("data.eval_bs", 256, "test images per evaluation batch, all ranks together").min(1);
+  s.add("data.eval_bs", 256,
+        "test images per evaluation batch, all ranks together (each rank takes its share, rounded up)")
+      .min(1);
   s.add("data.mix", "none", "batch mixing: none, mixup, cutmix").choices({"none", "mixup", "cutmix"});
   s.add("data.mix_alpha", 1.0, "Beta(alpha, alpha) of MixUp / CutMix").greater_than(0);
   s.add("data.workers", 2, "loader threads per rank (0: in the training thread)").min(0).max(64);

@@ -54,6 +54,13 @@ std::int64_t per_rank(const Config& config, const std::string& key, int world) {
   return total / world;
 }
 
+// Evaluation sees every test image once whatever the split of a batch (no
+// drop_last), so its global batch is only a memory bound: each rank takes its
+// rounded-up share, and any rank count runs with any data.eval_bs.
+std::int64_t eval_per_rank(const Config& config, int world) {
+  return (config.get_int("data.eval_bs") + world - 1) / world;
+}
+
 std::string real_selection_fingerprint(const Dataset& base, const std::vector<std::int64_t>& indices) {
   return content_hash(indices.data(), indices.size() * sizeof(std::int64_t),
                       content_hash(base.fingerprint().data(), base.fingerprint().size()));
@@ -139,7 +146,7 @@ TrainingData make_training_data(const Config& config, int rank, int world_size) 
                                    train_transform, loader_options(config, mix_seed({seed, 4})));
   d.train = std::make_unique<MixedLoader>(std::move(real), std::move(syn));
   d.eval = std::make_unique<Loader>(
-      d.test, sampler_options(d.test, per_rank(config, "data.eval_bs", world_size), rank, world_size, 0, false),
+      d.test, sampler_options(d.test, eval_per_rank(config, world_size), rank, world_size, 0, false),
       make_example_transform(transform_options(config, false)), loader_options(config, 0));
   d.mix = config.get_string("data.mix");
   d.mix_alpha = config.get_real("data.mix_alpha");

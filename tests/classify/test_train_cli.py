@@ -78,6 +78,18 @@ def test_a_real_subset_smaller_than_one_batch_is_visited_several_times_per_step(
         np.testing.assert_allclose(a["history/train_loss"][:3], b["history/train_loss"][:3], rtol=1e-5)
 
 
+def test_an_evaluation_batch_that_does_not_divide_by_the_rank_count_sees_every_test_image(shapes, tmp_path):
+    # 3 ranks: eval_bs 50 (17 per rank, rounded up) against 48 (16 per rank)
+    # after the same training: the same predictions on all 100 test images.
+    args = small_run(shapes, steps=3) + ["--data.real_bs=6", "--train.num_evals=1"]
+    mpirun = ("mpirun", "--oversubscribe", "-np", "3")
+    for bs in (48, 50):
+        dinv("train", *args, f"--data.eval_bs={bs}", f"--train.run_name=eval{bs}", cwd=tmp_path, launcher=mpirun)
+    with h5py.File(tmp_path / "results" / "eval48.h5") as a, h5py.File(tmp_path / "results" / "eval50.h5") as b:
+        np.testing.assert_array_equal(a["final/per_class_accuracy"][:], b["final/per_class_accuracy"][:])
+        np.testing.assert_allclose(a["eval/loss"][:], b["eval/loss"][:], rtol=1e-5)
+
+
 def test_kill_9_during_training_then_rerun_gives_the_uninterrupted_metrics(shapes, tmp_path):
     args = small_run(shapes, steps=12) + ["--train.checkpoint_every=4", "--train.num_evals=2", "--train.lr=0.005",
                                           "--data.real_bs=16"]
