@@ -111,8 +111,8 @@ void Trainer::check_options() const {
                       std::to_string(size) + " ranks of this job (each rank takes batch_size / ranks)");
   if (options_.steps < 1) throw ConfigError("train.steps must be >= 1");
   if (options_.precision != Precision::fp32 && !device_.is_cuda())
-    log::warn("train.precision = " + kPrecisionNames.name(options_.precision) +
-              " applies on GPU only; training in fp32 on " + device_.str());
+    log::warn_job("train.precision = " + kPrecisionNames.name(options_.precision) +
+                  " applies on GPU only; training in fp32 on " + device_.str());
 }
 
 std::vector<BucketTiming> Trainer::last_bucket_timings() const {

@@ -424,6 +424,26 @@ void print_status(const std::string& name, const std::string& base, const std::v
   std::cout << out.str() << std::flush;
 }
 
+// Every point's batches divide over the ranks, checked before the first point
+// runs: otherwise a later point fails with a batch size the user never wrote
+// (sweep.source = mixed halves data.real_bs + data.syn_bs).
+void require_batches_divide(const std::vector<classify::SweepPoint>& points, const std::string& base, int world) {
+  for (const auto& p : points) {
+    const Config point = Config::resolve(schema(), {base}, p.overrides);
+    const auto real = point.get_int("data.real_bs"), syn = point.get_int("data.syn_bs");
+    if (real % world == 0 && syn % world == 0) continue;
+    const bool mixed = p.source == "mixed";
+    throw ConfigError("sweep point " + p.name + " trains on " + std::to_string(real) + " real + " +
+                      std::to_string(syn) + " synthetic images per step, all ranks together" +
+                      (mixed
+                           ? " (source mixed: half of data.real_bs + data.syn_bs = " + std::to_string(real + syn) + ")"
+                           : std::string()) +
+                      ", which do not divide evenly over the " + std::to_string(world) +
+                      " ranks: make data.real_bs + data.syn_bs a multiple of " +
+                      std::to_string(mixed ? 2 * world : world) + ", or use another rank count");
+  }
+}
+
 }  // namespace
 
 int run_train(CommandContext& ctx) {
@@ -479,6 +499,8 @@ int run_sweep(CommandContext& ctx) {
                                     std::to_string(points.size() - 1) + ")");
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
+  require_batches_divide(task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points,
+                         base, ctx.world.size());
   // Elapsed time and an estimate of the rest (the mean time of the points
   // run so far, finished points skipped in a rerun included) on every line.
   const auto start = std::chrono::steady_clock::now();

@@ -90,9 +90,10 @@ std::vector<std::int64_t> select_rows(const std::vector<std::int64_t>& source, c
     std::int64_t without = 0;
     for (auto src : sel.real_indices) without += taken.count(src) == 0 ? 1 : 0;
     if (without > 0)
-      log::warn("tag '" + tag + "': " + std::to_string(without) + " of the " + std::to_string(sel.real_indices.size()) +
-                " images of the real subset have no samples (embed.num_images?); their share of the synthetic data is "
-                "missing");
+      log::warn_job(
+          "tag '" + tag + "': " + std::to_string(without) + " of the " + std::to_string(sel.real_indices.size()) +
+          " images of the real subset have no samples (embed.num_images?); their share of the synthetic data is "
+          "missing");
   }
   if (sel.per_source > 0) {
     // Every image the selection stands for must have its full share.

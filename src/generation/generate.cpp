@@ -140,8 +140,8 @@ GenerateSettings generate_settings(const Config& c) {
   if (s.prompt.find("{}") == std::string::npos) c.reject("generate.prompt", "has no {} for the class name");
   if (s.tag.find('/') != std::string::npos) c.reject("generate.tag", "must not contain '/'");
   if (s.save_resolution > s.sampling_resolution)
-    log::warn("generate.save_resolution " + std::to_string(s.save_resolution) + " > sampling_resolution " +
-              std::to_string(s.sampling_resolution) + ": images are upsampled after sampling");
+    log::warn_job("generate.save_resolution " + std::to_string(s.save_resolution) + " > sampling_resolution " +
+                  std::to_string(s.sampling_resolution) + ": images are upsampled after sampling");
   return s;
 }
 

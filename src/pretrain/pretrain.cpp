@@ -599,9 +599,9 @@ class Phase {
   void check_latent_scale() const {
     const double spread = latent_spread(latent_mean_, latent_std_) * p_.vae->config().scaling_factor;
     if (spread < 0.5 || spread > 2.0)
-      log::warn("pretrain unet: the scaled VAE latents have std " + std::to_string(spread) + " (vae/config.json " +
-                "scaling_factor " + std::to_string(p_.vae->config().scaling_factor) +
-                "); the noise schedule expects about 1: train the VAE here (pretrain.component = both) or set it");
+      log::warn_job("pretrain unet: the scaled VAE latents have std " + std::to_string(spread) + " (vae/config.json " +
+                    "scaling_factor " + std::to_string(p_.vae->config().scaling_factor) +
+                    "); the noise schedule expects about 1: train the VAE here (pretrain.component = both) or set it");
   }
 
   // ---- checkpoints: rank 0 writes; every replica is identical -------------

@@ -166,7 +166,7 @@ class ConfigReader {
   void warn_unused() const {
     for (auto it = obj_.json().begin(); it != obj_.json().end(); ++it)
       if (!seen_.count(it.key()) && !it.key().empty() && it.key()[0] != '_')
-        log::warn(where_ + ": ignoring unknown key '" + it.key() + "'");
+        log::warn_job(where_ + ": ignoring unknown key '" + it.key() + "'");
   }
 
  private:

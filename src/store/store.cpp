@@ -172,8 +172,9 @@ bool unreadable(const Store& st, const std::string& object) {
 void set_aside(Store& st, const std::string& object, const std::string& stage, const std::string& recover) {
   std::string to;
   for (int n = 0; to.empty() || st.has(to); ++n) to = "/damaged" + object + "." + std::to_string(n);
-  log::warn(stage + ": " + st.path() + ":" + object + " was left unreadable or half-created by a run whose writes " +
-            "failed or that was killed; it holds nothing finished: moving it to " + to + " and creating it again");
+  log::warn_job(stage + ": " + st.path() + ":" + object +
+                " was left unreadable or half-created by a run whose writes " +
+                "failed or that was killed; it holds nothing finished: moving it to " + to + " and creating it again");
   try {
     st.move(object, to);
   } catch (const StoreError& e) {

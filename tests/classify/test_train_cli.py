@@ -169,3 +169,15 @@ def test_bad_inputs_are_clear_errors(shapes, tmp_path):
     mpirun = [os.environ["MPIEXEC"], "--oversubscribe", "-np", "2"]
     err = failure(shapes, tmp_path, "--data.real_bs=7", launcher=mpirun)
     assert "data.real_bs" in err and "2 ranks" in err
+
+
+def test_a_sweep_whose_mixed_split_does_not_divide_over_the_ranks_is_refused_before_any_point(shapes, tmp_path):
+    # 4 + 2 = 6 images per step: source mixed trains on 3 + 3, which 2 ranks cannot split.
+    mpirun = [os.environ["MPIEXEC"], "--oversubscribe", "-np", "2"]
+    write_store(tmp_path / "store.h5", shapes)
+    proc = dinv("sweep", *small_run(shapes), "--data.real_bs=4", "--data.syn_bs=2", "--syn.format=store",
+                f"--syn.root={tmp_path / 'store.h5'}", "--syn.tags=default", "--sweep.name=odd",
+                "--sweep.source=real,mixed", cwd=tmp_path, check=False, launcher=mpirun)
+    assert proc.returncode == 2, proc.stderr
+    assert "odd_mixed trains on 3 real + 3 synthetic" in proc.stderr and "multiple of 4" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "results").glob("*.h5"))  # the real point did not run either

@@ -23,6 +23,11 @@ inline void debug(const std::string& m) { write(Level::debug, m); }
 inline void info(const std::string& m) { write(Level::info, m); }
 inline void warn(const std::string& m) { write(Level::warn, m); }
 inline void error(const std::string& m) { write(Level::error, m); }
+// A warning every rank reaches with the same message (about the settings or
+// shared data, not about one rank's work): written once, by rank 0.
+inline void warn_job(const std::string& m) {
+  if (rank() == 0) warn(m);
+}
 
 // "2026-11-25T10:00:00" in local time.
 std::string timestamp();
