@@ -24,6 +24,7 @@
 #include "dinv/core/progress.h"
 #include "dinv/core/util.h"
 #include "dinv/data/readers.h"
+#include "dinv/data/subset.h"
 #include "dinv/data/training_data.h"
 #include "dinv/dist/communicator.h"
 #include "dinv/dist/output_lock.h"
@@ -424,6 +425,30 @@ void print_status(const std::string& name, const std::string& base, const std::v
   std::cout << out.str() << std::flush;
 }
 
+// Every point's real subset exists in the data, checked before the first point
+// runs or is submitted: otherwise a sweep stops at its largest data.num_data
+// after the smaller points have run.
+void require_subsets_exist(const Config& config, const std::vector<classify::SweepPoint>& points,
+                           const std::string& base) {
+  if (config.get_string("data.format") == "none") return;
+  std::int64_t size = -1;  // the real dataset, opened once if a point takes a subset
+  for (const auto& p : points) {
+    const Config point = Config::resolve(schema(), {base}, p.overrides);
+    const auto num_data = point.get_int("data.num_data");
+    if (num_data == 0) continue;
+    if (size < 0) size = data::make_dataset(config)->size();
+    try {
+      data::subset_indices(size, num_data, point.get_int("data.group_size"),
+                           static_cast<std::uint64_t>(point.get_int("data.subset_seed")));
+    } catch (const ConfigError& e) {
+      config.reject(config.has("sweep.num_data") && !trim(config.get_string("sweep.num_data")).empty()
+                        ? "sweep.num_data"
+                        : "data.num_data",
+                    "point " + p.name + ": " + e.what());
+    }
+  }
+}
+
 // Every point's batches divide over the ranks, checked before the first point
 // runs: otherwise a later point fails with a batch size the user never wrote
 // (sweep.source = mixed halves data.real_bs + data.syn_bs).
@@ -488,6 +513,7 @@ int run_sweep(CommandContext& ctx) {
   if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
   if (config.get_string("sweep.mode") == "slurm") {
     if (!ctx.world.is_root()) return 0;
+    require_subsets_exist(config, points, base);
     std::vector<std::size_t> tasks(points.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
     write_slurm_arrays(config, base, tasks, config.get_bool("sweep.submit"));
@@ -499,8 +525,9 @@ int run_sweep(CommandContext& ctx) {
                                     std::to_string(points.size() - 1) + ")");
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
-  require_batches_divide(task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points,
-                         base, ctx.world.size());
+  const auto to_check = task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points;
+  require_subsets_exist(config, to_check, base);
+  require_batches_divide(to_check, base, ctx.world.size());
   // Elapsed time and an estimate of the rest (the mean time of the points
   // run so far, finished points skipped in a rerun included) on every line.
   const auto start = std::chrono::steady_clock::now();

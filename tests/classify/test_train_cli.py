@@ -181,3 +181,13 @@ def test_a_sweep_whose_mixed_split_does_not_divide_over_the_ranks_is_refused_bef
     assert proc.returncode == 2, proc.stderr
     assert "odd_mixed trains on 3 real + 3 synthetic" in proc.stderr and "multiple of 4" in proc.stderr, proc.stderr
     assert not list((tmp_path / "results").glob("*.h5"))  # the real point did not run either
+
+
+@pytest.mark.parametrize("mode", ["local", "slurm"])
+def test_a_sweep_point_larger_than_the_data_is_refused_before_any_point_runs_or_is_submitted(shapes, tmp_path, mode):
+    proc = dinv("sweep", *small_run(shapes), "--sweep.name=big", "--sweep.num_data=100,1000", "--data.group_size=100",
+                "--sweep.source=real", f"--sweep.mode={mode}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "sweep.num_data" in proc.stderr and "point big_n1000_real" in proc.stderr, proc.stderr
+    assert "larger than the dataset's 400 images" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "results").glob("*.h5")) and not list((tmp_path / "results").glob("*.sbatch"))
