@@ -425,26 +425,39 @@ void print_status(const std::string& name, const std::string& base, const std::v
   std::cout << out.str() << std::flush;
 }
 
-// Every point's real subset exists in the data, checked before the first point
-// runs or is submitted: otherwise a sweep stops at its largest data.num_data
-// after the smaller points have run.
-void require_subsets_exist(const Config& config, const std::vector<classify::SweepPoint>& points,
-                           const std::string& base) {
-  if (config.get_string("data.format") == "none") return;
-  std::int64_t size = -1;  // the real dataset, opened once if a point takes a subset
+// Every point's inputs exist, checked before the first point runs or is
+// submitted: its real subset in the data, its sample tags finished in the
+// store. Otherwise a sweep stops at its largest data.num_data, or its first
+// point on a missing tag, after the points before it have run.
+void require_point_inputs(const Config& config, const std::vector<classify::SweepPoint>& points,
+                          const std::string& base) {
+  std::int64_t size = -1;              // the real dataset, opened once if a point takes a subset
+  std::set<std::string> checked_tags;  // "store|tags" already found finished
+  const auto reject = [&](const std::string& axis, const std::string& fallback, const classify::SweepPoint& p,
+                          const std::string& what) {
+    const bool swept = config.has(axis) && !trim(config.get_string(axis)).empty();
+    config.reject(swept ? axis : fallback, "point " + p.name + ": " + what);
+  };
   for (const auto& p : points) {
     const Config point = Config::resolve(schema(), {base}, p.overrides);
     const auto num_data = point.get_int("data.num_data");
-    if (num_data == 0) continue;
-    if (size < 0) size = data::make_dataset(config)->size();
+    if (num_data > 0 && point.get_string("data.format") != "none") {
+      if (size < 0) size = data::make_dataset(point)->size();
+      try {
+        data::subset_indices(size, num_data, point.get_int("data.group_size"),
+                             static_cast<std::uint64_t>(point.get_int("data.subset_seed")));
+      } catch (const ConfigError& e) {
+        reject("sweep.num_data", "data.num_data", p, e.what());
+      }
+    }
+    if (point.get_int("data.syn_bs") == 0 || point.get_string("syn.format") != "store") continue;
+    const std::string store = point.get_string("syn.root"), tags = point.get_string("syn.tags");
+    if (!checked_tags.insert(store + "|" + tags).second) continue;
     try {
-      data::subset_indices(size, num_data, point.get_int("data.group_size"),
-                           static_cast<std::uint64_t>(point.get_int("data.subset_seed")));
-    } catch (const ConfigError& e) {
-      config.reject(config.has("sweep.num_data") && !trim(config.get_string("sweep.num_data")).empty()
-                        ? "sweep.num_data"
-                        : "data.num_data",
-                    "point " + p.name + ": " + e.what());
+      data::require_finished_tags(store, split_list(tags));
+    } catch (const Error& e) {
+      const bool no_store = !std::filesystem::exists(store);
+      reject(no_store ? "syn.root" : "sweep.syn_tags", no_store ? "syn.root" : "syn.tags", p, e.what());
     }
   }
 }
@@ -513,7 +526,7 @@ int run_sweep(CommandContext& ctx) {
   if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
   if (config.get_string("sweep.mode") == "slurm") {
     if (!ctx.world.is_root()) return 0;
-    require_subsets_exist(config, points, base);
+    require_point_inputs(config, points, base);
     std::vector<std::size_t> tasks(points.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
     write_slurm_arrays(config, base, tasks, config.get_bool("sweep.submit"));
@@ -526,7 +539,7 @@ int run_sweep(CommandContext& ctx) {
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
   const auto to_check = task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points;
-  require_subsets_exist(config, to_check, base);
+  require_point_inputs(config, to_check, base);
   require_batches_divide(to_check, base, ctx.world.size());
   // Elapsed time and an estimate of the rest (the mean time of the points
   // run so far, finished points skipped in a rerun included) on every line.

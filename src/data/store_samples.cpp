@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 
 #include "dinv/core/error.h"
@@ -37,6 +38,24 @@ void require_finished(const h5::File& file, const std::string& group) {
                      std::to_string(done.numel()) + " chunks are finished (/" + group +
                      "/done); rerun 'dinv generate' with the same settings to finish "
                      "the tag before training on it");
+}
+
+// The store of syn.root, which must exist (HDF5's own message for a missing
+// file is a stack of four errors).
+h5::File open_store(const std::string& store_path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(store_path, ec))
+    throw StoreError("store '" + store_path +
+                     "' does not exist (syn.root names a store that dinv generate or dinv retrieve wrote)");
+  return h5::File::open_serial(store_path);
+}
+
+// samples/<tag>, which must exist.
+std::string tag_group(const h5::File& file, const std::string& tag) {
+  const std::string group = "samples/" + tag;
+  if (!file.exists("samples") || !file.exists(group))
+    throw StoreError("store '" + file.file_path() + "' has no /" + group + " (tag '" + tag + "' was never generated)");
+  return group;
 }
 
 std::vector<std::int64_t> read_sources(const h5::File& file, const std::string& group, std::int64_t count) {
@@ -143,11 +162,17 @@ void draw_total(std::vector<std::vector<std::int64_t>>& rows, const std::vector<
 
 }  // namespace
 
+void require_finished_tags(const std::string& store_path, const std::vector<std::string>& tags) {
+  h5::quiet_errors();
+  const auto file = open_store(store_path);
+  for (const auto& tag : tags) require_finished(file, tag_group(file, tag));
+}
+
 StoreSamples select_store_samples(const std::string& store_path, const std::vector<std::string>& tags,
                                   const SampleSelection& sel) {
   if (tags.empty()) throw IoError("store '" + store_path + "': no sample tags given (data key 'tags')");
   h5::quiet_errors();
-  auto file = h5::File::open_serial(store_path);
+  auto file = open_store(store_path);
   if (!file.exists("source"))
     throw StoreError("store '" + store_path + "': no /source group (class names live in its attribute 'class_names')");
   const auto source_group = file.open_group("source");
@@ -165,9 +190,7 @@ StoreSamples select_store_samples(const std::string& store_path, const std::vect
   out.fingerprint = hash_text(dataset_fp, "");
   std::vector<at::Tensor> images, labels;
   for (const auto& tag : tags) {
-    const std::string group = "samples/" + tag;
-    if (!file.exists("samples") || !file.exists(group))
-      throw StoreError("store '" + store_path + "' has no /" + group + " (tag '" + tag + "' was never generated)");
+    const std::string group = tag_group(file, tag);
     // Shapes and dtypes first: the extents come from the file.
     const auto xd = file.open_dataset(group + "/images");
     xd.require_layout(at::kByte, {-1, -1, -1, 3});

@@ -191,3 +191,21 @@ def test_a_sweep_point_larger_than_the_data_is_refused_before_any_point_runs_or_
     assert "sweep.num_data" in proc.stderr and "point big_n1000_real" in proc.stderr, proc.stderr
     assert "larger than the dataset's 400 images" in proc.stderr, proc.stderr
     assert not list((tmp_path / "results").glob("*.h5")) and not list((tmp_path / "results").glob("*.sbatch"))
+
+
+def test_a_sweep_point_on_a_missing_tag_or_store_is_refused_before_any_point_runs(shapes, tmp_path):
+    write_store(tmp_path / "store.h5", shapes)
+    grid = ["--sweep.name=tg", "--sweep.source=real,mixed", "--data.syn_bs=4", "--syn.format=store"]
+    proc = dinv("sweep", *small_run(shapes), *grid, f"--syn.root={tmp_path / 'store.h5'}",
+                "--sweep.syn_tags=default,nope", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "sweep.syn_tags" in proc.stderr and "point tg_mixed_nope" in proc.stderr, proc.stderr
+    assert "/samples/nope (tag 'nope' was never generated)" in proc.stderr, proc.stderr
+    proc = dinv("sweep", *small_run(shapes), *grid, f"--syn.root={tmp_path / 'none.h5'}", "--syn.tags=default",
+                cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "syn.root" in proc.stderr and "none.h5' does not exist" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "results").glob("*.h5"))
+    # the same missing store named as plainly by dinv train
+    err = failure(shapes, tmp_path, "--data.syn_bs=4", "--syn.format=store", f"--syn.root={tmp_path / 'none.h5'}",
+                  "--syn.tags=default")
+    assert "none.h5' does not exist" in err and "HDF5 error stack" not in err, err

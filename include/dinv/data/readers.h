@@ -64,6 +64,9 @@ DatasetPtr open_medmnist(const std::string& npz_path, const std::string& split);
 // Every sample of the tags; a tag with unfinished chunks (its /samples/<tag>/done
 // ledger) is a StoreError.
 DatasetPtr open_store_samples(const std::string& store_path, const std::vector<std::string>& tags);
+// Each tag exists and is finished (reads neither images nor labels): a
+// StoreError naming the first that is not.
+void require_finished_tags(const std::string& store_path, const std::vector<std::string>& tags);
 
 // Which samples of a store a run trains on (syn.follow_real, syn.per_source,
 // syn.total; docs/method.md "Sample-complexity sweeps").
