@@ -2,6 +2,8 @@
 
 #include <hdf5.h>
 #include <mpi.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -253,8 +255,22 @@ File File::create(const std::string& path, const dist::Comm& comm) {
               path);
 }
 
+// A missing, unreadable or folder path said in one sentence: HDF5 reports each
+// as a stack of four errors that does not name the cause first.
+void require_openable(const std::string& path, bool writable) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw StoreError("cannot open HDF5 file '" + path +
+                     "': " + (errno == ENOENT ? std::string("it does not exist") : std::strerror(errno)));
+  if (S_ISDIR(st.st_mode)) throw StoreError("cannot open HDF5 file '" + path + "': it is a folder");
+  if (::access(path.c_str(), writable ? R_OK | W_OK : R_OK) != 0)
+    throw StoreError("cannot open HDF5 file '" + path + "' to " + (writable ? "write" : "read") + ": " +
+                     std::strerror(errno));
+}
+
 File File::open(const std::string& path, const dist::Comm& comm, bool writable) {
   quiet_errors();
+  require_openable(path, writable);
   const Handle fapl = parallel_access(comm);
   return File(own(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.id()), file_kind(comm),
                   "open HDF5 file '" + path + "'"),
@@ -263,6 +279,7 @@ File File::open(const std::string& path, const dist::Comm& comm, bool writable) 
 
 File File::open_serial(const std::string& path) {
   quiet_errors();
+  require_openable(path, false);
   return File(own(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), Handle::Kind::local_file,
                   "open HDF5 file '" + path + "'"),
               path);

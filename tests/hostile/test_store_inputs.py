@@ -85,3 +85,13 @@ def test_sample_images_of_the_wrong_shape_or_dtype(tmp_path):
             "samples.h5", "/samples/t/label")
     refused(export(tmp_path, store_samples(tmp_path, np.zeros((2, 8, 8, 3), np.uint8), np.int64(0))), 1,
             "samples.h5", "/samples/t/label")
+
+
+def test_a_missing_or_folder_store_is_one_sentence_not_an_hdf5_stack(tmp_path):
+    (tmp_path / "folder.h5").mkdir()
+    for name, cause in [("none.h5", "does not exist"), ("folder.h5", "it is a folder")]:
+        for args in (["info", f"--store.path={tmp_path / name}"],
+                     ["data", "export", "--out", tmp_path / "x", "--data.format=store", f"--data.root={tmp_path / name}",
+                      "--data.tags=t"]):
+            err = refused(dinv(*args), 1, name, cause)
+            assert "HDF5 error stack" not in err, err
