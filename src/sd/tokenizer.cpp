@@ -9,6 +9,9 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -455,18 +458,32 @@ void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string
                   std::to_string(all.size()));
   all.resize(kClipMergeCount);
 
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  // vocab.json in id order. Kept as (token, id) pairs with an index: an
+  // ordered_json object finds keys by linear search, quadratic over 49,408.
+  std::vector<std::pair<std::string, std::int64_t>> vocab;
+  std::unordered_map<std::string, std::size_t> position;
   std::int64_t next = 0;
+  const auto add = [&](const std::string& token) {
+    const auto [it, added] = position.emplace(token, vocab.size());
+    if (added)
+      vocab.emplace_back(token, next++);
+    else
+      vocab[it->second].second = next++;  // a token made twice keeps its place and takes the later id
+  };
   const auto symbols = byte_symbols();
-  for (const auto& [b, cp] : symbols) vocab[utf8(cp)] = next++;
-  for (const auto& [b, cp] : symbols) vocab[utf8(cp) + kEndOfWord] = next++;
+  for (const auto& [b, cp] : symbols) add(utf8(cp));
+  for (const auto& [b, cp] : symbols) add(utf8(cp) + kEndOfWord);
   std::string merges_txt = "#version: 0.2\n";
   for (const BpeMerge& mg : all) {
-    vocab[mg.left + mg.right] = next++;
+    add(mg.left + mg.right);
     merges_txt += mg.left + " " + mg.right + "\n";
   }
-  vocab["<|startoftext|>"] = next++;
-  vocab["<|endoftext|>"] = next++;
+  add("<|startoftext|>");
+  add("<|endoftext|>");
+  std::string vocab_json = "{";
+  for (const auto& [token, id] : vocab)
+    vocab_json += (vocab_json.size() > 1 ? "," : "") + nlohmann::json(token).dump() + ":" + std::to_string(id);
+  vocab_json += "}";
 
   const nlohmann::ordered_json specials = {{"bos_token", "<|startoftext|>"},
                                            {"eos_token", "<|endoftext|>"},
@@ -481,7 +498,7 @@ void write_clip_tokenizer_folder(const std::string& merges_gz, const std::string
   config["tokenizer_class"] = "CLIPTokenizer";
 
   make_directories(out_dir);
-  write_file(out_dir + "/vocab.json", vocab.dump());
+  write_file(out_dir + "/vocab.json", vocab_json);
   write_file(out_dir + "/merges.txt", merges_txt);
   write_file(out_dir + "/tokenizer_config.json", config.dump(2) + "\n");
   write_file(out_dir + "/special_tokens_map.json", specials.dump(2) + "\n");
