@@ -285,7 +285,8 @@ std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name
   std::string line, section;
   int lineno = 0;
   while (std::getline(in, line)) {
-    ++lineno;
+    // A UTF-8 byte-order mark (Windows editors write one) is not part of the first line.
+    if (++lineno == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     const std::string origin = name + ":" + std::to_string(lineno);
     if (line.size() > kMaxConfigLine)
       throw ConfigError(origin + ": line of " + std::to_string(line.size()) + " characters, more than the " +

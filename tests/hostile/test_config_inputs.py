@@ -63,3 +63,11 @@ def test_overlong_line_is_refused(tmp_path):
 def test_sampling_resolution_is_bounded():
     refused(dinv("generate", "--generate.sampling_resolution=1000000"), 2, "generate.sampling_resolution",
             "out of range", "<= 4096")
+
+
+def test_a_config_saved_by_a_windows_editor_is_read(tmp_path):
+    # A UTF-8 byte-order mark and CRLF line ends; the value proves the file was read.
+    f = tmp_path / "win.ini"
+    f.write_bytes(b"\xef\xbb\xbf[store]\r\npath = from_windows.h5\r\n")
+    r = dinv("info", "--config", f)
+    assert r.returncode == 1 and "store 'from_windows.h5' does not exist" in r.stderr, r.stderr
