@@ -425,12 +425,15 @@ void print_status(const std::string& name, const std::string& base, const std::v
   std::cout << out.str() << std::flush;
 }
 
-// Every point's inputs exist, checked before the first point runs or is
-// submitted: its real subset in the data, its sample tags finished in the
-// store. Otherwise a sweep stops at its largest data.num_data, or its first
-// point on a missing tag, after the points before it have run.
+// Every point's inputs exist, checked before the first point runs: its real
+// subset in the data, its sample tags finished in the store. Otherwise a sweep
+// stops at its largest data.num_data, or its first point on a missing tag,
+// after the points before it have run. When the sweep is being submitted, its
+// tags are not there yet (the jobs before it make them) and its data may be
+// readable only on the compute nodes: then the subsets are checked if the data
+// opens here, and each task checks the rest when it runs.
 void require_point_inputs(const Config& config, const std::vector<classify::SweepPoint>& points,
-                          const std::string& base) {
+                          const std::string& base, bool submitting) {
   std::int64_t size = -1;              // the real dataset, opened once if a point takes a subset
   std::set<std::string> checked_tags;  // "store|tags" already found finished
   const auto reject = [&](const std::string& axis, const std::string& fallback, const classify::SweepPoint& p,
@@ -442,7 +445,16 @@ void require_point_inputs(const Config& config, const std::vector<classify::Swee
     const Config point = Config::resolve(schema(), {base}, p.overrides);
     const auto num_data = point.get_int("data.num_data");
     if (num_data > 0 && point.get_string("data.format") != "none") {
-      if (size < 0) size = data::make_dataset(point)->size();
+      if (size < 0) {
+        try {
+          size = data::make_dataset(point)->size();
+        } catch (const Error& e) {
+          if (!submitting) throw;
+          log::info("sweep: the real data does not open here (" + std::string(e.what()) +
+                    "); each task checks its subset when it runs");
+          return;  // nothing else is checked at submission
+        }
+      }
       try {
         data::subset_indices(size, num_data, point.get_int("data.group_size"),
                              static_cast<std::uint64_t>(point.get_int("data.subset_seed")));
@@ -450,7 +462,7 @@ void require_point_inputs(const Config& config, const std::vector<classify::Swee
         reject("sweep.num_data", "data.num_data", p, e.what());
       }
     }
-    if (point.get_int("data.syn_bs") == 0 || point.get_string("syn.format") != "store") continue;
+    if (submitting || point.get_int("data.syn_bs") == 0 || point.get_string("syn.format") != "store") continue;
     const std::string store = point.get_string("syn.root"), tags = point.get_string("syn.tags");
     if (!checked_tags.insert(store + "|" + tags).second) continue;
     try {
@@ -526,7 +538,7 @@ int run_sweep(CommandContext& ctx) {
   if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
   if (config.get_string("sweep.mode") == "slurm") {
     if (!ctx.world.is_root()) return 0;
-    require_point_inputs(config, points, base);
+    require_point_inputs(config, points, base, true);
     std::vector<std::size_t> tasks(points.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
     write_slurm_arrays(config, base, tasks, config.get_bool("sweep.submit"));
@@ -539,7 +551,7 @@ int run_sweep(CommandContext& ctx) {
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
   const auto to_check = task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points;
-  require_point_inputs(config, to_check, base);
+  require_point_inputs(config, to_check, base, false);
   require_batches_divide(to_check, base, ctx.world.size());
   // Elapsed time and an estimate of the rest (the mean time of the points
   // run so far, finished points skipped in a rerun included) on every line.

@@ -205,6 +205,10 @@ def test_a_sweep_point_on_a_missing_tag_or_store_is_refused_before_any_point_run
                 cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "syn.root" in proc.stderr and "none.h5' does not exist" in proc.stderr, proc.stderr
     assert not list((tmp_path / "results").glob("*.h5"))
+    # Submitted as an array, the store is not there yet: the jobs before the sweep make it.
+    proc = dinv("sweep", *small_run(shapes), *grid, f"--syn.root={tmp_path / 'none.h5'}", "--syn.tags=default",
+                "--sweep.mode=slurm", cwd=tmp_path, check=False)
+    assert proc.returncode == 0 and (tmp_path / "results" / "tg.sbatch").exists(), proc.stderr
     # the same missing store named as plainly by dinv train
     err = failure(shapes, tmp_path, "--data.syn_bs=4", "--syn.format=store", f"--syn.root={tmp_path / 'none.h5'}",
                   "--syn.tags=default")
