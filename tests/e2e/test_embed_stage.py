@@ -54,6 +54,33 @@ def test_rank_count_gives_identical_store(config, reference, tmp_path, ranks):
     assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
 
 
+def layout_unfinished(store):
+    """The store exists and its embedding ledger is not yet linked: a run was stopped while creating its layout."""
+    if not store.exists():
+        return False
+    try:
+        with h5py.File(store, "r") as f:
+            return "embeddings/done" not in f
+    except OSError:
+        return True
+
+
+def contents(store):
+    """Every group, dataset (bytes) and attribute (bytes, or text for strings) of a store, by path."""
+    def value(v):
+        a = np.asarray(v)
+        return repr(a.tolist()) if a.dtype.kind == "O" else a.tobytes()
+
+    out = {}
+    with h5py.File(store, "r") as f:
+        def visit(name, obj):
+            attrs = {k: value(v) for k, v in obj.attrs.items()}
+            out[name] = (obj[()].tobytes() if isinstance(obj, h5py.Dataset) else None, attrs)
+        f.visititems(visit)
+        out["/"] = (None, {k: value(v) for k, v in f.attrs.items()})
+    return out
+
+
 def test_sigkill_at_random_points_then_rerun_is_identical(config, reference, tmp_path):
     # Kill times scale with how long an uninterrupted run takes here, so that
     # every run is killed mid-way on a fast machine as on a loaded one.
@@ -63,6 +90,7 @@ def test_sigkill_at_random_points_then_rerun_is_identical(config, reference, tmp
     full = time.monotonic() - start
     rng = random.Random(5)
     kills = 0
+    in_creation = False  # a kill landed while the layout was being created
     for _ in range(15):
         proc = start_stage(2, "embed", config, tmp_path)
         time.sleep(rng.uniform(0.08, 0.18) * full)
@@ -71,12 +99,20 @@ def test_sigkill_at_random_points_then_rerun_is_identical(config, reference, tmp
             break  # finished before the kill: the rest of the test still holds
         kill_session(proc)
         kills += 1
+        in_creation |= layout_unfinished(tmp_path / "store.h5")
         if kills >= 5:
             break
     assert kills >= 5, f"only {kills} runs were killed mid-way"
     r = dinv_stage(2, "embed", config, tmp_path)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
+    # Killed while computing, the rerun gives the same file. Killed while the
+    # layout was being created, the same data: HDF5 may have placed the
+    # rerun's layout after space the killed run left unlinked
+    # (docs/architecture.md, "Crash-safe store").
+    if in_creation:
+        assert contents(tmp_path / "store.h5") == contents(reference)
+    else:
+        assert (tmp_path / "store.h5").read_bytes() == reference.read_bytes()
     assert not list((tmp_path / "store.h5.ckpt").glob("*.safetensors")), "finished units keep no checkpoints"
 
 
