@@ -425,6 +425,23 @@ void print_status(const std::string& name, const std::string& base, const std::v
   std::cout << out.str() << std::flush;
 }
 
+// A point of the sweep and its configuration, resolved once from the frozen base.
+struct ResolvedPoint {
+  std::size_t index;  // in the sweep
+  classify::SweepPoint point;
+  Config config;
+};
+
+// The points `task` names (all of them for -1), resolved.
+std::vector<ResolvedPoint> resolve_points(const std::vector<classify::SweepPoint>& points, const std::string& base,
+                                          std::int64_t task) {
+  std::vector<ResolvedPoint> out;
+  for (std::size_t i = 0; i < points.size(); ++i)
+    if (task < 0 || static_cast<std::size_t>(task) == i)
+      out.push_back({i, points[i], Config::resolve(schema(), {base}, points[i].overrides)});
+  return out;
+}
+
 // Every point's inputs exist, checked before the first point runs: its real
 // subset in the data, its sample tags finished in the store. Otherwise a sweep
 // stops at its largest data.num_data, or its first point on a missing tag,
@@ -432,8 +449,7 @@ void print_status(const std::string& name, const std::string& base, const std::v
 // tags are not there yet (the jobs before it make them) and its data may be
 // readable only on the compute nodes: then the subsets are checked if the data
 // opens here, and each task checks the rest when it runs.
-void require_point_inputs(const Config& config, const std::vector<classify::SweepPoint>& points,
-                          const std::string& base, bool submitting) {
+void require_point_inputs(const Config& config, const std::vector<ResolvedPoint>& points, bool submitting) {
   std::int64_t size = -1;              // the real dataset, opened once if a point takes a subset
   std::set<std::string> checked_tags;  // "store|tags" already found finished
   const auto reject = [&](const std::string& axis, const std::string& fallback, const classify::SweepPoint& p,
@@ -441,8 +457,7 @@ void require_point_inputs(const Config& config, const std::vector<classify::Swee
     const bool swept = config.has(axis) && !trim(config.get_string(axis)).empty();
     config.reject(swept ? axis : fallback, "point " + p.name + ": " + what);
   };
-  for (const auto& p : points) {
-    const Config point = Config::resolve(schema(), {base}, p.overrides);
+  for (const auto& [index, p, point] : points) {
     const auto num_data = point.get_int("data.num_data");
     if (num_data > 0 && point.get_string("data.format") != "none") {
       if (size < 0) {
@@ -477,9 +492,8 @@ void require_point_inputs(const Config& config, const std::vector<classify::Swee
 // Every point's batches divide over the ranks, checked before the first point
 // runs: otherwise a later point fails with a batch size the user never wrote
 // (sweep.source = mixed halves data.real_bs + data.syn_bs).
-void require_batches_divide(const std::vector<classify::SweepPoint>& points, const std::string& base, int world) {
-  for (const auto& p : points) {
-    const Config point = Config::resolve(schema(), {base}, p.overrides);
+void require_batches_divide(const std::vector<ResolvedPoint>& points, int world) {
+  for (const auto& [index, p, point] : points) {
     const auto real = point.get_int("data.real_bs"), syn = point.get_int("data.syn_bs");
     if (real % world == 0 && syn % world == 0) continue;
     const bool mixed = p.source == "mixed";
@@ -538,7 +552,7 @@ int run_sweep(CommandContext& ctx) {
   if (ctx.world.is_root() && config.get_int("sweep.task") < 0) write_text(base, frozen_ini(config));
   if (config.get_string("sweep.mode") == "slurm") {
     if (!ctx.world.is_root()) return 0;
-    require_point_inputs(config, points, base, true);
+    require_point_inputs(config, resolve_points(points, base, -1), true);
     std::vector<std::size_t> tasks(points.size());
     for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i] = i;
     write_slurm_arrays(config, base, tasks, config.get_bool("sweep.submit"));
@@ -550,28 +564,25 @@ int run_sweep(CommandContext& ctx) {
                                     std::to_string(points.size() - 1) + ")");
   auto comm = dist::make_communicator(ctx.world);
   comm->barrier();  // the base file is written
-  const auto to_check = task >= 0 ? std::vector<classify::SweepPoint>{points[static_cast<std::size_t>(task)]} : points;
-  require_point_inputs(config, to_check, base, false);
-  require_batches_divide(to_check, base, ctx.world.size());
+  const auto to_run = resolve_points(points, base, task);
+  require_point_inputs(config, to_run, false);
+  require_batches_divide(to_run, ctx.world.size());
   // Elapsed time and an estimate of the rest (the mean time of the points
   // run so far, finished points skipped in a rerun included) on every line.
   const auto start = std::chrono::steady_clock::now();
-  const std::size_t to_run = task >= 0 ? 1 : points.size();
   std::size_t started = 0;
-  for (std::size_t i = 0; i < points.size(); ++i) {
-    if (task >= 0 && static_cast<std::size_t>(task) != i) continue;
+  for (const auto& [index, p, point] : to_run) {
     std::string timing;
     if (started > 0) {
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      timing =
-          " (elapsed " + Progress::format_duration(elapsed) + ", ETA " +
-          Progress::format_duration(elapsed / static_cast<double>(started) * static_cast<double>(to_run - started)) +
-          ")";
+      timing = " (elapsed " + Progress::format_duration(elapsed) + ", ETA " +
+               Progress::format_duration(elapsed / static_cast<double>(started) *
+                                         static_cast<double>(to_run.size() - started)) +
+               ")";
     }
     ++started;
-    log::info("sweep point " + std::to_string(i + 1) + "/" + std::to_string(points.size()) + ": " + points[i].name +
+    log::info("sweep point " + std::to_string(index + 1) + "/" + std::to_string(points.size()) + ": " + p.name +
               timing);
-    const Config point = Config::resolve(schema(), {base}, points[i].overrides);
     // A point that fails leaves <run>.failed with the reason (`dinv sweep --status` shows it).
     const std::string failed = point.get_string("train.results_dir") + "/" + classify::run_name(point) + ".failed";
     try {
